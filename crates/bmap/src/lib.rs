@@ -1,0 +1,35 @@
+//! The bmap (block map) format and the engines of `bmaptool`.
+//!
+//! A raw disk image is mostly holes. Its *bmap* lists the blocks that hold data, with a
+//! checksum per range, so that flashing writes only those blocks and verifies them.
+//! This crate is the library behind the `bmaptool` command, usable on its own:
+//!
+//! - [`format`]: the bmap file itself (parse every version 1.0-2.x, write 2.0 exactly as
+//!   the reference tool does), with no I/O;
+//! - [`layout`]: which blocks of a local file are mapped (FIEMAP, SEEK_DATA/SEEK_HOLE);
+//! - [`create`]: an image -> its bmap, hashing ranges on all cores.
+//!
+//! The library never prints, reads environment variables or installs signal handlers:
+//! errors are typed values, and long operations take an [`Interrupt`] flag.
+//!
+//! ```no_run
+//! use std::fs::File;
+//!
+//! let image = File::open("disk.img")?;
+//! let outcome = bmap::create::create(&image, &bmap::create::Options::default())?;
+//! std::fs::write("disk.img.bmap", outcome.bmap.to_xml())?;
+//!
+//! let parsed = bmap::format::parse(&std::fs::read("disk.img.bmap")?)?;
+//! assert_eq!(parsed.bmap.ranges(), outcome.bmap.ranges());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod create;
+pub mod format;
+mod interrupt;
+pub mod layout;
+mod sys;
+
+pub use interrupt::Interrupt;

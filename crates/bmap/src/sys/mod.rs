@@ -1,0 +1,64 @@
+//! The only place that talks to the kernel below `std`: ioctls and file-system facts.
+//! Every `unsafe` block of the crate lives here, each with a `SAFETY:` note.
+
+mod fiemap;
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+
+pub use fiemap::fiemap;
+
+/// The file system's block size for `file` (`FIGETBSZ`), the unit of its extents.
+pub fn block_size(file: &File) -> io::Result<u64> {
+    let mut size: libc::c_int = 0;
+    // SAFETY: FIGETBSZ writes one `int` through the pointer, which points to a live,
+    // properly aligned `c_int` owned by this frame; the fd is valid while `file` lives.
+    #[allow(
+        unsafe_code,
+        reason = "ioctl has no safe wrapper in rustix for FIGETBSZ"
+    )]
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), FIGETBSZ, &mut size as *mut libc::c_int) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    u64::try_from(size)
+        .ok()
+        .filter(|&s| s > 0)
+        .ok_or_else(|| io::Error::other("FIGETBSZ returned a non-positive block size"))
+}
+
+/// `FIGETBSZ` from `<linux/fs.h>`: `_IO(0x00, 2)`.
+const FIGETBSZ: libc::Ioctl = 2;
+
+/// Magic number of ZFS in `statfs.f_type`.
+pub const ZFS_SUPER_MAGIC: u64 = 0x2fc1_2fc1;
+
+/// `statfs.f_type` of the file system holding `file`.
+pub fn filesystem_type(file: &File) -> io::Result<u64> {
+    let stat = rustix::fs::fstatfs(file)?;
+    // f_type is signed on some targets; the magic numbers are 32-bit patterns.
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "f_type's type differs between targets"
+    )]
+    Ok(stat.f_type as u64 & 0xffff_ffff)
+}
+
+/// Position of the next data at or after `offset` (`SEEK_DATA`); `None` past the last data.
+pub fn seek_data(file: &File, offset: u64) -> io::Result<Option<u64>> {
+    seek(file, rustix::fs::SeekFrom::Data(offset))
+}
+
+/// Position of the next hole at or after `offset` (`SEEK_HOLE`); `None` past the end.
+pub fn seek_hole(file: &File, offset: u64) -> io::Result<Option<u64>> {
+    seek(file, rustix::fs::SeekFrom::Hole(offset))
+}
+
+fn seek(file: &File, whence: rustix::fs::SeekFrom) -> io::Result<Option<u64>> {
+    match rustix::fs::seek(file, whence) {
+        Ok(pos) => Ok(Some(pos)),
+        Err(rustix::io::Errno::NXIO) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,107 @@
+//! The CLI definition, mirroring the reference's argparse interface: same commands,
+//! options and positional arguments; unambiguous prefixes of long options are accepted
+//! (`--no-ch` for `--no-checksum`) as argparse does. `--help`, the man page and the
+//! shell completions are all generated from this one definition.
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+const ABOUT: &str = "Create block maps (bmap) of sparse images and flash them quickly and safely";
+
+const LONG_ABOUT: &str = "\
+Create block maps (bmap) of sparse images and flash them quickly and safely.
+
+A raw disk image is usually a large sparse file: most of it is holes. Its block map \
+(bmap) lists the blocks that hold data, with a checksum per range of blocks, so that \
+an image can be written to a device by copying only those blocks and verifying them \
+on the way. Make the bmap right after building the image, before compression, upload \
+or download lose its sparseness.";
+
+/// `bmaptool [-q|-d] COMMAND ...`
+#[derive(Debug, Parser)]
+#[command(
+    name = "bmaptool",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    infer_long_args = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// Be quiet: print only warnings and errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Print debugging information
+    #[arg(short, long, global = true)]
+    pub debug: bool,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate the bmap of an image file (which should be a sparse file)
+    #[command(
+        long_about = "Generate the bmap of an image file (which should be a sparse file).\n\n\
+        The mapped blocks are found with the FIEMAP ioctl, or SEEK_DATA/SEEK_HOLE where \
+        the file system lacks FIEMAP; every range of mapped blocks gets a SHA-256 \
+        checksum. The bmap (format 2.0) goes to standard output unless -o is given.",
+        after_help = "Examples:\n  bmaptool create image.raw > image.bmap\n  bmaptool create -o image.bmap image.raw"
+    )]
+    Create(CreateArgs),
+}
+
+/// Arguments of `bmaptool create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The image to generate the bmap for
+    #[arg(value_name = "IMAGE", value_hint = clap::ValueHint::FilePath)]
+    pub image: PathBuf,
+
+    /// The output file name (otherwise standard output is used)
+    #[arg(short, long, value_name = "OUTPUT", value_hint = clap::ValueHint::FilePath)]
+    pub output: Option<PathBuf>,
+
+    /// Do not generate checksums for the block ranges
+    #[arg(long)]
+    pub no_checksum: bool,
+}
+
+/// The clap command, for the man page and completions.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definition_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn long_option_prefixes_are_accepted() {
+        let cli = Cli::try_parse_from([
+            "bmaptool", "--qui", "create", "--no-ch", "--out", "x", "img",
+        ])
+        .expect("prefixes parse");
+        assert!(cli.quiet);
+        let Command::Create(args) = cli.command;
+        assert!(args.no_checksum);
+        assert_eq!(args.output, Some(PathBuf::from("x")));
+    }
+
+    #[test]
+    fn missing_image_is_a_usage_error() {
+        let err = Cli::try_parse_from(["bmaptool", "create"]).expect_err("image is required");
+        assert_eq!(err.exit_code(), 2);
+    }
+}

@@ -1,0 +1,179 @@
+//! `bmaptool create [-o OUTPUT] [--no-checksum] IMAGE`: the bmap of a sparse image, to
+//! standard output or to OUTPUT. OUTPUT is written to a temporary file beside it and
+//! renamed into place only when complete, so a failure or Ctrl-C never leaves a
+//! half-written bmap (the reference leaves an empty or partial one).
+
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use bmap::Interrupt;
+use bmap::create::{self, Options};
+use bmap::format::{ChecksumKind, human_size};
+use bmap::layout::Method;
+
+use crate::cli::CreateArgs;
+use crate::messages;
+
+/// Runs `create`.
+pub fn run(args: &CreateArgs, interrupt: &Interrupt) -> Result<()> {
+    let image = open_image(&args.image)?;
+    let output = match &args.output {
+        Some(path) => Some(Output::prepare(path, &image)?),
+        None => None,
+    };
+    let options = Options {
+        checksum: (!args.no_checksum).then_some(ChecksumKind::Sha256),
+        interrupt: interrupt.clone(),
+        ..Options::default()
+    };
+    let outcome = create::create(&image, &options)
+        .with_context(|| format!("cannot generate the bmap for '{}'", args.image.display()))?;
+    let bmap = &outcome.bmap;
+    messages::debug(format_args!(
+        "found {} mapped ranges with {}, block size {}",
+        bmap.ranges().len(),
+        match outcome.method {
+            Method::Fiemap => "FIEMAP",
+            Method::SeekData => "SEEK_DATA/SEEK_HOLE",
+        },
+        bmap.block_size()
+    ));
+    let xml = bmap.to_xml();
+    match output {
+        Some(output) => output.commit(&xml)?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(&xml)
+                .and_then(|()| stdout.flush())
+                .context("cannot write the bmap to standard output")?;
+        }
+    }
+    if outcome.fully_mapped() {
+        messages::warning(format_args!(
+            "all {} are mapped, no holes in '{}'",
+            human_size(bmap.image_size()),
+            args.image.display()
+        ));
+        messages::warning("was the image handled incorrectly and holes were expanded?");
+    }
+    Ok(())
+}
+
+fn open_image(path: &Path) -> Result<File> {
+    let file =
+        File::open(path).with_context(|| format!("cannot open image file '{}'", path.display()))?;
+    let metadata = file
+        .metadata()
+        .with_context(|| format!("cannot stat image file '{}'", path.display()))?;
+    if metadata.is_dir() {
+        bail!("'{}' is a directory, not an image file", path.display());
+    }
+    if !metadata.is_file() {
+        bail!(
+            "'{}' is not a regular file: bmaps are made of image files",
+            path.display()
+        );
+    }
+    if metadata.len() == 0 {
+        bail!(
+            "cannot generate bmap for zero-sized image file '{}'",
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
+/// Where the bmap goes when `-o` is given.
+enum Output {
+    /// A regular file (new or replaced): written to a temporary file, then renamed.
+    Replace {
+        target: PathBuf,
+        temp: tempfile::NamedTempFile,
+        mode: Option<u32>,
+    },
+    /// Something else that exists (a FIFO, `/dev/stdout`, a character device): written as is.
+    Direct { file: File, path: PathBuf },
+}
+
+impl Output {
+    /// Checks and opens the output before the (possibly long) work starts, so that an
+    /// unwritable OUTPUT fails at once.
+    fn prepare(path: &Path, image: &File) -> Result<Output> {
+        let cannot = || format!("cannot create the output file '{}'", path.display());
+        let existing = std::fs::metadata(path).ok();
+        if let Some(meta) = &existing {
+            let image_meta = image.metadata().with_context(cannot)?;
+            if meta.dev() == image_meta.dev() && meta.ino() == image_meta.ino() {
+                bail!(
+                    "the output file '{}' is the image itself: give the bmap another name",
+                    path.display()
+                );
+            }
+            if meta.is_dir() {
+                bail!("the output '{}' is a directory", path.display());
+            }
+            if !meta.is_file() {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .with_context(cannot)?;
+                return Ok(Output::Direct {
+                    file,
+                    path: path.to_owned(),
+                });
+            }
+        }
+        // Replace the file a symlink points to, not the symlink.
+        let target = match &existing {
+            Some(_) => std::fs::canonicalize(path).with_context(cannot)?,
+            None => path.to_owned(),
+        };
+        let dir = match target.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".bmaptool-")
+            .suffix(".tmp")
+            // 0666 less the umask, as a file created with open(2) would get.
+            .permissions(Permissions::from_mode(0o666))
+            .tempfile_in(&dir)
+            .with_context(cannot)?;
+        Ok(Output::Replace {
+            target,
+            temp,
+            mode: existing.map(|m| m.mode() & 0o7777),
+        })
+    }
+
+    /// Writes the bmap and puts it in place.
+    fn commit(self, xml: &[u8]) -> Result<()> {
+        match self {
+            Output::Direct { mut file, path } => file
+                .write_all(xml)
+                .with_context(|| format!("cannot write the bmap to '{}'", path.display())),
+            Output::Replace {
+                target,
+                mut temp,
+                mode,
+            } => {
+                let cannot = || format!("cannot write the bmap to '{}'", target.display());
+                temp.write_all(xml).with_context(cannot)?;
+                if let Some(mode) = mode {
+                    temp.as_file()
+                        .set_permissions(Permissions::from_mode(mode))
+                        .with_context(cannot)?;
+                }
+                temp.as_file().sync_all().with_context(cannot)?;
+                temp.persist(&target)
+                    .map_err(|e| e.error)
+                    .with_context(cannot)?;
+                Ok(())
+            }
+        }
+    }
+}

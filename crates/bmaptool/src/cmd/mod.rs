@@ -1,0 +1,3 @@
+//! One module per subcommand: arguments -> library options -> messages.
+
+pub mod create;

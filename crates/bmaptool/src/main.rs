@@ -1,0 +1,44 @@
+//! `bmaptool`: parse arguments, run the subcommand, print the error chain once, exit
+//! with 0 (success), 1 (error), 2 (usage error) or 128 + signal (interrupted).
+
+use std::process::ExitCode;
+
+use bmaptool::cli::{Cli, Command};
+use bmaptool::messages::{self, Level};
+use bmaptool::signals::Signals;
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
+        }
+    };
+    if cli.quiet && cli.debug {
+        messages::init(Level::Info);
+        messages::error("--quiet and --debug cannot be used together");
+        return ExitCode::from(1);
+    }
+    messages::init(match (cli.quiet, cli.debug) {
+        (true, _) => Level::Quiet,
+        (_, true) => Level::Debug,
+        _ => Level::Info,
+    });
+    let signals = Signals::install();
+    let result = match &cli.command {
+        Command::Create(args) => bmaptool::cmd::create::run(args, signals.interrupt()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) if signals.interrupt().is_raised() => {
+            messages::error("interrupted, exiting");
+            ExitCode::from(signals.exit_status())
+        }
+        Err(err) => {
+            messages::error(format_args!("{err:#}"));
+            ExitCode::from(1)
+        }
+    }
+}
