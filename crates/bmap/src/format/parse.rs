@@ -305,7 +305,13 @@ impl<'input> Parser<'_, 'input> {
     }
 
     fn scheme(&self, root: Node<'_, 'input>, version: Version) -> Result<Scheme, ParseError> {
-        if version.has_checksum_type() {
+        // The elements decide as much as the version: a 1.x file that carries
+        // `ChecksumType` is read as 2.0 (so an edited version number cannot switch
+        // verification off), and `BmapFileSHA1` is verified in any 1.x file.
+        if version.has_checksum_type()
+            || self.child(root, "ChecksumType").is_some()
+            || self.child(root, "BmapFileChecksum").is_some()
+        {
             let node = self
                 .child(root, "ChecksumType")
                 .ok_or(ParseError::MissingElement {
