@@ -7,7 +7,9 @@
 //! - [`format`]: the bmap file itself (parse every version 1.0-2.x, write 2.0 exactly as
 //!   the reference tool does), with no I/O;
 //! - [`layout`]: which blocks of a local file are mapped (FIEMAP, SEEK_DATA/SEEK_HOLE);
-//! - [`create`]: an image -> its bmap, hashing ranges on all cores.
+//! - [`create`]: an image -> its bmap, hashing ranges on all cores;
+//! - [`source`] and [`dest`]: where image bytes come from and go to;
+//! - [`copy`]: an image and its bmap -> a file or block device, verifying as it goes.
 //!
 //! The library never prints, reads environment variables or installs signal handlers:
 //! errors are typed values, and long operations take an [`Interrupt`] flag.
@@ -26,10 +28,15 @@
 
 #![deny(missing_docs)]
 
+pub mod copy;
 pub mod create;
+pub mod dest;
+pub mod discover;
 pub mod format;
 mod interrupt;
 pub mod layout;
+pub mod progress;
+pub mod source;
 mod sys;
 
 pub use interrupt::Interrupt;

@@ -21,7 +21,10 @@ const VERSIONS: [&str; 4] = [
 ];
 
 fn spans(bmap: &Bmap) -> Vec<(u64, u64)> {
-    bmap.ranges().iter().map(|r| (r.first(), r.last())).collect()
+    bmap.ranges()
+        .iter()
+        .map(|r| (r.first(), r.last()))
+        .collect()
 }
 
 #[test]
@@ -36,7 +39,10 @@ fn every_reference_version_parses_to_the_same_ranges() {
         assert_eq!(p.bmap.blocks_count(), 201);
         assert_eq!(p.bmap.mapped_blocks(), 117);
         assert_eq!(p.bmap.ranges().len(), 48);
-        assert_eq!(p.bmap.ranges().last().map(|r| (r.first(), r.last())), Some((198, 199)));
+        assert_eq!(
+            p.bmap.ranges().last().map(|r| (r.first(), r.last())),
+            Some((198, 199))
+        );
         assert!(p.warnings.is_empty(), "{:?}", p.warnings);
         assert_eq!(spans(&p.bmap), spans(&parsed[0].bmap));
     }
@@ -50,7 +56,11 @@ fn every_reference_version_parses_to_the_same_ranges() {
     let kinds: Vec<_> = parsed.iter().map(|p| p.bmap.checksum_kind()).collect();
     use ChecksumKind::{Sha1, Sha256};
     assert_eq!(kinds, [Some(Sha1), Some(Sha1), Some(Sha256), Some(Sha256)]);
-    assert!(parsed.iter().all(|p| p.bmap.ranges().iter().all(|r| r.digest().is_some())));
+    assert!(
+        parsed
+            .iter()
+            .all(|p| p.bmap.ranges().iter().all(|r| r.digest().is_some()))
+    );
     // 1.2 and 1.3 hold the same SHA-1 digests; 1.4 and 2.0 the same SHA-256 ones.
     assert_eq!(parsed[0].bmap.ranges(), parsed[1].bmap.ranges());
     assert_eq!(parsed[2].bmap.ranges(), parsed[3].bmap.ranges());
@@ -58,10 +68,17 @@ fn every_reference_version_parses_to_the_same_ranges() {
 
 #[test]
 fn self_checksums_verify_with_the_documented_digests() {
-    assert_eq!(parse(&data(VERSIONS[0])).expect("1.2").self_check, SelfCheck::Absent);
+    assert_eq!(
+        parse(&data(VERSIONS[0])).expect("1.2").self_check,
+        SelfCheck::Absent
+    );
     for name in &VERSIONS[1..] {
         let p = parse(&data(name)).expect("parses");
-        let kind = if name.ends_with("1.3") { ChecksumKind::Sha1 } else { ChecksumKind::Sha256 };
+        let kind = if name.ends_with("1.3") {
+            ChecksumKind::Sha1
+        } else {
+            ChecksumKind::Sha256
+        };
         assert_eq!(p.self_check, SelfCheck::Verified(kind), "{name}");
     }
 }
@@ -77,7 +94,10 @@ fn any_one_byte_edit_fails() {
         for at in (0..original.len()).step_by(7) {
             let mut edited = original.clone();
             edited[at] = if edited[at] == b'7' { b'8' } else { b'7' };
-            assert!(parse(&edited).is_err(), "{name}: edit at byte {at} went unnoticed");
+            assert!(
+                parse(&edited).is_err(),
+                "{name}: edit at byte {at} went unnoticed"
+            );
         }
     }
 }
@@ -88,7 +108,10 @@ fn an_edited_range_with_a_fixed_up_checksum_still_parses_but_differs() {
     // parser reads the ranges it was given.
     let text = String::from_utf8(data("test.image.bmap.v2.0")).expect("utf-8");
     let edited = text.replacen("> 198-199 <", "> 198-200 <", 1);
-    assert!(matches!(parse(edited.as_bytes()), Err(ParseError::SelfChecksumMismatch { .. })));
+    assert!(matches!(
+        parse(edited.as_bytes()),
+        Err(ParseError::SelfChecksumMismatch { .. })
+    ));
 }
 
 fn v2(body: &str, header: &str) -> Vec<u8> {
@@ -107,27 +130,48 @@ const SIZES: &str =
 
 #[test]
 fn lenient_where_the_reference_is() {
-    let p = parse(&v2("<Range> 3 - 5 </Range>\n<Range>7</Range><Other/>\n", SIZES))
-        .expect("spaces around the dash, single blocks, unknown elements");
+    let p = parse(&v2(
+        "<Range> 3 - 5 </Range>\n<Range>7</Range><Other/>\n",
+        SIZES,
+    ))
+    .expect("spaces around the dash, single blocks, unknown elements");
     assert_eq!(spans(&p.bmap), [(3, 5), (7, 7)]);
-    assert_eq!(p.warnings.len(), 1, "missing MappedBlocksCount is worth a warning");
+    assert_eq!(
+        p.warnings.len(),
+        1,
+        "missing MappedBlocksCount is worth a warning"
+    );
     let header = format!("{SIZES}<MappedBlocksCount>99</MappedBlocksCount>\n");
     let p = parse(&v2("<Range>1</Range>\n", &header)).expect("a wrong count is harmless");
     assert!(p.warnings[0].to_string().contains("99"));
     let p = parse(&v2("", SIZES)).expect("an empty BlockMap is legal");
     assert!(p.bmap.ranges().is_empty());
-    let upper = String::from_utf8(v2("", SIZES)).expect("utf-8").replace("sha256", "SHA256");
+    let upper = String::from_utf8(v2("", SIZES))
+        .expect("utf-8")
+        .replace("sha256", "SHA256");
     parse(fix_checksum(&upper).as_bytes()).expect("ChecksumType is case-insensitive, as hashlib");
     let minor = String::from_utf8(v2("", SIZES)).expect("utf-8");
     let minor = minor.replace("version=\"2.0\"", "version=\"2.5\"");
     // The version is part of the checksummed text: fix the checksum up again.
     let re = fix_checksum(&minor);
-    assert_eq!(parse(re.as_bytes()).expect("2.x reads as 2.0").bmap.version().minor, 5);
+    assert_eq!(
+        parse(re.as_bytes())
+            .expect("2.x reads as 2.0")
+            .bmap
+            .version()
+            .minor,
+        5
+    );
 }
 
 fn fix_checksum(text: &str) -> String {
     let start = text.find("<BmapFileChecksum>").expect("has checksum") + "<BmapFileChecksum>".len();
-    let zeroed = format!("{}{}{}", &text[..start], "0".repeat(64), &text[start + 64..]);
+    let zeroed = format!(
+        "{}{}{}",
+        &text[..start],
+        "0".repeat(64),
+        &text[start + 64..]
+    );
     let digest = ChecksumKind::Sha256.digest(zeroed.as_bytes()).to_hex();
     format!("{}{}{}", &text[..start], digest, &text[start + 64..])
 }
@@ -137,20 +181,44 @@ fn strict_where_it_matters() {
     let cases: &[(&str, &str, &str)] = &[
         ("<Range>5-3</Range>\n", SIZES, "ends before it starts"),
         ("<Range>8-10</Range>\n", SIZES, "beyond the image"),
-        ("<Range>1-4</Range>\n<Range>4-6</Range>\n", SIZES, "overlaps"),
-        ("<Range>6</Range>\n<Range>2</Range>\n", SIZES, "overlaps or comes before"),
+        (
+            "<Range>1-4</Range>\n<Range>4-6</Range>\n",
+            SIZES,
+            "overlaps",
+        ),
+        (
+            "<Range>6</Range>\n<Range>2</Range>\n",
+            SIZES,
+            "overlaps or comes before",
+        ),
         ("<Range>x-3</Range>\n", SIZES, "bad block range"),
         ("<Range></Range>\n", SIZES, "bad block range"),
         ("<Range>-1</Range>\n", SIZES, "bad block range"),
-        ("<Range chksum=\"abcd\">1</Range>\n", SIZES, "64 hex characters"),
+        (
+            "<Range chksum=\"abcd\">1</Range>\n",
+            SIZES,
+            "64 hex characters",
+        ),
         (
             "",
             "<ImageSize>40960</ImageSize><BlockSize>4096</BlockSize><BlocksCount>11</BlocksCount>\n",
             "inconsistent bmap",
         ),
-        ("", "<ImageSize>40960</ImageSize><BlockSize>0</BlockSize><BlocksCount>10</BlocksCount>\n", "block size is zero"),
-        ("", "<ImageSize>ten</ImageSize><BlockSize>4096</BlockSize><BlocksCount>10</BlocksCount>\n", "not a whole number"),
-        ("", "<BlockSize>4096</BlockSize><BlocksCount>10</BlocksCount>\n", "no <ImageSize>"),
+        (
+            "",
+            "<ImageSize>40960</ImageSize><BlockSize>0</BlockSize><BlocksCount>10</BlocksCount>\n",
+            "block size is zero",
+        ),
+        (
+            "",
+            "<ImageSize>ten</ImageSize><BlockSize>4096</BlockSize><BlocksCount>10</BlocksCount>\n",
+            "not a whole number",
+        ),
+        (
+            "",
+            "<BlockSize>4096</BlockSize><BlocksCount>10</BlocksCount>\n",
+            "no <ImageSize>",
+        ),
         (
             "",
             "<ImageSize>18446744073709551615</ImageSize><BlockSize>4096</BlockSize><BlocksCount>4503599627370496</BlocksCount>\n",
@@ -164,9 +232,14 @@ fn strict_where_it_matters() {
     ];
     for (body, header, expected) in cases {
         let err = parse(&v2(body, header)).expect_err(body).to_string();
-        assert!(err.contains(expected), "{body:?} {header:?}: '{err}' lacks '{expected}'");
+        assert!(
+            err.contains(expected),
+            "{body:?} {header:?}: '{err}' lacks '{expected}'"
+        );
     }
-    let err = parse(&v2("<Range>\n5-3</Range>\n", SIZES)).expect_err("reversed").to_string();
+    let err = parse(&v2("<Range>\n5-3</Range>\n", SIZES))
+        .expect_err("reversed")
+        .to_string();
     assert!(err.starts_with("line "), "errors name the line: {err}");
 }
 
@@ -179,14 +252,22 @@ fn versions_we_do_not_read_are_refused_cleanly() {
         ("2.x", "bad format version"),
     ] {
         let text = String::from_utf8(v2("", SIZES)).expect("utf-8");
-        let text = fix_checksum(&text.replace("version=\"2.0\"", &format!("version=\"{version}\"")));
+        let text =
+            fix_checksum(&text.replace("version=\"2.0\"", &format!("version=\"{version}\"")));
         let err = parse(text.as_bytes()).expect_err(version).to_string();
         assert!(err.contains(expected), "{version}: {err}");
     }
-    let err = parse(b"<bmap><BlockMap/></bmap>").expect_err("no version").to_string();
+    let err = parse(b"<bmap><BlockMap/></bmap>")
+        .expect_err("no version")
+        .to_string();
     assert!(err.contains("no 'version' attribute"), "{err}");
     assert!(parse(b"not xml").is_err());
-    assert!(parse(b"\xff\xfe").expect_err("binary").to_string().contains("UTF-8"));
+    assert!(
+        parse(b"\xff\xfe")
+            .expect_err("binary")
+            .to_string()
+            .contains("UTF-8")
+    );
     let dtd = b"<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY a \"aaaa\">]><bmap version=\"2.0\"/>";
     assert!(parse(dtd).is_err(), "DTDs (entity expansion) are refused");
 }
@@ -202,15 +283,28 @@ fn old_formats_without_checksums_or_image_size() {
     assert_eq!(p.warnings.len(), 1);
     // A 1.2 sha1 attribute of the wrong length is an error, not silently ignored.
     let bad = text.replace("<Range>", "<Range sha1=\"12\">");
-    assert!(parse(bad.as_bytes()).expect_err("bad sha1").to_string().contains("40 hex"));
+    assert!(
+        parse(bad.as_bytes())
+            .expect_err("bad sha1")
+            .to_string()
+            .contains("40 hex")
+    );
     // 1.3 needs BmapFileSHA1.
-    let v13 = text.replace("1.0", "1.3").replace("<BlockSize>", "<ImageSize>16384</ImageSize><BlockSize>");
-    assert!(parse(v13.as_bytes()).expect_err("1.3").to_string().contains("BmapFileSHA1"));
+    let v13 = text
+        .replace("1.0", "1.3")
+        .replace("<BlockSize>", "<ImageSize>16384</ImageSize><BlockSize>");
+    assert!(
+        parse(v13.as_bytes())
+            .expect_err("1.3")
+            .to_string()
+            .contains("BmapFileSHA1")
+    );
 }
 
 #[test]
 fn other_block_sizes_and_checksum_types() {
-    let header = "<ImageSize>1000</ImageSize><BlockSize>512</BlockSize><BlocksCount>2</BlocksCount>\n";
+    let header =
+        "<ImageSize>1000</ImageSize><BlockSize>512</BlockSize><BlocksCount>2</BlocksCount>\n";
     let text = String::from_utf8(v2("<Range>0-1</Range>\n", header)).expect("utf-8");
     let p = parse(text.as_bytes()).expect("512-byte blocks");
     assert_eq!(p.bmap.byte_span(&p.bmap.ranges()[0]), (0, 1000));
@@ -219,12 +313,20 @@ fn other_block_sizes_and_checksum_types() {
         .replace("sha256", "sha512")
         .replace("<Range>", &format!("<Range chksum=\"{sha512}\">"));
     let start = text.find("<BmapFileChecksum>").expect("element") + 18;
-    let zeroed = format!("{}{}{}", &text[..start], "0".repeat(128), &text[start + 64..]);
+    let zeroed = format!(
+        "{}{}{}",
+        &text[..start],
+        "0".repeat(128),
+        &text[start + 64..]
+    );
     let digest = ChecksumKind::Sha512.digest(zeroed.as_bytes()).to_hex();
     let text = format!("{}{}{}", &text[..start], digest, &text[start + 64..]);
     let p = parse(text.as_bytes()).expect("sha512 bmap");
     assert_eq!(p.bmap.checksum_kind(), Some(ChecksumKind::Sha512));
-    assert_eq!(p.bmap.ranges()[0].digest().map(|d| d.to_hex()), Some(sha512));
+    assert_eq!(
+        p.bmap.ranges()[0].digest().map(|d| d.to_hex()),
+        Some(sha512)
+    );
 }
 
 fn arb_bmap() -> impl Strategy<Value = Bmap> {

@@ -55,6 +55,51 @@ pub enum Command {
         after_help = "Examples:\n  bmaptool create image.raw > image.bmap\n  bmaptool create -o image.bmap image.raw"
     )]
     Create(CreateArgs),
+
+    /// Write an image to a block device or file using its bmap
+    #[command(
+        long_about = "Write an image to a block device or file using its bmap.\n\n\
+        Only the blocks the bmap lists are written, and every range is checked against \
+        its checksum as it passes. Without --bmap, the bmap is looked for beside the image: \
+        IMAGE.bmap, then with one extension stripped at a time (disk.img.gz -> \
+        disk.img.gz.bmap, disk.img.bmap, disk.bmap). A block device is opened exclusively \
+        and refused when it, or one of its partitions, is mounted, used as swap or held \
+        by another device, or is smaller than the image.",
+        after_help = "Examples:\n  bmaptool copy disk.img /dev/sdX\n  bmaptool copy --bmap disk.bmap disk.img disk-copy.img\n  cat disk.img | bmaptool copy --bmap disk.img.bmap - /dev/sdX"
+    )]
+    Copy(CopyArgs),
+}
+
+/// Arguments of `bmaptool copy`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The image to copy ("-" for standard input)
+    #[arg(value_name = "IMAGE", value_hint = clap::ValueHint::FilePath)]
+    pub image: String,
+
+    /// The destination file or device node to copy the image to
+    #[arg(value_name = "DEST", value_hint = clap::ValueHint::FilePath)]
+    pub dest: PathBuf,
+
+    /// The block map file for the image
+    #[arg(long, value_name = "BMAP", value_hint = clap::ValueHint::FilePath)]
+    pub bmap: Option<String>,
+
+    /// Allow copying without a bmap file (the whole image is written)
+    #[arg(long)]
+    pub nobmap: bool,
+
+    /// Do not verify the data checksums while writing
+    #[arg(long)]
+    pub no_verify: bool,
+
+    /// Write progress to a psplash pipe
+    #[arg(long, value_name = "PSPLASH_PIPE", value_hint = clap::ValueHint::FilePath)]
+    pub psplash_pipe: Option<PathBuf>,
+
+    /// Refuse to write unless DEST is a removable device (or on a USB or MMC/SD bus)
+    #[arg(long)]
+    pub removable_device: bool,
 }
 
 /// Arguments of `bmaptool create`.
@@ -94,9 +139,25 @@ mod tests {
         ])
         .expect("prefixes parse");
         assert!(cli.quiet);
-        let Command::Create(args) = cli.command;
+        let Command::Create(args) = cli.command else {
+            panic!("create expected")
+        };
         assert!(args.no_checksum);
         assert_eq!(args.output, Some(PathBuf::from("x")));
+    }
+
+    #[test]
+    fn copy_options_and_prefixes() {
+        let cli = Cli::try_parse_from(["bmaptool", "copy", "--nobm", "--no-v", "-", "out"])
+            .expect("prefixes parse");
+        let Command::Copy(args) = cli.command else {
+            panic!("copy expected")
+        };
+        assert!(args.nobmap && args.no_verify);
+        assert_eq!(args.image, "-");
+        let err = Cli::try_parse_from(["bmaptool", "copy", "--no", "img", "out"])
+            .expect_err("--no is ambiguous");
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

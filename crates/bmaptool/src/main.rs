@@ -29,6 +29,7 @@ fn main() -> ExitCode {
     let signals = Signals::install();
     let result = match &cli.command {
         Command::Create(args) => bmaptool::cmd::create::run(args, signals.interrupt()),
+        Command::Copy(args) => bmaptool::cmd::copy::run(args, signals.interrupt()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,3 +1,4 @@
 //! One module per subcommand: arguments -> library options -> messages.
 
+pub mod copy;
 pub mod create;

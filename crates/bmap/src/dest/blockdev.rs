@@ -1,0 +1,388 @@
+//! Block-device destinations: refuse a device that is mounted, used as swap or held by
+//! another device (device mapper, RAID), open it exclusively (`O_EXCL`), check its
+//! size, and tune it while writing (I/O scheduler `none`, `bdi/max_ratio` 1, as the
+//! reference does) with the old values restored on every exit path.
+
+use std::fs::{Metadata, OpenOptions};
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{Dest, Error, Kind, Options};
+
+/// Opens a block device for writing an image.
+pub(super) fn open(path: &Path, meta: &Metadata, options: &Options) -> Result<Dest, Error> {
+    let sys = sysfs_dir(meta.rdev());
+    let family = family(&sys, meta.rdev());
+    if let Some(reason) = in_use(&family) {
+        return Err(Error::Busy {
+            path: path.to_owned(),
+            reason,
+        });
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_EXCL)
+        .open(path)
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::EBUSY) => Error::Busy {
+                path: path.to_owned(),
+                reason: "another program has it open exclusively (a mount in another \
+                         namespace, a RAID or LVM member, or a flashing tool)"
+                    .into(),
+            },
+            _ => Error::Open {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+    let device = file.seek(SeekFrom::End(0)).map_err(|source| Error::Io {
+        action: "find the size of",
+        path: path.to_owned(),
+        source,
+    })?;
+    if let Some(image) = options.image_size
+        && image > device
+    {
+        return Err(Error::TooSmall {
+            path: path.to_owned(),
+            image,
+            device,
+        });
+    }
+    let tuning = if options.tune {
+        Tuning::apply(&sys)
+    } else {
+        Tuning::none()
+    };
+    Ok(Dest {
+        path: path.to_owned(),
+        file,
+        kind: Kind::BlockDevice,
+        created: false,
+        finished: false,
+        tuning,
+        skip_sync: false,
+    })
+}
+
+/// `/sys/dev/block/MAJ:MIN`, resolved.
+fn sysfs_dir(rdev: u64) -> PathBuf {
+    let link = PathBuf::from(format!(
+        "/sys/dev/block/{}:{}",
+        rustix::fs::major(rdev),
+        rustix::fs::minor(rdev)
+    ));
+    std::fs::canonicalize(&link).unwrap_or(link)
+}
+
+/// The device and, for a whole disk, its partitions: `(name, rdev, sysfs dir)`.
+fn family(sys: &Path, rdev: u64) -> Vec<(String, u64, PathBuf)> {
+    let name = |dir: &Path| {
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let mut members = vec![(name(sys), rdev, sys.to_owned())];
+    if sys.join("partition").exists() {
+        return members;
+    }
+    if let Ok(entries) = std::fs::read_dir(sys) {
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if dir.join("partition").exists()
+                && let Some(dev) = read_dev(&dir.join("dev"))
+            {
+                members.push((name(&dir), dev, dir));
+            }
+        }
+    }
+    members
+}
+
+/// Reads a sysfs `dev` file ("MAJ:MIN").
+fn read_dev(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (major, minor) = text.trim().split_once(':')?;
+    Some(rustix::fs::makedev(
+        major.parse().ok()?,
+        minor.parse().ok()?,
+    ))
+}
+
+/// Why the device (or one of its partitions) must not be written, if it must not.
+fn in_use(family: &[(String, u64, PathBuf)]) -> Option<String> {
+    let member = |dev: u64| {
+        family
+            .iter()
+            .find(|(_, d, _)| *d == dev)
+            .map(|(n, _, _)| n.clone())
+    };
+    if let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") {
+        for line in mountinfo.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let (Some(devno), Some(mount_point)) = (fields.get(2), fields.get(4)) else {
+                continue;
+            };
+            let dev = devno
+                .split_once(':')
+                .and_then(|(a, b)| Some(rustix::fs::makedev(a.parse().ok()?, b.parse().ok()?)));
+            if let Some(name) = dev.and_then(member) {
+                return Some(format!(
+                    "{name} is mounted on {}",
+                    unescape_mount(mount_point)
+                ));
+            }
+        }
+    }
+    if let Ok(swaps) = std::fs::read_to_string("/proc/swaps") {
+        for line in swaps.lines().skip(1) {
+            let Some(file) = line.split_whitespace().next() else {
+                continue;
+            };
+            let file = unescape_mount(file);
+            if let Ok(meta) = std::fs::metadata(&file)
+                && let Some(name) = member(meta.rdev())
+            {
+                return Some(format!("{name} is used as swap ({file})"));
+            }
+        }
+    }
+    for (name, _, dir) in family {
+        let holders: Vec<String> = std::fs::read_dir(dir.join("holders"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !holders.is_empty() {
+            return Some(format!("{name} is held by {}", holders.join(", ")));
+        }
+    }
+    None
+}
+
+/// Undoes the octal escapes of /proc/self/mountinfo and /proc/swaps (`\040` for space).
+fn unescape_mount(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+            && let Ok(value) = u8::from_str_radix(&text[i + 1..i + 4], 8)
+        {
+            out.push(value);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A device setting bmaptool changes while writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// `queue/scheduler`, set to `none` (sequential writes need no reordering).
+    Scheduler,
+    /// `bdi/max_ratio`, set to 1 so that the page cache does not fill with this
+    /// device's dirty pages and stall the system.
+    MaxRatio,
+}
+
+impl Setting {
+    fn file(self) -> &'static str {
+        match self {
+            Setting::Scheduler => "queue/scheduler",
+            Setting::MaxRatio => "bdi/max_ratio",
+        }
+    }
+
+    fn wanted(self) -> &'static str {
+        match self {
+            Setting::Scheduler => "none",
+            Setting::MaxRatio => "1",
+        }
+    }
+}
+
+/// What happened to one setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingChange {
+    /// Changed from `old`; restored when the copy ends.
+    Changed {
+        /// Which setting.
+        setting: Setting,
+        /// The sysfs file.
+        path: PathBuf,
+        /// The value to restore.
+        old: String,
+    },
+    /// Already as wanted.
+    Unchanged(Setting),
+    /// Could not be read or changed (not fatal: the copy is only slower, or the system
+    /// less responsive).
+    Failed {
+        /// Which setting.
+        setting: Setting,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The settings changed for a copy; restored by [`Tuning::restore`] or on drop.
+#[derive(Debug)]
+pub(super) struct Tuning {
+    changes: Vec<SettingChange>,
+    restored: bool,
+}
+
+impl Tuning {
+    pub(super) fn none() -> Tuning {
+        Tuning {
+            changes: Vec::new(),
+            restored: true,
+        }
+    }
+
+    /// Applies both settings to the disk under `sys` (the parent disk for a partition).
+    fn apply(sys: &Path) -> Tuning {
+        let disk = if sys.join("queue").exists() {
+            sys.to_owned()
+        } else {
+            sys.parent()
+                .map_or_else(|| sys.to_owned(), Path::to_path_buf)
+        };
+        let changes = [Setting::Scheduler, Setting::MaxRatio]
+            .into_iter()
+            .map(|setting| change(&disk, setting))
+            .collect();
+        Tuning {
+            changes,
+            restored: false,
+        }
+    }
+
+    pub(super) fn changes(&self) -> &[SettingChange] {
+        &self.changes
+    }
+
+    /// Puts every changed setting back; reports the first failure.
+    pub(super) fn restore(&mut self) -> Result<(), Error> {
+        if self.restored {
+            return Ok(());
+        }
+        self.restored = true;
+        let mut first_error = None;
+        for change in &self.changes {
+            if let SettingChange::Changed { path, old, .. } = change
+                && let Err(source) = std::fs::write(path, old)
+            {
+                first_error.get_or_insert(Error::Restore {
+                    path: path.clone(),
+                    value: old.clone(),
+                    source,
+                });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Tuning {
+    fn drop(&mut self) {
+        let _ = self.restore();
+    }
+}
+
+fn change(disk: &Path, setting: Setting) -> SettingChange {
+    let path = disk.join(setting.file());
+    let failed = |e: io::Error| SettingChange::Failed {
+        setting,
+        reason: format!("{}: {e}", path.display()),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) => return failed(e),
+    };
+    let current = match setting {
+        // "mq-deadline kyber [none]": the bracketed entry is the current one.
+        Setting::Scheduler => text
+            .split_whitespace()
+            .find_map(|s| s.strip_prefix('[').and_then(|s| s.strip_suffix(']')))
+            .unwrap_or_else(|| text.trim())
+            .to_owned(),
+        Setting::MaxRatio => text.trim().to_owned(),
+    };
+    if current == setting.wanted() {
+        return SettingChange::Unchanged(setting);
+    }
+    match std::fs::write(&path, setting.wanted()) {
+        Ok(()) => SettingChange::Changed {
+            setting,
+            path,
+            old: current,
+        },
+        Err(e) => failed(e),
+    }
+}
+
+/// Why a device counts as removable, or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removable {
+    /// The kernel's `removable` flag is set.
+    Flag,
+    /// The device sits on a USB bus (card readers and sticks often lack the flag).
+    Usb,
+    /// The device is an MMC/SD card.
+    Mmc,
+    /// None of the above: the device looks fixed (with the resolved name).
+    No(String),
+}
+
+/// Decides whether the block device at `path` (symlinks resolved; a partition is judged
+/// by its disk) is removable: the kernel flag, or a USB or MMC/SD bus.
+pub fn removable(path: &Path) -> io::Result<Removable> {
+    let meta = std::fs::metadata(path)?;
+    let mut sys = sysfs_dir(meta.rdev());
+    if sys.join("partition").exists()
+        && let Some(parent) = sys.parent()
+    {
+        sys = parent.to_owned();
+    }
+    let name = sys
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let flag = std::fs::read_to_string(sys.join("removable")).unwrap_or_default();
+    if flag.trim() == "1" {
+        return Ok(Removable::Flag);
+    }
+    let devpath = sys.to_string_lossy();
+    if devpath.contains("/usb") {
+        return Ok(Removable::Usb);
+    }
+    if devpath.contains("/mmc_host/") || name.starts_with("mmcblk") {
+        return Ok(Removable::Mmc);
+    }
+    Ok(Removable::No(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_escapes() {
+        assert_eq!(unescape_mount("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape_mount("/plain"), "/plain");
+        assert_eq!(unescape_mount("/end\\04"), "/end\\04");
+    }
+}

@@ -1,0 +1,101 @@
+//! Regular-file (and other non-device) destinations.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+
+use super::{Dest, Error, Kind, Options, blockdev};
+
+/// A new file; refused under /dev, where a missing path is almost surely a typo for a
+/// device node.
+pub(super) fn create(path: &Path, options: &Options) -> Result<Dest, Error> {
+    if under_dev(path) {
+        return Err(Error::MissingDevice(path.to_owned()));
+    }
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|source| Error::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    let mut dest = new(path, file, Kind::File, true);
+    presize(&mut dest, options)?;
+    Ok(dest)
+}
+
+/// An existing regular file: truncated first, so no old data shows through the holes.
+pub(super) fn truncate_existing(path: &Path, options: &Options) -> Result<Dest, Error> {
+    let file = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|source| Error::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    let mut dest = new(path, file, Kind::File, false);
+    presize(&mut dest, options)?;
+    Ok(dest)
+}
+
+/// Character devices, FIFOs and sockets: written as they are.
+pub(super) fn open_other(path: &Path, meta: &Metadata) -> Result<Dest, Error> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|source| Error::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    let mut dest = new(path, file, Kind::Other, false);
+    dest.skip_sync =
+        is_dev_null(meta) || meta.file_type().is_fifo() || meta.file_type().is_socket();
+    Ok(dest)
+}
+
+fn new(path: &Path, file: File, kind: Kind, created: bool) -> Dest {
+    Dest {
+        path: path.to_owned(),
+        file,
+        kind,
+        created,
+        finished: false,
+        tuning: blockdev::Tuning::none(),
+        skip_sync: false,
+    }
+}
+
+/// Sizes the file to the image before writing (XFS speculative preallocation otherwise
+/// makes mapped-looking blocks, intel/bmap-tools#6).
+fn presize(dest: &mut Dest, options: &Options) -> Result<(), Error> {
+    if let Some(size) = options.image_size {
+        dest.file.set_len(size).map_err(|source| Error::Io {
+            action: "set the size of",
+            path: dest.path.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn is_dev_null(meta: &Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.file_type().is_char_device() && meta.rdev() == rustix::fs::makedev(1, 3)
+}
+
+fn under_dev(path: &Path) -> bool {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut normal = std::path::PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                normal.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    normal.starts_with("/dev")
+}

@@ -1,0 +1,199 @@
+//! Where copied bytes go: a regular file (kept sparse), a block device (opened
+//! exclusively, checked, tuned while writing), or another existing node such as
+//! `/dev/null`. A [`Dest`] writes at offsets, and is either [`finish`](Dest::finish)ed
+//! (truncated to the image size, synced, settings restored) or dropped, which undoes
+//! what it can: a file it created is removed, an existing file it truncated is left
+//! empty, device settings are restored.
+
+mod blockdev;
+mod file;
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+pub use blockdev::{Removable, Setting, SettingChange, removable};
+
+/// Choices for [`Dest::open`].
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Bytes the image will occupy, when known; checked against a device's size and
+    /// used to size a regular file before writing.
+    pub image_size: Option<u64>,
+    /// Tune a block device while writing (I/O scheduler `none`, `bdi/max_ratio` 1), as
+    /// the reference does. Restored by [`Dest::finish`] or on drop.
+    pub tune: bool,
+}
+
+/// What kind of destination was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A block device.
+    BlockDevice,
+    /// Another existing node (a character device such as `/dev/null`, a FIFO).
+    Other,
+}
+
+/// Why a destination cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The path is under /dev but does not exist: probably a typo for a device.
+    #[error(
+        "'{0}' does not exist; it is under /dev, so it should be a device node: check the \
+         name (bmaptool does not create regular files under /dev)"
+    )]
+    MissingDevice(PathBuf),
+    /// Opening failed.
+    #[error("cannot open destination '{path}': {source}")]
+    Open {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// The device is in use.
+    #[error("block device '{path}' is in use: {reason}; unmount it or stop what holds it first")]
+    Busy {
+        /// Path.
+        path: PathBuf,
+        /// What holds it.
+        reason: String,
+    },
+    /// The device is too small.
+    #[error("the image ({image} bytes) does not fit on block device '{path}' ({device} bytes)")]
+    TooSmall {
+        /// Path.
+        path: PathBuf,
+        /// Image size.
+        image: u64,
+        /// Device size.
+        device: u64,
+    },
+    /// A directory was given.
+    #[error("destination '{0}' is a directory")]
+    Directory(PathBuf),
+    /// Write, truncate or sync failed.
+    #[error("cannot {action} '{path}': {source}")]
+    Io {
+        /// What was attempted.
+        action: &'static str,
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// A device setting could not be put back.
+    #[error("cannot restore {path} to '{value}': {source}")]
+    Restore {
+        /// The sysfs file.
+        path: PathBuf,
+        /// The old value.
+        value: String,
+        /// Cause.
+        source: io::Error,
+    },
+}
+
+/// An open destination.
+#[derive(Debug)]
+pub struct Dest {
+    path: PathBuf,
+    file: File,
+    kind: Kind,
+    /// Removed if the copy does not finish.
+    created: bool,
+    finished: bool,
+    tuning: blockdev::Tuning,
+    /// Skip fsync (`/dev/null`).
+    skip_sync: bool,
+}
+
+impl Dest {
+    /// Opens `path` for writing an image: a block device exclusively after checking it
+    /// is not mounted, used as swap or held, and is large enough; an existing regular
+    /// file is truncated; a missing one is created (except under /dev).
+    pub fn open(path: &Path, options: &Options) -> Result<Dest, Error> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => file::create(path, options),
+            Err(source) => Err(Error::Open {
+                path: path.to_owned(),
+                source,
+            }),
+            Ok(meta) if meta.is_dir() => Err(Error::Directory(path.to_owned())),
+            Ok(meta) if meta.is_file() => file::truncate_existing(path, options),
+            Ok(meta) => {
+                use std::os::unix::fs::FileTypeExt;
+                if meta.file_type().is_block_device() {
+                    blockdev::open(path, &meta, options)
+                } else {
+                    file::open_other(path, &meta)
+                }
+            }
+        }
+    }
+
+    /// The destination's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What kind of destination this is.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Device settings changed for the copy (or that could not be changed).
+    pub fn setting_changes(&self) -> &[SettingChange] {
+        self.tuning.changes()
+    }
+
+    /// Writes all of `buf` at `offset`.
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
+        self.file
+            .write_all_at(buf, offset)
+            .map_err(|source| self.io_error("write to", source))
+    }
+
+    /// Makes a regular file exactly `size` bytes (holes stay holes), syncs everything to
+    /// the medium, restores device settings. Only after this has the copy succeeded.
+    pub fn finish(mut self, size: u64) -> Result<(), Error> {
+        if self.kind == Kind::File {
+            self.file
+                .set_len(size)
+                .map_err(|source| self.io_error("set the size of", source))?;
+        }
+        if !self.skip_sync {
+            self.file
+                .sync_all()
+                .map_err(|source| self.io_error("synchronize", source))?;
+        }
+        self.finished = true;
+        self.tuning.restore()
+    }
+
+    fn io_error(&self, action: &'static str, source: io::Error) -> Error {
+        Error::Io {
+            action,
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+impl Drop for Dest {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        } else if self.kind == Kind::File {
+            // It was truncated when opened: leave it empty rather than half-written.
+            let _ = self.file.set_len(0);
+        }
+        // Tuning restores itself on drop.
+    }
+}

@@ -1,0 +1,320 @@
+//! `bmaptool copy [options] IMAGE DEST`: checks everything that can be checked before
+//! the first byte is written (options, image, bmap and its checksum, sizes, the
+//! destination's state), then runs the copy engine and reports what it did.
+
+use std::fs::File;
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use bmap::Interrupt;
+use bmap::copy::{self, Options};
+use bmap::dest::{self, Dest, Kind, Removable, Setting, SettingChange};
+use bmap::format::{self, Bmap, SelfCheck, human_size, human_time};
+use bmap::source::Image;
+
+use crate::cli::CopyArgs;
+use crate::messages::{self, Level};
+use crate::progress::Renderer;
+
+/// Runs `copy`.
+pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
+    if args.nobmap && args.bmap.is_some() {
+        bail!("--nobmap and --bmap cannot be used together");
+    }
+    let image = open_image(&args.image)?;
+    let bmap = if args.nobmap {
+        None
+    } else {
+        Some(load_bmap(args)?)
+    };
+    check_not_overwriting_inputs(args, bmap.as_ref().map(|(path, _)| path.as_path()))?;
+    if args.removable_device {
+        check_removable(&args.dest)?;
+    }
+    if let (Some((_, bmap)), Some(size)) = (&bmap, image.size())
+        && size != bmap.image_size()
+    {
+        bail!(
+            "the image '{}' is {size} bytes ({}) but its bmap says {} bytes: the bmap does not \
+             belong to this image",
+            args.image,
+            human_size(size),
+            bmap.image_size()
+        );
+    }
+
+    let image_size = match &bmap {
+        Some((_, bmap)) => Some(bmap.image_size()),
+        None => image.size(),
+    };
+    let dest = Dest::open(
+        &args.dest,
+        &dest::Options {
+            image_size,
+            tune: true,
+        },
+    )?;
+    report_tuning(&dest);
+    let dest_label = match dest.kind() {
+        Kind::BlockDevice => format!("block device '{}'", args.dest.display()),
+        _ => format!("file '{}'", basename(&args.dest.to_string_lossy())),
+    };
+    let total = match &bmap {
+        Some((path, bmap)) => {
+            describe(bmap);
+            messages::info(format_args!(
+                "copying image '{}' to {dest_label} using bmap file '{}'",
+                basename(&args.image),
+                basename(&path.to_string_lossy())
+            ));
+            Some(bmap.mapped_bytes())
+        }
+        None => {
+            messages::info(format_args!(
+                "no bmap given, copy entire image to '{}'",
+                args.dest.display()
+            ));
+            image.size()
+        }
+    };
+
+    let renderer = Arc::new(Renderer::new(
+        total,
+        messages::enabled(Level::Info) && !messages::enabled(Level::Debug),
+        std::io::stderr().is_terminal(),
+        args.psplash_pipe.clone(),
+    ));
+    let options = Options {
+        verify: !args.no_verify,
+        interrupt: interrupt.clone(),
+        progress: renderer.clone(),
+    };
+    let started = Instant::now();
+    let result = copy::copy(image, bmap.as_ref().map(|(_, b)| b), dest, &options);
+    renderer.finish();
+    let outcome = result.map_err(|e| explain_failure(e, &args.dest))?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    messages::info(format_args!(
+        "copying time: {}, copying speed {}/sec",
+        human_time(seconds),
+        human_size((outcome.bytes_written as f64 / seconds.max(1e-3)) as u64)
+    ));
+    messages::info(format_args!(
+        "wrote {} of a {} image to {dest_label}; {} of {} ranges verified",
+        human_size(outcome.bytes_written),
+        human_size(outcome.image_size),
+        outcome.ranges_verified,
+        outcome.ranges_verified + outcome.ranges_unverified
+    ));
+    if bmap.is_some() && !args.no_verify && outcome.ranges_unverified > 0 {
+        messages::warning(format_args!(
+            "{} ranges have no checksum in the bmap: their data was copied unverified",
+            outcome.ranges_unverified
+        ));
+    }
+    Ok(())
+}
+
+/// Adds what the user should know about the destination's state to a copy error.
+fn explain_failure(error: copy::Error, dest: &Path) -> anyhow::Error {
+    let note = match &error {
+        copy::Error::Interrupted => return anyhow::Error::new(error),
+        _ if std::fs::metadata(dest).is_ok_and(|m| m.file_type().is_block_device()) => {
+            format!(
+                "'{}' now holds a partial image: do not use it",
+                dest.display()
+            )
+        }
+        _ => String::new(),
+    };
+    let error = anyhow::Error::new(error);
+    if note.is_empty() {
+        error
+    } else {
+        error.context(note)
+    }
+}
+
+fn open_image(image: &str) -> Result<Image> {
+    if image == "-" {
+        let fd = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("cannot open standard input")?;
+        let file = File::from(fd);
+        // A regular file redirected to stdin has a known size, as in the reference.
+        let size = file
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
+        return Ok(Image::stream(Box::new(file), size));
+    }
+    Image::open(Path::new(image)).context("cannot open the image")
+}
+
+/// Finds, reads and parses the bmap (its own checksum verified).
+fn load_bmap(args: &CopyArgs) -> Result<(PathBuf, Bmap)> {
+    let path = match &args.bmap {
+        Some(path) => PathBuf::from(path),
+        None => discover(&args.image)?,
+    };
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("cannot open bmap file '{}'", path.display()))?;
+    let parsed = format::parse(&bytes)
+        .with_context(|| format!("cannot use bmap file '{}'", path.display()))?;
+    for warning in &parsed.warnings {
+        messages::warning(format_args!("bmap file '{}': {warning}", path.display()));
+    }
+    if parsed.self_check == SelfCheck::Absent {
+        messages::debug(format_args!(
+            "bmap file '{}' (format {}) carries no checksum of itself",
+            path.display(),
+            parsed.bmap.version()
+        ));
+    }
+    if parsed.bmap.checksum_kind().is_none() && !args.no_verify {
+        messages::warning(format_args!(
+            "bmap file '{}' (format {}) has no checksums: the copy will not be verified",
+            path.display(),
+            parsed.bmap.version()
+        ));
+    }
+    Ok((path, parsed.bmap))
+}
+
+fn discover(image: &str) -> Result<PathBuf> {
+    if image != "-" {
+        for candidate in bmap::discover::bmap_candidates(image) {
+            if Path::new(&candidate).is_file() {
+                messages::info(format_args!("discovered bmap file '{candidate}'"));
+                return Ok(PathBuf::from(candidate));
+            }
+        }
+    }
+    bail!(
+        "bmap file not found, please, use --bmap to name it, or --nobmap to flash the whole \
+         image without bmap"
+    )
+}
+
+/// Refuses a DEST that is the image or the bmap.
+fn check_not_overwriting_inputs(args: &CopyArgs, bmap: Option<&Path>) -> Result<()> {
+    if let Some(bmap) = bmap
+        && bmap == Path::new(&args.image)
+    {
+        bail!(
+            "Make sure you are writing your image and not the bmap file (you specified the \
+             same path for them)"
+        );
+    }
+    let Ok(dest) = std::fs::metadata(&args.dest) else {
+        return Ok(());
+    };
+    let same = |path: &Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.dev() == dest.dev() && m.ino() == dest.ino())
+    };
+    if args.image != "-" && same(Path::new(&args.image)) {
+        bail!(
+            "the destination '{}' is the image itself",
+            args.dest.display()
+        );
+    }
+    if bmap.is_some_and(same) {
+        bail!(
+            "the destination '{}' is the bmap file itself",
+            args.dest.display()
+        );
+    }
+    Ok(())
+}
+
+fn check_removable(dest: &Path) -> Result<()> {
+    let meta = std::fs::metadata(dest).map_err(|_| {
+        anyhow::anyhow!(
+            "destination '{}' does not exist, but --removable-device expects a removable \
+             block device",
+            dest.display()
+        )
+    })?;
+    if !meta.file_type().is_block_device() {
+        bail!(
+            "destination '{}' is not a block device, but --removable-device expects a \
+             removable block device",
+            dest.display()
+        );
+    }
+    let verdict = dest::removable(dest)
+        .with_context(|| format!("unable to detect removability of '{}'", dest.display()))?;
+    let rule = match verdict {
+        Removable::Flag => "the kernel marks it removable",
+        Removable::Usb => "it is on a USB bus",
+        Removable::Mmc => "it is an MMC/SD card",
+        Removable::No(name) => bail!(
+            "destination '{}' ({name}) is not a removable device: the kernel does not mark it \
+             removable and it is on neither a USB nor an MMC/SD bus; drop \
+             --removable-device to write to it anyway",
+            dest.display()
+        ),
+    };
+    messages::info(format_args!(
+        "'{}' counts as removable: {rule}",
+        dest.display()
+    ));
+    Ok(())
+}
+
+fn describe(bmap: &Bmap) {
+    messages::info(format_args!("block map format version {}", bmap.version()));
+    let mapped = bmap.mapped_blocks();
+    let blocks = bmap.blocks_count();
+    messages::info(format_args!(
+        "{blocks} blocks of size {} ({}), mapped {mapped} blocks ({} or {:.1}%)",
+        bmap.block_size(),
+        human_size(bmap.image_size()),
+        human_size(mapped.saturating_mul(bmap.block_size())),
+        mapped as f64 * 100.0 / blocks.max(1) as f64
+    ));
+}
+
+fn report_tuning(dest: &Dest) {
+    for change in dest.setting_changes() {
+        match change {
+            SettingChange::Changed { path, old, .. } => {
+                messages::debug(format_args!(
+                    "set {} (was '{old}') for the copy",
+                    path.display()
+                ));
+            }
+            SettingChange::Unchanged(_) => {}
+            SettingChange::Failed {
+                setting: Setting::MaxRatio,
+                reason,
+            } => {
+                messages::warning(format_args!(
+                    "failed to disable excessive buffering, expect worse system responsiveness ({reason})"
+                ));
+            }
+            SettingChange::Failed {
+                setting: Setting::Scheduler,
+                reason,
+            } => {
+                messages::info(format_args!(
+                    "failed to enable I/O optimization, expect suboptimal speed ({reason})"
+                ));
+            }
+        }
+    }
+}
+
+/// The last path component of a path or URL, without query or fragment.
+fn basename(path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    path.rsplit('/').next().unwrap_or(path).to_owned()
+}
