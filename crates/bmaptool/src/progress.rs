@@ -75,8 +75,12 @@ impl Renderer {
     }
 
     fn percent(&self, written: u64) -> Option<u64> {
-        self.total
-            .map(|total| written.saturating_mul(100).checked_div(total).unwrap_or(100))
+        self.total.map(|total| {
+            written
+                .saturating_mul(100)
+                .checked_div(total)
+                .unwrap_or(100)
+        })
     }
 
     fn plain_line(&self, written: u64) {

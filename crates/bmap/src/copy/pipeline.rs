@@ -113,9 +113,9 @@ pub(super) fn run(
             pool: pool_rx,
             hashers: hasher_txs,
             pending: &pending,
+            expected: bmap.map(Bmap::image_size),
         };
-        let expected = bmap.map(Bmap::image_size);
-        let reader = scope.spawn(move || reader.run(image, expected));
+        let reader = scope.spawn(move || reader.run(image));
         let written = write(write_rx, pool_tx, dest, &shared);
         let image_size = reader
             .join()
@@ -178,15 +178,17 @@ struct Reader<'a, 'o> {
     pool: Receiver<Vec<u8>>,
     hashers: Vec<SyncSender<Chunk>>,
     pending: &'a [AtomicUsize],
+    /// The image size the bmap gives.
+    expected: Option<u64>,
 }
 
 impl Reader<'_, '_> {
     /// Reads every segment and hands the chunks on. Returns the image size when it
     /// learned it (a stream read to its end); errors go to `shared`.
-    fn run(self, image: Image, expected: Option<u64>) -> Option<u64> {
+    fn run(self, image: Image) -> Option<u64> {
         let result = match image {
             Image::File { file, size } => self.read_file(&file).map(|()| Some(size)),
-            Image::Stream { mut reader, .. } => self.read_stream(&mut *reader, expected),
+            Image::Stream { mut reader, .. } => self.read_stream(&mut *reader),
         };
         match result {
             Ok(size) => size,
@@ -230,11 +232,7 @@ impl Reader<'_, '_> {
         Ok(())
     }
 
-    fn read_stream(
-        &self,
-        reader: &mut dyn Read,
-        expected: Option<u64>,
-    ) -> Result<Option<u64>, Error> {
+    fn read_stream(&self, reader: &mut dyn Read) -> Result<Option<u64>, Error> {
         let mut pos = 0u64;
         let mut scratch = vec![0u8; CHUNK];
         for (index, segment) in self.segments.iter().enumerate() {
@@ -286,7 +284,7 @@ impl Reader<'_, '_> {
         }
         // Read to the end: the trailing hole must be there (a cut download is an error
         // even when the cut falls in a hole), and nothing may follow it.
-        if let Some(expected) = expected {
+        if let Some(expected) = self.expected {
             pos += skip(reader, expected - pos, &mut scratch, pos)?;
             if pos < expected {
                 return Err(self.truncated(pos, None));
@@ -311,10 +309,12 @@ impl Reader<'_, '_> {
     }
 
     fn expected_size(&self) -> u64 {
-        self.segments
-            .last()
-            .and_then(|s| s.len.map(|len| s.start + len))
-            .unwrap_or(0)
+        self.expected.unwrap_or_else(|| {
+            self.segments
+                .last()
+                .and_then(|s| s.len.map(|len| s.start + len))
+                .unwrap_or(0)
+        })
     }
 
     /// The hasher with the least queued work, for the next segment.

@@ -13,6 +13,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::format::human_size;
+
 pub use blockdev::{Removable, Setting, SettingChange, removable};
 
 /// Choices for [`Dest::open`].
@@ -63,7 +65,10 @@ pub enum Error {
         reason: String,
     },
     /// The device is too small.
-    #[error("the image ({image} bytes) does not fit on block device '{path}' ({device} bytes)")]
+    #[error(
+        "the image ({image} bytes, {}) does not fit on block device '{path}' ({device} bytes, \
+         {})", human_size(*.image), human_size(*.device)
+    )]
     TooSmall {
         /// Path.
         path: PathBuf,

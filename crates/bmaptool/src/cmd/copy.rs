@@ -105,12 +105,19 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         human_time(seconds),
         human_size((outcome.bytes_written as f64 / seconds.max(1e-3)) as u64)
     ));
+    let checked = if bmap.is_none() {
+        "no bmap, so nothing to verify".to_owned()
+    } else {
+        format!(
+            "{} of {} ranges verified",
+            outcome.ranges_verified,
+            outcome.ranges_verified + outcome.ranges_unverified
+        )
+    };
     messages::info(format_args!(
-        "wrote {} of a {} image to {dest_label}; {} of {} ranges verified",
+        "wrote {} of a {} image to {dest_label}; {checked}",
         human_size(outcome.bytes_written),
         human_size(outcome.image_size),
-        outcome.ranges_verified,
-        outcome.ranges_verified + outcome.ranges_unverified
     ));
     if bmap.is_some() && !args.no_verify && outcome.ranges_unverified > 0 {
         messages::warning(format_args!(
