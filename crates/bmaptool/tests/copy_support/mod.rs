@@ -1,0 +1,742 @@
+//! Harness for the black-box tests of `bmaptool copy` (`tests/copy.rs`): running the
+//! real binary, the rule for tests that need the environment, the conformance data,
+//! a bmap reader independent of the product's parser, sparseness checks, and guards
+//! that undo what a test set up (loop devices, mounts, helper processes) even when the
+//! test fails.
+//!
+//! Environment rule: a test that needs root, loop devices, a mount, `python3` or the
+//! reference tool asks [`require`] first. When the need is not met the test is skipped
+//! with a note on stderr, unless `BMAPTOOL_TEST_STRICT=1` (CI), where it fails.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The variable that turns a missing environment into test failures.
+pub const STRICT_VAR: &str = "BMAPTOOL_TEST_STRICT";
+/// The Debian `bmap-tools` reference (3.6).
+pub const REFERENCE: &str = "/usr/bin/bmaptool";
+/// The four bmap versions of the reference test data.
+pub const VERSIONS: [&str; 4] = ["1.2", "1.3", "1.4", "2.0"];
+/// Size of `test.image`.
+pub const TEST_IMAGE_SIZE: u64 = 821_752;
+/// SHA-256 of `test.image`.
+pub const TEST_IMAGE_SHA256: &str =
+    "d1ff17fa5f20ff1c4fffa079fc466819fcd0b3308ac89e7c13a91da948e09f5b";
+/// Names of the golden images made by `golden/make-images.py`.
+pub const GOLDEN_IMAGES: [&str; 6] = [
+    "empty.img",
+    "full.img",
+    "many.img",
+    "mixed.img",
+    "one-byte.img",
+    "tail.img",
+];
+/// Page size used to describe allocation (all the test bmaps use 4 KiB blocks).
+pub const PAGE: u64 = 4096;
+/// One mebibyte.
+pub const MIB: u64 = 1 << 20;
+
+// ---------------------------------------------------------------------------------
+// The environment rule
+
+/// Whether a missing environment must fail tests.
+pub fn strict() -> bool {
+    std::env::var_os(STRICT_VAR).is_some_and(|v| v == "1")
+}
+
+/// `true` when `cond` holds; otherwise skips (`false`, with a note) or, in strict mode,
+/// fails naming what is missing.
+#[track_caller]
+pub fn require(cond: bool, what: &str) -> bool {
+    if cond {
+        return true;
+    }
+    assert!(
+        !strict(),
+        "{STRICT_VAR}=1 and this environment lacks {what}"
+    );
+    eprintln!("SKIPPED: this environment lacks {what} (set {STRICT_VAR}=1 to fail instead)");
+    false
+}
+
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Whether `program args...` runs and succeeds.
+pub fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Root, `losetup` and the loop control device.
+#[track_caller]
+pub fn need_loop_devices() -> bool {
+    require(
+        is_root() && Path::new("/dev/loop-control").exists() && runs("losetup", &["--version"]),
+        "root and loop devices (losetup, /dev/loop-control)",
+    )
+}
+
+/// Root and `mount` (for tmpfs mounts).
+#[track_caller]
+pub fn need_mount() -> bool {
+    require(
+        is_root() && runs("mount", &["--version"]),
+        "root and mount (to mount a tmpfs)",
+    )
+}
+
+/// `python3` (the golden image generator, SEEK_DATA probes, helper processes).
+#[track_caller]
+pub fn need_python() -> bool {
+    require(runs("python3", &["--version"]), "python3")
+}
+
+/// The reference tool.
+#[track_caller]
+pub fn need_reference() -> bool {
+    require(
+        Path::new(REFERENCE).exists() && runs(REFERENCE, &["--version"]),
+        "the reference bmaptool (Debian bmap-tools) at /usr/bin/bmaptool",
+    )
+}
+
+// ---------------------------------------------------------------------------------
+// Paths and data
+
+/// `../shared/conformance`, read-only.
+pub fn conformance() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/conformance"
+    ))
+}
+
+/// The bmap of `test.image` in format `version`.
+pub fn test_bmap(version: &str) -> PathBuf {
+    conformance()
+        .join("reference-test-data")
+        .join(format!("test.image.bmap.v{version}"))
+}
+
+/// A fresh directory on the system's temporary file system.
+pub fn tempdir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("bmaptool-copy-test-")
+        .tempdir()
+        .expect("cannot make a temporary directory")
+}
+
+/// Decompresses `test.image.gz` into `dir/test.image`, checks it, returns its path and
+/// bytes.
+pub fn test_image(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let path = dir.join("test.image");
+    let out = Command::new("gzip")
+        .arg("-dc")
+        .arg(conformance().join("reference-test-data/test.image.gz"))
+        .output()
+        .expect("gzip runs");
+    assert!(out.status.success(), "gzip -dc test.image.gz failed");
+    fs::write(&path, &out.stdout).expect("write test.image");
+    assert_eq!(out.stdout.len() as u64, TEST_IMAGE_SIZE);
+    assert_eq!(sha256(&path), TEST_IMAGE_SHA256);
+    (path, out.stdout)
+}
+
+/// Runs `golden/make-images.py DIR`.
+pub fn golden_images(dir: &Path) {
+    let out = Command::new("python3")
+        .arg(conformance().join("golden/make-images.py"))
+        .arg(dir)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "make-images.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// SHA-256 of a file, by `sha256sum`.
+pub fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum runs");
+    assert!(out.status.success(), "sha256sum {} failed", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum prints a digest")
+        .to_owned()
+}
+
+/// Reads a whole file.
+#[track_caller]
+pub fn read(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// Reads the first `len` bytes of a file or device.
+#[track_caller]
+pub fn read_prefix(path: &Path, len: u64) -> Vec<u8> {
+    let mut buf = Vec::new();
+    File::open(path)
+        .and_then(|f| f.take(len).read_to_end(&mut buf))
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    buf
+}
+
+/// Writes `len` bytes of `byte` to a new file (or over an existing one).
+pub fn write_filled(path: &Path, len: u64, byte: u8) {
+    let chunk = vec![byte; MIB as usize];
+    let file = File::create(path).expect("create filled file");
+    let mut offset = 0;
+    while offset < len {
+        let n = (len - offset).min(MIB);
+        file.write_all_at(&chunk[..n as usize], offset)
+            .expect("write filled file");
+        offset += n;
+    }
+    file.sync_all().expect("sync filled file");
+}
+
+/// `len` pseudo-random bytes (splitmix64).
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Flips all bits of the byte at `offset`.
+pub fn flip_byte(path: &Path, offset: u64) {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open to corrupt");
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, offset).expect("read byte");
+    byte[0] ^= 0xFF;
+    file.write_all_at(&byte, offset).expect("write byte");
+}
+
+/// `mkfifo PATH`.
+pub fn mkfifo(path: &Path) {
+    let ok = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "mkfifo {} failed", path.display());
+}
+
+// ---------------------------------------------------------------------------------
+// Bmaps, read by hand (independent of the product's parser)
+
+/// What a test needs to know about a bmap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BmapFacts {
+    /// `ImageSize`.
+    pub image_size: u64,
+    /// `BlockSize`.
+    pub block_size: u64,
+    /// The `<Range>`s, inclusive block numbers, in file order.
+    pub ranges: Vec<(u64, u64)>,
+}
+
+impl BmapFacts {
+    /// Reads a bmap file.
+    pub fn read(path: &Path) -> BmapFacts {
+        let text = String::from_utf8(read(path)).expect("bmap is UTF-8");
+        let number = |element: &str| -> u64 {
+            let open = format!("<{element}>");
+            let start = text.find(&open).expect("element present") + open.len();
+            let end = start + text[start..].find('<').expect("element closes");
+            text[start..end]
+                .trim()
+                .parse()
+                .expect("element is a number")
+        };
+        let mut ranges = Vec::new();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("<Range") {
+            rest = &rest[at..];
+            let body_start = rest.find('>').expect("<Range> closes") + 1;
+            let body_end = rest.find("</Range>").expect("</Range> present");
+            let body = rest[body_start..body_end].trim();
+            let (a, b) = body.split_once('-').unwrap_or((body, body));
+            ranges.push((
+                a.trim().parse().expect("range start"),
+                b.trim().parse().expect("range end"),
+            ));
+            rest = &rest[body_end..];
+        }
+        BmapFacts {
+            image_size: number("ImageSize"),
+            block_size: number("BlockSize"),
+            ranges,
+        }
+    }
+
+    /// The mapped ranges in 4 KiB pages, merged, clipped at the image's end.
+    pub fn pages(&self) -> Vec<(u64, u64)> {
+        let last_page = self.image_size.div_ceil(PAGE).saturating_sub(1);
+        merge(self.ranges.iter().map(|&(a, b)| {
+            let first = a * self.block_size / PAGE;
+            let last = ((b + 1) * self.block_size).div_ceil(PAGE) - 1;
+            (first, last.min(last_page))
+        }))
+    }
+
+    /// Whether byte `offset` lies in a mapped block.
+    pub fn is_mapped(&self, offset: u64) -> bool {
+        let block = offset / self.block_size;
+        self.ranges.iter().any(|&(a, b)| (a..=b).contains(&block))
+    }
+}
+
+/// Sorts inclusive ranges and merges overlapping or adjacent ones.
+pub fn merge(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
+    let mut sorted: Vec<(u64, u64)> = ranges.into_iter().collect();
+    sorted.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (first, last) in sorted {
+        match merged.last_mut() {
+            Some(prev) if first <= prev.1 + 1 => prev.1 = prev.1.max(last),
+            _ => merged.push((first, last)),
+        }
+    }
+    merged
+}
+
+// ---------------------------------------------------------------------------------
+// Sparseness
+
+/// Bytes allocated to a file (`stat -c %b` times 512).
+pub fn allocated(path: &Path) -> u64 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("cannot stat {}: {e}", path.display()))
+        .blocks()
+        * 512
+}
+
+/// Whether `path` is on tmpfs, where `st_blocks` counts data pages only.
+pub fn on_tmpfs(path: &Path) -> bool {
+    let out = Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(path)
+        .output()
+        .expect("stat runs");
+    String::from_utf8_lossy(&out.stdout).trim() == "tmpfs"
+}
+
+/// The 4 KiB pages of a file that hold data, from SEEK_DATA/SEEK_HOLE (via python3).
+pub fn data_pages(path: &Path) -> Vec<(u64, u64)> {
+    const PROBE: &str = "
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+size = os.fstat(fd).st_size
+off = 0
+while off < size:
+    try:
+        data = os.lseek(fd, off, os.SEEK_DATA)
+    except OSError:
+        break
+    hole = os.lseek(fd, data, os.SEEK_HOLE)
+    print(data, hole)
+    off = hole
+";
+    let out = Command::new("python3")
+        .args(["-c", PROBE])
+        .arg(path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "SEEK_DATA probe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    merge(String::from_utf8_lossy(&out.stdout).lines().map(|line| {
+        let (data, hole) = line.split_once(' ').expect("two numbers");
+        let data: u64 = data.parse().expect("offset");
+        let hole: u64 = hole.parse().expect("offset");
+        (data / PAGE, hole.div_ceil(PAGE) - 1)
+    }))
+}
+
+/// Asserts that a copy is as sparse as its bmap: data exactly in the mapped pages, and
+/// the allocation equal to the mapped data (tmpfs), or the mapped data plus the few
+/// extent-tree blocks a file system such as ext4 adds for a fragmented file.
+#[track_caller]
+pub fn assert_sparse_as(dest: &Path, facts: &BmapFacts) {
+    let expected_pages = facts.pages();
+    assert_eq!(
+        data_pages(dest),
+        expected_pages,
+        "{}: data is not exactly where the bmap maps it",
+        dest.display()
+    );
+    let mapped: u64 = expected_pages.iter().map(|(a, b)| (b - a + 1) * PAGE).sum();
+    let got = allocated(dest);
+    if on_tmpfs(dest) {
+        assert_eq!(got, mapped, "{}: allocated bytes", dest.display());
+    } else {
+        let metadata = PAGE * (2 + expected_pages.len() as u64 / 300);
+        assert!(
+            (mapped..=mapped + metadata).contains(&got),
+            "{}: {got} bytes allocated, expected the {mapped} mapped bytes (plus at most \
+             {metadata} of file system metadata)",
+            dest.display()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Running the binary
+
+/// `bmaptool` with a clean environment: backtraces on (so a panic cannot hide), no
+/// `NO_COLOR` (so colour codes would show), standard input closed.
+pub fn bmaptool() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bmaptool"));
+    cmd.env("RUST_BACKTRACE", "1")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `bmaptool ARGS...`.
+pub fn run<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    bmaptool().args(args).output().expect("bmaptool runs")
+}
+
+/// Runs `bmaptool ARGS... < FILE` (standard input redirected from a file).
+pub fn run_stdin_file<I, S>(args: I, file: &Path) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    bmaptool()
+        .args(args)
+        .stdin(File::open(file).expect("open stdin file"))
+        .output()
+        .expect("bmaptool runs")
+}
+
+/// Runs `bmaptool ARGS...` with `bytes` fed through a real pipe by a writer thread.
+pub fn run_stdin_pipe<I, S>(args: I, bytes: Vec<u8>) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut child = bmaptool()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bmaptool starts");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    // The tool may stop reading early (a refusal): a broken pipe is no test failure.
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&bytes);
+    });
+    let output = child.wait_with_output().expect("bmaptool runs");
+    feeder.join().expect("the feeder thread does not panic");
+    output
+}
+
+/// Standard error as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts stderr shows no panic or backtrace.
+#[track_caller]
+pub fn assert_no_panic(text: &str) {
+    for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace", "Traceback"] {
+        assert!(!text.contains(bad), "stderr shows {bad:?}:\n{text}");
+    }
+}
+
+/// Asserts success (exit 0, nothing on stdout, no error line, no panic).
+#[track_caller]
+pub fn assert_ok(output: &Output) {
+    let text = stderr(output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "exit status; stderr:\n{text}"
+    );
+    assert!(output.stdout.is_empty(), "stdout not empty");
+    assert!(!text.contains("ERROR"), "error on success:\n{text}");
+    assert_no_panic(&text);
+}
+
+/// Asserts a clean failure: exit 1, nothing on stdout, exactly one `bmaptool: ERROR:`
+/// line, which contains every needle (case-insensitive), and no panic. Returns the line.
+#[track_caller]
+pub fn assert_fails(output: &Output, needles: &[&str]) -> String {
+    let text = stderr(output);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "exit status; stderr:\n{text}"
+    );
+    assert!(output.stdout.is_empty(), "stdout not empty on error");
+    assert_no_panic(&text);
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("bmaptool: ERROR: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "exactly one error line expected:\n{text}");
+    assert_eq!(
+        text.matches("ERROR").count(),
+        1,
+        "ERROR appears outside the error line:\n{text}"
+    );
+    let line = errors[0].to_owned();
+    for needle in needles {
+        assert!(
+            line.to_lowercase().contains(&needle.to_lowercase()),
+            "error line does not mention {needle:?}: {line}"
+        );
+    }
+    line
+}
+
+/// Waits up to `limit` for a child; `None` if it is still running.
+pub fn wait_for(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Polls `cond` every 10 ms for up to `limit`; whether it became true.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `signal` (a `kill -s` name such as `TERM`) to a child we started.
+pub fn signal(child: &Child, signal: &str) {
+    let ok = Command::new("kill")
+        .args(["-s", signal, &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -s {signal} {} failed", child.id());
+}
+
+// ---------------------------------------------------------------------------------
+// Guards
+
+/// A child process killed (and reaped) when the guard is dropped.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loop device over a backing file in its own temporary directory; detached (and
+/// the file removed) on drop.
+#[derive(Debug)]
+pub struct LoopDevice {
+    path: PathBuf,
+    backing: PathBuf,
+    /// The scheduler when the device was set up; put back on drop (loop devices
+    /// outlive their binding, and a test may change it).
+    scheduler: String,
+    _dir: TempDir,
+}
+
+impl LoopDevice {
+    /// A device of `size` bytes, filled with `fill` (zero: a sparse backing file).
+    pub fn new(size: u64, fill: u8) -> LoopDevice {
+        let dir = tempdir();
+        let backing = dir.path().join("backing.img");
+        if fill == 0 {
+            File::create(&backing)
+                .and_then(|f| f.set_len(size))
+                .expect("make the backing file");
+        } else {
+            write_filled(&backing, size, fill);
+        }
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&backing)
+            .output()
+            .expect("losetup runs");
+        assert!(
+            out.status.success(),
+            "losetup -f --show failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        assert!(path.starts_with("/dev/"), "losetup printed {path:?}");
+        let mut device = LoopDevice {
+            path,
+            backing,
+            scheduler: String::new(),
+            _dir: dir,
+        };
+        device.scheduler = device.scheduler();
+        device
+    }
+
+    /// `/dev/loopN`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The backing file: what reached it went through the device to its medium.
+    pub fn backing(&self) -> &Path {
+        &self.backing
+    }
+
+    /// `loopN`.
+    pub fn name(&self) -> String {
+        self.path
+            .file_name()
+            .expect("device name")
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// `/sys/block/loopN/FILE`, trimmed.
+    #[track_caller]
+    pub fn sysfs(&self, file: &str) -> String {
+        self.try_sysfs(file)
+            .unwrap_or_else(|| panic!("cannot read /sys/block/{}/{file}", self.name()))
+    }
+
+    fn try_sysfs(&self, file: &str) -> Option<String> {
+        let path = PathBuf::from("/sys/block").join(self.name()).join(file);
+        fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
+    }
+
+    /// The current I/O scheduler (the bracketed entry; empty when unreadable).
+    pub fn scheduler(&self) -> String {
+        let text = self.try_sysfs("queue/scheduler").unwrap_or_default();
+        text.split_whitespace()
+            .find_map(|s| s.strip_prefix('[').and_then(|s| s.strip_suffix(']')))
+            .unwrap_or(&text)
+            .to_owned()
+    }
+
+    /// Tries to select scheduler `name`; whether it is now selected.
+    pub fn set_scheduler(&self, name: &str) -> bool {
+        let path = PathBuf::from("/sys/block")
+            .join(self.name())
+            .join("queue/scheduler");
+        fs::write(path, name).is_ok() && self.scheduler() == name
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        if self.scheduler() != self.scheduler {
+            let _ = self.set_scheduler(&self.scheduler.clone());
+        }
+        let path = self.path.to_string_lossy().into_owned();
+        // A just-closed device can be briefly busy (udev probing it): retry.
+        let detached = eventually(Duration::from_secs(5), || runs("losetup", &["-d", &path]));
+        if !detached {
+            eprintln!("warning: cannot detach {path}");
+        }
+    }
+}
+
+/// A mount on a fresh temporary directory; unmounted on drop.
+#[derive(Debug)]
+pub struct Mount {
+    dir: TempDir,
+}
+
+impl Mount {
+    /// `mount ARGS... DIR`.
+    pub fn new(args: &[&OsStr]) -> Mount {
+        let dir = tempdir();
+        let out = Command::new("mount")
+            .args(args)
+            .arg(dir.path())
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "mount {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mount { dir }
+    }
+
+    /// A tmpfs with mount options `options` (e.g. `size=256k`).
+    pub fn tmpfs(options: &str) -> Mount {
+        Mount::new(&[
+            OsStr::new("-t"),
+            OsStr::new("tmpfs"),
+            OsStr::new("-o"),
+            OsStr::new(options),
+            OsStr::new("tmpfs"),
+        ])
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let unmounted = eventually(Duration::from_secs(5), || runs("umount", &[&dir]))
+            || runs("umount", &["-l", &dir]);
+        if !unmounted {
+            eprintln!("warning: cannot unmount {dir}");
+        }
+    }
+}
