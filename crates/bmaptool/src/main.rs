@@ -38,8 +38,25 @@ fn main() -> ExitCode {
             ExitCode::from(signals.exit_status())
         }
         Err(err) => {
-            messages::error(format_args!("{err:#}"));
+            messages::error(one_line(&err));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: library errors often repeat
+/// their source's text in their own message.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bmap::Interrupt;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -28,9 +29,27 @@ impl Signals {
         if registered.iter().any(Result::is_err) {
             crate::messages::debug("cannot install the SIGINT/SIGTERM handlers");
         }
-        Signals {
+        let signals = Signals {
             interrupt: Interrupt::from_flag(any),
             terminated,
+        };
+        let watcher = signals.clone();
+        let _ = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || watcher.watch());
+        signals
+    }
+
+    /// Exits at once when a signal comes while the main thread waits in a blocking
+    /// call that holds nothing to clean up (see [`blocking`]); the handlers only set
+    /// a flag, so such a call would otherwise never notice.
+    fn watch(&self) {
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            if self.interrupt.is_raised() && BLOCKING.load(Ordering::SeqCst) {
+                crate::messages::error("interrupted, exiting");
+                std::process::exit(i32::from(self.exit_status()));
+            }
         }
     }
 
@@ -47,4 +66,16 @@ impl Signals {
             128 + 2
         }
     }
+}
+
+static BLOCKING: AtomicBool = AtomicBool::new(false);
+
+/// Runs `call`, which may block indefinitely (opening a FIFO waits for its other end)
+/// and leaves nothing to undo if the process exits during it: a signal then ends the
+/// process at once instead of waiting for the call to return.
+pub fn blocking<T>(call: impl FnOnce() -> T) -> T {
+    BLOCKING.store(true, Ordering::SeqCst);
+    let result = call();
+    BLOCKING.store(false, Ordering::SeqCst);
+    result
 }

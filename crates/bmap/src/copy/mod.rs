@@ -109,6 +109,18 @@ pub enum Error {
         /// The range being read, if any.
         range: Option<(u64, u64)>,
     },
+    /// A block the bmap calls a hole holds data (read through a stream).
+    #[error(
+        "block {block} (byte {offset}) is a hole in the bmap but holds data: the image was \
+         changed after its bmap was made, or belongs to another bmap (--no-verify copies \
+         it anyway)"
+    )]
+    HoleNotZero {
+        /// The block.
+        block: u64,
+        /// The first non-zero byte.
+        offset: u64,
+    },
     /// The image is longer than its bmap says.
     #[error(
         "the image has more than the {expected} bytes its bmap says: the bmap does not belong \

@@ -16,9 +16,9 @@
 
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{Error, Mismatch, Options, Outcome};
@@ -54,15 +54,19 @@ struct Chunk {
     last: bool,
 }
 
-/// State all stages share: the first error, and the stop flags.
-struct Shared<'a> {
-    options: &'a Options,
+/// State all stages share: the plan, the first error, and the stop flags. Owned (in
+/// an `Arc`) so that a stage stuck in a blocking read can be left behind on an
+/// interrupt or error: it ends by itself when its read returns.
+struct Shared {
+    options: Options,
+    segments: Vec<Segment>,
+    pending: Vec<AtomicUsize>,
     failed: AtomicBool,
     error: Mutex<Option<Error>>,
     verified: AtomicU64,
 }
 
-impl Shared<'_> {
+impl Shared {
     fn fail(&self, error: Error) {
         let mut slot = self.error.lock().unwrap_or_else(|e| e.into_inner());
         slot.get_or_insert(error);
@@ -71,6 +75,10 @@ impl Shared<'_> {
 
     fn stopped(&self) -> bool {
         self.failed.load(Ordering::Relaxed) || self.options.interrupt.is_raised()
+    }
+
+    fn take_error(&self) -> Option<Error> {
+        self.error.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
@@ -81,13 +89,14 @@ pub(super) fn run(
     dest: &Dest,
     options: &Options,
 ) -> Result<Outcome, Error> {
-    let segments = plan(bmap, image.size());
-    let shared = Shared {
-        options,
+    let shared = Arc::new(Shared {
+        options: options.clone(),
+        segments: plan(bmap, image.size()),
+        pending: (0..HASHERS).map(|_| AtomicUsize::new(0)).collect(),
         failed: AtomicBool::new(false),
         error: Mutex::new(None),
         verified: AtomicU64::new(0),
-    };
+    });
     let (pool_tx, pool_rx) = mpsc::sync_channel::<Vec<u8>>(POOL);
     for _ in 0..POOL {
         pool_tx
@@ -95,47 +104,65 @@ pub(super) fn run(
             .expect("the pool has room for its buffers");
     }
     let (write_tx, write_rx) = mpsc::sync_channel::<Chunk>(POOL);
-    let pending: Vec<AtomicUsize> = (0..HASHERS).map(|_| AtomicUsize::new(0)).collect();
+    let mut hasher_txs = Vec::with_capacity(HASHERS);
+    let mut threads = Vec::with_capacity(HASHERS);
+    for index in 0..HASHERS {
+        let (tx, rx) = mpsc::sync_channel::<Chunk>(POOL / HASHERS);
+        hasher_txs.push(tx);
+        let (write_tx, shared) = (write_tx.clone(), Arc::clone(&shared));
+        threads.push(spawn("bmap-hash", move || {
+            hash(rx, write_tx, index, &shared)
+        })?);
+    }
+    drop(write_tx);
+    let reader = Reader {
+        shared: Arc::clone(&shared),
+        pool: pool_rx,
+        hashers: hasher_txs,
+        // Without a bmap a stream of known size (a tar or zip member) is still read to
+        // its end, so that the archive's and the decoder's trailers are checked.
+        expected: bmap.map(Bmap::image_size).or(image.size()),
+        block_size: bmap.map_or(4096, Bmap::block_size),
+    };
+    let reader = spawn("bmap-read", move || reader.run(image))?;
+    let bytes_written = write(write_rx, pool_tx, dest, &shared);
 
-    let (image_size, bytes_written) = std::thread::scope(|scope| {
-        let mut hasher_txs = Vec::with_capacity(HASHERS);
-        for pending in &pending {
-            let (tx, rx) = mpsc::sync_channel::<Chunk>(POOL / HASHERS);
-            hasher_txs.push(tx);
-            let write_tx = write_tx.clone();
-            let (shared, segments) = (&shared, &segments);
-            scope.spawn(move || hash(rx, write_tx, pending, segments, shared));
-        }
-        drop(write_tx);
-        let reader = Reader {
-            segments: &segments,
-            shared: &shared,
-            pool: pool_rx,
-            hashers: hasher_txs,
-            pending: &pending,
-            expected: bmap.map(Bmap::image_size),
-        };
-        let reader = scope.spawn(move || reader.run(image));
-        let written = write(write_rx, pool_tx, dest, &shared);
-        let image_size = reader
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (image_size, written)
-    });
-
-    if let Some(error) = shared.error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+    // On an error or interrupt, do not wait: the reader may be blocked in a read (an
+    // idle pipe, a stalled network) and will end when that read returns.
+    if let Some(error) = shared.take_error() {
         return Err(error);
     }
     if options.interrupt.is_raised() {
         return Err(Error::Interrupted);
+    }
+    let image_size = reader
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    for thread in threads {
+        thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    }
+    if let Some(error) = shared.take_error() {
+        return Err(error);
     }
     let verified = shared.verified.load(Ordering::SeqCst);
     Ok(Outcome {
         image_size: image_size.unwrap_or(bytes_written),
         bytes_written,
         ranges_verified: verified,
-        ranges_unverified: segments.len() as u64 - verified,
+        ranges_unverified: shared.segments.len() as u64 - verified,
     })
+}
+
+fn spawn<T: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>, Error> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(work)
+        .map_err(|source| Error::Read { offset: 0, source })
 }
 
 /// The segments to copy, in image order.
@@ -172,17 +199,17 @@ fn plan(bmap: Option<&Bmap>, image_size: Option<u64>) -> Vec<Segment> {
     }
 }
 
-struct Reader<'a, 'o> {
-    segments: &'a [Segment],
-    shared: &'a Shared<'o>,
+struct Reader {
+    shared: Arc<Shared>,
     pool: Receiver<Vec<u8>>,
     hashers: Vec<SyncSender<Chunk>>,
-    pending: &'a [AtomicUsize],
     /// The image size the bmap gives.
     expected: Option<u64>,
+    /// Block size, to name blocks in errors.
+    block_size: u64,
 }
 
-impl Reader<'_, '_> {
+impl Reader {
     /// Reads every segment and hands the chunks on. Returns the image size when it
     /// learned it (a stream read to its end); errors go to `shared`.
     fn run(self, image: Image) -> Option<u64> {
@@ -200,7 +227,7 @@ impl Reader<'_, '_> {
     }
 
     fn read_file(&self, file: &std::fs::File) -> Result<(), Error> {
-        for (index, segment) in self.segments.iter().enumerate() {
+        for (index, segment) in self.shared.segments.iter().enumerate() {
             let hasher = self.pick_hasher();
             let len = segment.len.unwrap_or(0);
             let mut done = 0;
@@ -235,9 +262,9 @@ impl Reader<'_, '_> {
     fn read_stream(&self, reader: &mut dyn Read) -> Result<Option<u64>, Error> {
         let mut pos = 0u64;
         let mut scratch = vec![0u8; CHUNK];
-        for (index, segment) in self.segments.iter().enumerate() {
+        for (index, segment) in self.shared.segments.iter().enumerate() {
             let hasher = self.pick_hasher();
-            let skipped = skip(reader, segment.start - pos, &mut scratch, pos)?;
+            let skipped = self.skip(reader, segment.start - pos, &mut scratch, pos)?;
             pos += skipped;
             if pos < segment.start {
                 return Err(self.truncated(pos, Some(segment)));
@@ -285,7 +312,7 @@ impl Reader<'_, '_> {
         // Read to the end: the trailing hole must be there (a cut download is an error
         // even when the cut falls in a hole), and nothing may follow it.
         if let Some(expected) = self.expected {
-            pos += skip(reader, expected - pos, &mut scratch, pos)?;
+            pos += self.skip(reader, expected - pos, &mut scratch, pos)?;
             if pos < expected {
                 return Err(self.truncated(pos, None));
             }
@@ -300,6 +327,42 @@ impl Reader<'_, '_> {
         Ok(Some(pos))
     }
 
+    /// Reads past up to `count` bytes of a hole (checking they are zero unless
+    /// verification is off); returns how many there were.
+    fn skip(
+        &self,
+        reader: &mut dyn Read,
+        count: u64,
+        scratch: &mut [u8],
+        pos: u64,
+    ) -> Result<u64, Error> {
+        let check = self.shared.options.verify;
+        let mut done = 0;
+        while done < count {
+            if self.shared.stopped() {
+                return Ok(done);
+            }
+            let want =
+                usize::try_from(count - done).map_or(scratch.len(), |n| n.min(scratch.len()));
+            let got = read_full(reader, &mut scratch[..want]).map_err(|source| Error::Read {
+                offset: pos + done,
+                source,
+            })?;
+            if check && let Some(at) = first_non_zero(&scratch[..got]) {
+                let offset = pos + done + at as u64;
+                return Err(Error::HoleNotZero {
+                    block: offset / self.block_size,
+                    offset,
+                });
+            }
+            done += got as u64;
+            if got < want {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
     fn truncated(&self, offset: u64, segment: Option<&Segment>) -> Error {
         Error::Truncated {
             offset,
@@ -310,7 +373,8 @@ impl Reader<'_, '_> {
 
     fn expected_size(&self) -> u64 {
         self.expected.unwrap_or_else(|| {
-            self.segments
+            self.shared
+                .segments
                 .last()
                 .and_then(|s| s.len.map(|len| s.start + len))
                 .unwrap_or(0)
@@ -319,8 +383,8 @@ impl Reader<'_, '_> {
 
     /// The hasher with the least queued work, for the next segment.
     fn pick_hasher(&self) -> usize {
-        (0..self.pending.len())
-            .min_by_key(|&i| self.pending[i].load(Ordering::Relaxed))
+        (0..self.shared.pending.len())
+            .min_by_key(|&i| self.shared.pending[i].load(Ordering::Relaxed))
             .unwrap_or(0)
     }
 
@@ -339,19 +403,15 @@ impl Reader<'_, '_> {
 
     /// Hands a chunk to a hasher; `false` when the pipeline is shutting down.
     fn send(&self, hasher: usize, chunk: Chunk) -> bool {
-        self.pending[hasher].fetch_add(1, Ordering::Relaxed);
+        self.shared.pending[hasher].fetch_add(1, Ordering::Relaxed);
         self.hashers[hasher].send(chunk).is_ok() && !self.shared.stopped()
     }
 }
 
 /// A hashing stage: digests its ranges' chunks in order and passes them on.
-fn hash(
-    rx: Receiver<Chunk>,
-    write_tx: SyncSender<Chunk>,
-    pending: &AtomicUsize,
-    segments: &[Segment],
-    shared: &Shared<'_>,
-) {
+fn hash(rx: Receiver<Chunk>, write_tx: SyncSender<Chunk>, index: usize, shared: &Shared) {
+    let pending = &shared.pending[index];
+    let segments = &shared.segments;
     let mut state: Option<Hasher> = None;
     for chunk in rx {
         pending.fetch_sub(1, Ordering::Relaxed);
@@ -390,9 +450,17 @@ fn hash(
 }
 
 /// The writing stage: `pwrite`s each chunk, reports progress, recycles the buffer.
-fn write(rx: Receiver<Chunk>, pool: SyncSender<Vec<u8>>, dest: &Dest, shared: &Shared<'_>) -> u64 {
+fn write(rx: Receiver<Chunk>, pool: SyncSender<Vec<u8>>, dest: &Dest, shared: &Shared) -> u64 {
     let mut written = 0u64;
-    for chunk in rx {
+    loop {
+        // Wait with a timeout, so that an interrupt is seen even while the reader is
+        // blocked on an idle input.
+        let chunk = match rx.recv_timeout(POLL) {
+            Ok(chunk) => chunk,
+            Err(RecvTimeoutError::Timeout) if shared.stopped() => break,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         if shared.stopped() {
             break;
         }
@@ -436,19 +504,34 @@ fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
-/// Reads and discards up to `count` bytes; returns how many there were.
-fn skip(reader: &mut dyn Read, count: u64, scratch: &mut [u8], pos: u64) -> Result<u64, Error> {
-    let mut done = 0;
-    while done < count {
-        let want = usize::try_from(count - done).map_or(scratch.len(), |n| n.min(scratch.len()));
-        let got = read_full(reader, &mut scratch[..want]).map_err(|source| Error::Read {
-            offset: pos + done,
-            source,
-        })?;
-        done += got as u64;
-        if got < want {
-            break;
+/// Index of the first non-zero byte, if any. Checks 64-byte blocks with an OR fold
+/// (vectorised), then finds the byte in the block that failed.
+fn first_non_zero(buf: &[u8]) -> Option<usize> {
+    let blocks = buf.chunks_exact(64);
+    let tail_start = buf.len() - blocks.remainder().len();
+    for (i, block) in blocks.enumerate() {
+        if block.iter().fold(0u8, |acc, &b| acc | b) != 0 {
+            return block.iter().position(|&b| b != 0).map(|p| i * 64 + p);
         }
     }
-    Ok(done)
+    buf[tail_start..]
+        .iter()
+        .position(|&b| b != 0)
+        .map(|p| tail_start + p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_non_zero;
+
+    #[test]
+    fn finds_the_first_non_zero_byte() {
+        let mut buf = vec![0u8; 1000];
+        assert_eq!(first_non_zero(&buf), None);
+        buf[999] = 1;
+        assert_eq!(first_non_zero(&buf), Some(999));
+        buf[130] = 7;
+        assert_eq!(first_non_zero(&buf), Some(130));
+        assert_eq!(first_non_zero(&[]), None);
+    }
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use super::{Dest, Error, Kind, Options, blockdev};
 
-/// A new file; refused under /dev, where a missing path is almost surely a typo for a
-/// device node.
+/// A new file; refused under /dev (except /dev/shm), where a missing path is almost
+/// surely a typo for a device node.
 pub(super) fn create(path: &Path, options: &Options) -> Result<Dest, Error> {
     if under_dev(path) {
         return Err(Error::MissingDevice(path.to_owned()));
@@ -97,5 +97,6 @@ fn under_dev(path: &Path) -> bool {
             other => normal.push(other),
         }
     }
-    normal.starts_with("/dev")
+    // /dev/shm is an ordinary tmpfs for files.
+    normal.starts_with("/dev") && !normal.starts_with("/dev/shm")
 }

@@ -15,7 +15,7 @@ use bmap::Interrupt;
 use bmap::copy::{self, Options};
 use bmap::dest::{self, Dest, Kind, Removable, Setting, SettingChange};
 use bmap::format::{self, Bmap, SelfCheck, human_size, human_time};
-use bmap::source::Image;
+use bmap::source::{self, Image};
 
 use crate::cli::CopyArgs;
 use crate::messages::{self, Level};
@@ -27,12 +27,16 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         bail!("--nobmap and --bmap cannot be used together");
     }
     let image = open_image(&args.image)?;
-    let bmap = if args.nobmap {
-        None
-    } else {
-        Some(load_bmap(args)?)
+    let bmap_path = match (&args.bmap, args.nobmap) {
+        (_, true) => None,
+        (Some(path), false) => Some(PathBuf::from(path)),
+        (None, false) => Some(discover(&args.image)?),
     };
-    check_not_overwriting_inputs(args, bmap.as_ref().map(|(path, _)| path.as_path()))?;
+    check_not_overwriting_inputs(args, bmap_path.as_deref())?;
+    let bmap = match bmap_path {
+        Some(path) => Some(load_bmap(path, args.no_verify)?),
+        None => None,
+    };
     if args.removable_device {
         check_removable(&args.dest)?;
     }
@@ -149,7 +153,7 @@ fn explain_failure(error: copy::Error, dest: &Path) -> anyhow::Error {
 }
 
 fn open_image(image: &str) -> Result<Image> {
-    if image == "-" {
+    let opened = if image == "-" {
         let fd = std::io::stdin()
             .as_fd()
             .try_clone_to_owned()
@@ -161,17 +165,29 @@ fn open_image(image: &str) -> Result<Image> {
             .ok()
             .filter(|m| m.is_file())
             .map(|m| m.len());
-        return Ok(Image::stream(Box::new(file), size));
+        // Recognising the format reads the first bytes, which may not come for a while.
+        crate::signals::blocking(|| source::open_stream(Box::new(file), None, size))
+            .context("cannot open the image")?
+    } else {
+        // Opening a FIFO waits for a writer: let a signal end that wait.
+        crate::signals::blocking(|| source::open(Path::new(image)))
+            .context("cannot open the image")?
+    };
+    for notice in &opened.notices {
+        messages::warning(notice);
     }
-    Image::open(Path::new(image)).context("cannot open the image")
+    if !opened.format.is_raw() {
+        messages::info(format_args!(
+            "reading '{}' as {}",
+            basename(image),
+            opened.format
+        ));
+    }
+    Ok(opened.image)
 }
 
 /// Finds, reads and parses the bmap (its own checksum verified).
-fn load_bmap(args: &CopyArgs) -> Result<(PathBuf, Bmap)> {
-    let path = match &args.bmap {
-        Some(path) => PathBuf::from(path),
-        None => discover(&args.image)?,
-    };
+fn load_bmap(path: PathBuf, no_verify: bool) -> Result<(PathBuf, Bmap)> {
     let bytes = std::fs::read(&path)
         .with_context(|| format!("cannot open bmap file '{}'", path.display()))?;
     let parsed = format::parse(&bytes)
@@ -186,7 +202,7 @@ fn load_bmap(args: &CopyArgs) -> Result<(PathBuf, Bmap)> {
             parsed.bmap.version()
         ));
     }
-    if parsed.bmap.checksum_kind().is_none() && !args.no_verify {
+    if parsed.bmap.checksum_kind().is_none() && !no_verify {
         messages::warning(format_args!(
             "bmap file '{}' (format {}) has no checksums: the copy will not be verified",
             path.display(),

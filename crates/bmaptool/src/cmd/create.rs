@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -64,8 +64,13 @@ pub fn run(args: &CreateArgs, interrupt: &Interrupt) -> Result<()> {
 }
 
 fn open_image(path: &Path) -> Result<File> {
-    let file =
-        File::open(path).with_context(|| format!("cannot open image file '{}'", path.display()))?;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below);
+    // it changes nothing for regular files.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .with_context(|| format!("cannot open image file '{}'", path.display()))?;
     let metadata = file
         .metadata()
         .with_context(|| format!("cannot stat image file '{}'", path.display()))?;
@@ -85,6 +90,22 @@ fn open_image(path: &Path) -> Result<File> {
         );
     }
     Ok(file)
+}
+
+/// The path a dangling symlink points to (followed through further links), or `path`
+/// itself when it is not a symlink.
+fn dangling_target(path: &Path) -> PathBuf {
+    let mut current = path.to_owned();
+    for _ in 0..40 {
+        let Ok(link) = std::fs::read_link(&current) else {
+            return current;
+        };
+        current = match current.parent() {
+            Some(dir) if link.is_relative() => dir.join(link),
+            _ => link,
+        };
+    }
+    current
 }
 
 /// Where the bmap goes when `-o` is given.
@@ -117,9 +138,8 @@ impl Output {
                 bail!("the output '{}' is a directory", path.display());
             }
             if !meta.is_file() {
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(path)
+                // A FIFO's open waits for a reader: let a signal end that wait.
+                let file = crate::signals::blocking(|| OpenOptions::new().write(true).open(path))
                     .with_context(cannot)?;
                 return Ok(Output::Direct {
                     file,
@@ -127,10 +147,10 @@ impl Output {
                 });
             }
         }
-        // Replace the file a symlink points to, not the symlink.
+        // Replace the file a symlink points to, not the symlink (a dangling one too).
         let target = match &existing {
             Some(_) => std::fs::canonicalize(path).with_context(cannot)?,
-            None => path.to_owned(),
+            None => dangling_target(path),
         };
         let dir = match target.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),

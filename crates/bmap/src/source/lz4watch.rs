@@ -1,0 +1,216 @@
+//! Watches the structure of an LZ4 stream as a decoder reads it, to tell a complete
+//! stream from a truncated one: `lz4_flex` takes the end of input at a block boundary
+//! for the end of the frame even when the frame's end mark and checksum are missing.
+//! The watcher follows frame headers, block sizes, end marks, checksums, skippable
+//! frames and legacy blocks over the compressed bytes, and turns an end of input
+//! anywhere but between frames (or between legacy blocks) into an error.
+
+use std::io::{self, BufRead, Read};
+
+const FRAME: u32 = 0x184D_2204;
+const LEGACY: u32 = 0x184C_2102;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Expecting a magic number (between frames).
+    Magic,
+    /// Expecting FLG and BD.
+    Descriptor,
+    /// Expecting the rest of the descriptor (content size, dictionary id, HC).
+    DescriptorRest {
+        block_checksum: bool,
+        content_checksum: bool,
+    },
+    /// Expecting a block size.
+    BlockSize {
+        block_checksum: bool,
+        content_checksum: bool,
+    },
+    /// Expecting a skippable frame's size.
+    SkippableSize,
+    /// Expecting a legacy block size (or the next frame's magic).
+    LegacyBlockSize,
+    /// Skipping block data, then going to `next`.
+    Skip { next: Next },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Block {
+        block_checksum: bool,
+        content_checksum: bool,
+    },
+    Magic,
+    Legacy,
+}
+
+/// A reader that passes bytes through while following the LZ4 stream structure.
+pub struct Watch<R> {
+    inner: R,
+    state: State,
+    /// Header bytes gathered for the current state.
+    acc: Vec<u8>,
+    /// Bytes the current state still needs (header) or skips (data).
+    need: u64,
+}
+
+impl<R: BufRead> Watch<R> {
+    /// Watches `inner`.
+    pub fn new(inner: R) -> Watch<R> {
+        Watch {
+            inner,
+            state: State::Magic,
+            acc: Vec::with_capacity(16),
+            need: 4,
+        }
+    }
+
+    /// Whether the input has no more bytes.
+    pub fn at_end(&mut self) -> io::Result<bool> {
+        Ok(self.inner.fill_buf()?.is_empty())
+    }
+
+    fn at_boundary(&self) -> bool {
+        self.acc.is_empty() && matches!(self.state, State::Magic | State::LegacyBlockSize)
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            if let State::Skip { next } = self.state {
+                let n = (bytes.len() as u64).min(self.need);
+                bytes = &bytes[n as usize..];
+                self.need -= n;
+                if self.need == 0 {
+                    self.enter_next(next);
+                }
+                continue;
+            }
+            let n = (bytes.len()).min(self.need as usize);
+            self.acc.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            self.need -= n as u64;
+            if self.need == 0 {
+                self.complete()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn enter_next(&mut self, next: Next) {
+        self.acc.clear();
+        (self.state, self.need) = match next {
+            Next::Block {
+                block_checksum,
+                content_checksum,
+            } => (
+                State::BlockSize {
+                    block_checksum,
+                    content_checksum,
+                },
+                4,
+            ),
+            Next::Magic => (State::Magic, 4),
+            Next::Legacy => (State::LegacyBlockSize, 4),
+        };
+    }
+
+    fn skip(&mut self, count: u64, next: Next) {
+        self.acc.clear();
+        if count == 0 {
+            self.enter_next(next);
+        } else {
+            self.state = State::Skip { next };
+            self.need = count;
+        }
+    }
+
+    /// The current state's header bytes are complete.
+    fn complete(&mut self) -> io::Result<()> {
+        let word = |acc: &[u8]| u32::from_le_bytes([acc[0], acc[1], acc[2], acc[3]]);
+        match self.state {
+            State::Magic | State::LegacyBlockSize => {
+                let value = word(&self.acc);
+                let legacy = self.state == State::LegacyBlockSize;
+                self.acc.clear();
+                if value == FRAME {
+                    self.state = State::Descriptor;
+                    self.need = 2;
+                } else if value == LEGACY {
+                    self.state = State::LegacyBlockSize;
+                    self.need = 4;
+                } else if value & 0xFFFF_FFF0 == 0x184D_2A50 {
+                    self.state = State::SkippableSize;
+                    self.need = 4;
+                } else if legacy {
+                    self.skip(u64::from(value), Next::Legacy);
+                } else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "not an LZ4 frame (bad magic number)",
+                    ));
+                }
+            }
+            State::Descriptor => {
+                let flg = self.acc[0];
+                let block_checksum = flg & 0x10 != 0;
+                let content_checksum = flg & 0x04 != 0;
+                let extra =
+                    1 + if flg & 0x08 != 0 { 8 } else { 0 } + if flg & 0x01 != 0 { 4 } else { 0 };
+                self.acc.clear();
+                self.state = State::DescriptorRest {
+                    block_checksum,
+                    content_checksum,
+                };
+                self.need = extra;
+            }
+            State::DescriptorRest {
+                block_checksum,
+                content_checksum,
+            } => self.enter_next(Next::Block {
+                block_checksum,
+                content_checksum,
+            }),
+            State::BlockSize {
+                block_checksum,
+                content_checksum,
+            } => {
+                let size = word(&self.acc);
+                if size == 0 {
+                    // End mark, then the content checksum.
+                    self.skip(if content_checksum { 4 } else { 0 }, Next::Magic);
+                } else {
+                    let data = u64::from(size & 0x7FFF_FFFF) + if block_checksum { 4 } else { 0 };
+                    self.skip(
+                        data,
+                        Next::Block {
+                            block_checksum,
+                            content_checksum,
+                        },
+                    );
+                }
+            }
+            State::SkippableSize => {
+                let size = word(&self.acc);
+                self.skip(u64::from(size), Next::Magic);
+            }
+            State::Skip { .. } => unreachable!("skipping is handled in feed"),
+        }
+        Ok(())
+    }
+}
+
+impl<R: BufRead> Read for Watch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() && !self.at_boundary() {
+            // Not UnexpectedEof: lz4_flex takes that, at a block boundary, for the end.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the lz4 stream is truncated: it ends inside a frame (its end mark or \
+                 checksum is missing)",
+            ));
+        }
+        self.feed(&buf[..n])?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,217 @@
+//! Where image bytes come from: a local file or block device (random access: holes are
+//! skipped with positioned reads) or a stream read forward only (standard input, a
+//! compressed or archived image through its decoder chain, a network reader), which
+//! reads through holes.
+//!
+//! [`open`] and [`open_stream`] recognise compressed and archived images by name and
+//! by content ([`compression`]) and put the right decoders in front.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::path::{Path, PathBuf};
+
+pub mod compression;
+mod decode;
+mod lz4watch;
+mod lzop;
+mod tar;
+mod zip;
+
+pub use compression::{Codec, Container, Format};
+pub use decode::{Decoded, Notice, decode};
+
+/// An image to copy.
+pub enum Image {
+    /// A local file or block device: read at offsets, holes skipped.
+    File {
+        /// The open file.
+        file: File,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// A forward-only stream.
+    Stream {
+        /// The bytes.
+        reader: Box<dyn Read + Send>,
+        /// Its length, when known in advance.
+        size: Option<u64>,
+    },
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Image::File { size, .. } => f.debug_struct("File").field("size", size).finish(),
+            Image::Stream { size, .. } => f.debug_struct("Stream").field("size", size).finish(),
+        }
+    }
+}
+
+/// Why an image cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file cannot be opened or inspected.
+    #[error("cannot open image '{path}': {source}")]
+    Open {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A directory.
+    #[error("'{0}' is a directory, not an image")]
+    Directory(PathBuf),
+    /// The decoder chain could not start (a corrupt header, an archive without a file).
+    #[error("cannot read image '{name}' as {format}: {source}")]
+    Decode {
+        /// The image's name.
+        name: String,
+        /// The format it was read as.
+        format: String,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// An opened image with what was learned about its format.
+#[derive(Debug)]
+pub struct Opened {
+    /// The image's bytes.
+    pub image: Image,
+    /// Its format (raw, or a compression and container).
+    pub format: Format,
+    /// Worth telling the user (a name that disagrees with the content).
+    pub notices: Vec<Notice>,
+}
+
+/// Decoding threads to use (xz): one per core.
+fn threads() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+}
+
+/// Opens a local image, recognising compression and archives by name and content.
+/// A raw regular file or block device is read with random access (holes skipped);
+/// anything else through its decoder chain.
+pub fn open(path: &Path) -> Result<Opened, Error> {
+    let image = Image::open(path)?;
+    let name = path.to_string_lossy();
+    let named = compression::from_name(&name);
+    let Image::File { file, size } = image else {
+        return open_stream_named(image_reader(image), Some(&name), None);
+    };
+    let mut head = vec![0u8; compression::SNIFF_LEN];
+    let got = file.read_at(&mut head, 0).map_err(|source| Error::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    head.truncate(got);
+    let raw = compression::sniff_codec(&head).is_none()
+        && compression::sniff_container(&head).is_none()
+        && named.is_none_or(|f| f.codec != Codec::Lzma);
+    if raw {
+        let notices = named
+            .map(|named| Notice::Mismatch {
+                named,
+                found: Format::RAW,
+            })
+            .into_iter()
+            .collect();
+        return Ok(Opened {
+            image: Image::File { file, size },
+            format: Format::RAW,
+            notices,
+        });
+    }
+    open_stream_named(Box::new(file), Some(&name), None)
+}
+
+/// Opens a stream (standard input, a download) as an image: its format is recognised
+/// from `name` (a path or URL path, when there is one) and its first bytes. `size` is
+/// the stream's length when known; it is the image's size only for a raw stream.
+pub fn open_stream(
+    reader: Box<dyn Read + Send>,
+    name: Option<&str>,
+    size: Option<u64>,
+) -> Result<Opened, Error> {
+    open_stream_named(reader, name, size)
+}
+
+fn open_stream_named(
+    reader: Box<dyn Read + Send>,
+    name: Option<&str>,
+    size: Option<u64>,
+) -> Result<Opened, Error> {
+    let label = name.unwrap_or("-").to_owned();
+    let decoded = decode(reader, name, threads()).map_err(|source| Error::Decode {
+        name: label,
+        format: name
+            .and_then(compression::from_name)
+            .map_or_else(|| "a stream".to_owned(), |f| f.to_string()),
+        source,
+    })?;
+    let size = if decoded.format.is_raw() {
+        size
+    } else {
+        decoded.size
+    };
+    Ok(Opened {
+        image: Image::Stream {
+            reader: decoded.reader,
+            size,
+        },
+        format: decoded.format,
+        notices: decoded.notices,
+    })
+}
+
+fn image_reader(image: Image) -> Box<dyn Read + Send> {
+    match image {
+        Image::File { file, .. } => Box::new(file),
+        Image::Stream { reader, .. } => reader,
+    }
+}
+
+impl Image {
+    /// Opens a local image: a regular file or a block device (random access), or a
+    /// FIFO or character device (read as a stream).
+    pub fn open(path: &Path) -> Result<Image, Error> {
+        let open_error = |source| Error::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = File::open(path).map_err(open_error)?;
+        let meta = file.metadata().map_err(open_error)?;
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            return Err(Error::Directory(path.to_owned()));
+        }
+        if kind.is_file() {
+            return Ok(Image::File {
+                file,
+                size: meta.len(),
+            });
+        }
+        if kind.is_block_device() {
+            let size = file.seek(SeekFrom::End(0)).map_err(open_error)?;
+            return Ok(Image::File { file, size });
+        }
+        Ok(Image::Stream {
+            reader: Box::new(file),
+            size: None,
+        })
+    }
+
+    /// A stream of the image's bytes, of known or unknown length.
+    pub fn stream(reader: Box<dyn Read + Send>, size: Option<u64>) -> Image {
+        Image::Stream { reader, size }
+    }
+
+    /// The image's length in bytes, when known before reading.
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            Image::File { size, .. } => Some(*size),
+            Image::Stream { size, .. } => *size,
+        }
+    }
+}
