@@ -943,8 +943,12 @@ fn sigint_while_stdin_is_idle_exits_promptly() {
             .spawn()
             .expect("bmaptool starts"),
     );
-    // A stalled producer: the pipe stays open, nothing comes.
-    let stdin = child.0.stdin.take().expect("piped stdin");
+    // A stalled producer: a little data (enough to recognise the format and start the
+    // copy), then the pipe stays open and nothing more comes.
+    let mut stdin = child.0.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(&[0x5a; 4096])
+        .expect("first bytes reach bmaptool");
     assert!(
         eventually(Duration::from_secs(10), || dest.exists()),
         "the copy never started"
@@ -963,6 +967,32 @@ fn sigint_while_stdin_is_idle_exits_promptly() {
     });
     assert_eq!(status.code(), Some(130));
     assert!(!dest.exists(), "the interrupted copy was left behind");
+}
+
+#[test]
+fn sigint_before_any_input_exits_promptly_without_creating_dest() {
+    let dir = tempdir();
+    let dest = dir.path().join("out.img");
+    let mut child = KillOnDrop(
+        bmaptool()
+            .args(["copy", "--nobmap", "-"])
+            .arg(&dest)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("bmaptool starts"),
+    );
+    let stdin = child.0.stdin.take().expect("piped stdin");
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child.0, "INT");
+    let status = wait_for(&mut child.0, Duration::from_secs(2));
+    drop(stdin);
+    let status = status.expect("bmaptool exits within 2 s of SIGINT while no input came");
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        !dest.exists(),
+        "nothing is created before the image's first bytes arrive"
+    );
 }
 
 // ---------------------------------------------------------------------------------

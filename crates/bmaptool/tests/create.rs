@@ -717,8 +717,6 @@ fn make_fifo(path: &Path) -> Option<()> {
 }
 
 #[test]
-#[ignore = "bug: create blocks forever opening a FIFO image (File::open before the \
-            regular-file check) and SIGTERM/SIGINT do not stop it"]
 fn fifo_image_is_refused_without_blocking() {
     let scratch = Scratch::plain();
     let fifo = scratch.path().join("fifo.img");
@@ -738,8 +736,6 @@ fn fifo_image_is_refused_without_blocking() {
 }
 
 #[test]
-#[ignore = "bug: SIGTERM/SIGINT cannot stop create while it waits in open(2) for a \
-            FIFO output's reader (the handlers only raise a flag; open restarts)"]
 fn sigterm_stops_create_waiting_for_a_fifo_output_reader() {
     let scratch = Scratch::plain();
     let image = scratch.path().join("a.img");
@@ -762,8 +758,6 @@ fn sigterm_stops_create_waiting_for_a_fifo_output_reader() {
 }
 
 #[test]
-#[ignore = "bug: -o through a dangling symlink replaces the symlink with a regular \
-            file; the reference (and the code's stated intent) write its target"]
 fn output_through_a_dangling_symlink_creates_its_target() {
     let scratch = Scratch::plain();
     let image = scratch.path().join("a.img");

@@ -3,7 +3,8 @@
 //! for the end of the frame even when the frame's end mark and checksum are missing.
 //! The watcher follows frame headers, block sizes, end marks, checksums, skippable
 //! frames and legacy blocks over the compressed bytes, and turns an end of input
-//! anywhere but between frames (or between legacy blocks) into an error.
+//! anywhere but between frames (or between legacy blocks) into an error. It also hides
+//! the magic number of a legacy stream that follows another, which `lz4 -d` reads on.
 
 use std::io::{self, BufRead, Read};
 
@@ -201,6 +202,13 @@ impl<R: BufRead> Watch<R> {
 
 impl<R: BufRead> Read for Watch<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Legacy streams one after another (`cat a.lz4 b.lz4`): lz4_flex would take the
+        // next stream's magic number for a block size, so pass over it; the blocks go on.
+        if self.state == State::LegacyBlockSize && self.acc.is_empty() {
+            while self.inner.fill_buf()?.starts_with(&LEGACY.to_le_bytes()) {
+                self.inner.consume(4);
+            }
+        }
         let n = self.inner.read(buf)?;
         if n == 0 && !buf.is_empty() && !self.at_boundary() {
             // Not UnexpectedEof: lz4_flex takes that, at a block boundary, for the end.
