@@ -15,7 +15,6 @@
 //! every stage stops at its next chunk, and the error is returned.
 
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -24,7 +23,7 @@ use std::time::Duration;
 use super::{Error, Mismatch, Options, Outcome};
 use crate::dest::Dest;
 use crate::format::{Bmap, Digest, Hasher};
-use crate::source::Image;
+use crate::source::{Image, RandomAccess};
 
 /// Bytes per buffer.
 const CHUNK: usize = 1 << 20;
@@ -214,7 +213,10 @@ impl Reader {
     /// learned it (a stream read to its end); errors go to `shared`.
     fn run(self, image: Image) -> Option<u64> {
         let result = match image {
-            Image::File { file, size } => self.read_file(&file).map(|()| Some(size)),
+            Image::File { mut file, size } => self.read_random(&mut file).map(|()| Some(size)),
+            Image::Ranged { mut source, size } => {
+                self.read_random(source.as_mut()).map(|()| Some(size))
+            }
             Image::Stream { mut reader, .. } => self.read_stream(&mut *reader),
         };
         match result {
@@ -226,7 +228,14 @@ impl Reader {
         }
     }
 
-    fn read_file(&self, file: &std::fs::File) -> Result<(), Error> {
+    fn read_random(&self, file: &mut dyn RandomAccess) -> Result<(), Error> {
+        let spans: Vec<(u64, u64)> = self
+            .shared
+            .segments
+            .iter()
+            .map(|s| (s.start, s.len.unwrap_or(0)))
+            .collect();
+        file.plan(&spans);
         for (index, segment) in self.shared.segments.iter().enumerate() {
             let hasher = self.pick_hasher();
             let len = segment.len.unwrap_or(0);
@@ -477,7 +486,7 @@ fn write(rx: Receiver<Chunk>, pool: SyncSender<Vec<u8>>, dest: &Dest, shared: &S
 }
 
 /// Reads until `buf` is full or the end of the file; returns the bytes read.
-fn read_full_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+fn read_full_at(file: &mut dyn RandomAccess, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match file.read_at(&mut buf[got..], offset + got as u64) {

@@ -15,6 +15,7 @@ pub mod compression;
 mod decode;
 mod lz4watch;
 mod lzop;
+pub mod remote;
 mod tar;
 mod zip;
 
@@ -27,6 +28,14 @@ pub enum Image {
     File {
         /// The open file.
         file: File,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// A remote file with random access (HTTP Range requests): only the spans the
+    /// copy reads are fetched.
+    Ranged {
+        /// The source.
+        source: Box<dyn RandomAccess>,
         /// Its size in bytes.
         size: u64,
     },
@@ -43,6 +52,7 @@ impl std::fmt::Debug for Image {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Image::File { size, .. } => f.debug_struct("File").field("size", size).finish(),
+            Image::Ranged { size, .. } => f.debug_struct("Ranged").field("size", size).finish(),
             Image::Stream { size, .. } => f.debug_struct("Stream").field("size", size).finish(),
         }
     }
@@ -168,7 +178,83 @@ fn open_stream_named(
 fn image_reader(image: Image) -> Box<dyn Read + Send> {
     match image {
         Image::File { file, .. } => Box::new(file),
+        Image::Ranged { source, .. } => Box::new(Sequential { source, pos: 0 }),
         Image::Stream { reader, .. } => reader,
+    }
+}
+
+/// Positioned reads of a source, for the copy engine: a local file, or a remote file
+/// that supports ranges.
+pub trait RandomAccess: Send {
+    /// Tells the source which byte spans `(offset, length)` will be read, ascending, so
+    /// that a remote source can fetch neighbouring spans in one request.
+    fn plan(&mut self, spans: &[(u64, u64)]) {
+        let _ = spans;
+    }
+
+    /// Reads at `offset`; `Ok(0)` only at the end of the file.
+    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+}
+
+impl RandomAccess for File {
+    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        FileExt::read_at(self, buf, offset)
+    }
+}
+
+/// A random-access source read from the start as a stream.
+struct Sequential {
+    source: Box<dyn RandomAccess>,
+    pos: u64,
+}
+
+impl Read for Sequential {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.source.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Opens a remote image: random access when it is uncompressed and the server honours
+/// Range requests, a stream through its decoder chain otherwise.
+pub fn open_url(url: &url::Url, options: &remote::Options) -> Result<Opened, remote::Error> {
+    let name = remote::name_for_format(url);
+    let decode_error = |e: Error| remote::Error::Transfer {
+        url: remote::redact(url),
+        message: e.to_string(),
+    };
+    match remote::open_random(url, options)? {
+        remote::Remote::Stream { reader, size } => {
+            open_stream_named(reader, Some(&name), size).map_err(decode_error)
+        }
+        remote::Remote::Ranged(ranged) => {
+            let size = ranged.size();
+            let head = ranged.head().to_vec();
+            let named = compression::from_name(&name);
+            let raw = compression::sniff_codec(&head).is_none()
+                && compression::sniff_container(&head).is_none()
+                && named.is_none_or(|f| f.codec != Codec::Lzma);
+            if raw {
+                let notices = named
+                    .map(|named| Notice::Mismatch {
+                        named,
+                        found: Format::RAW,
+                    })
+                    .into_iter()
+                    .collect();
+                return Ok(Opened {
+                    image: Image::Ranged {
+                        source: ranged,
+                        size,
+                    },
+                    format: Format::RAW,
+                    notices,
+                });
+            }
+            open_stream_named(Box::new(ranged.into_stream()), Some(&name), Some(size))
+                .map_err(decode_error)
+        }
     }
 }
 
@@ -210,7 +296,7 @@ impl Image {
     /// The image's length in bytes, when known before reading.
     pub fn size(&self) -> Option<u64> {
         match self {
-            Image::File { size, .. } => Some(*size),
+            Image::File { size, .. } | Image::Ranged { size, .. } => Some(*size),
             Image::Stream { size, .. } => *size,
         }
     }

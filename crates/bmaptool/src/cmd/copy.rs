@@ -8,14 +8,16 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bmap::Interrupt;
 use bmap::copy::{self, Options};
 use bmap::dest::{self, Dest, Kind, Removable, Setting, SettingChange};
 use bmap::format::{self, Bmap, SelfCheck, human_size, human_time};
+use bmap::source::remote::{self, Location};
 use bmap::source::{self, Image};
+use url::Url;
 
 use crate::cli::CopyArgs;
 use crate::messages::{self, Level};
@@ -26,15 +28,25 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     if args.nobmap && args.bmap.is_some() {
         bail!("--nobmap and --bmap cannot be used together");
     }
-    let image = open_image(&args.image)?;
-    let bmap_path = match (&args.bmap, args.nobmap) {
-        (_, true) => None,
-        (Some(path), false) => Some(PathBuf::from(path)),
-        (None, false) => Some(discover(&args.image)?),
+    let remote = remote_options();
+    let image_location = if args.image == "-" {
+        Location::Local(PathBuf::from("-"))
+    } else {
+        remote::locate(&args.image).context("cannot open the image")?
     };
-    check_not_overwriting_inputs(args, bmap_path.as_deref())?;
-    let bmap = match bmap_path {
-        Some(path) => Some(load_bmap(path, args.no_verify)?),
+    let image = open_image(&args.image, &image_location, &remote)?;
+    let bmap_ref = match (&args.bmap, args.nobmap) {
+        (_, true) => None,
+        (Some(name), false) => {
+            Some(BmapRef::new(remote::locate(name).with_context(|| {
+                format!("cannot open bmap file '{name}'")
+            })?))
+        }
+        (None, false) => Some(discover(&args.image, &image_location, &remote)?),
+    };
+    check_not_overwriting_inputs(args, bmap_ref.as_ref().and_then(BmapRef::local))?;
+    let bmap = match bmap_ref {
+        Some(bmap_ref) => Some(load_bmap(bmap_ref, &remote, args.no_verify)?),
         None => None,
     };
     if args.removable_device {
@@ -74,7 +86,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
             messages::info(format_args!(
                 "copying image '{}' to {dest_label} using bmap file '{}'",
                 basename(&args.image),
-                basename(&path.to_string_lossy())
+                basename(&path.shown)
             ));
             Some(bmap.mapped_bytes())
         }
@@ -152,26 +164,52 @@ fn explain_failure(error: copy::Error, dest: &Path) -> anyhow::Error {
     }
 }
 
-fn open_image(image: &str) -> Result<Image> {
-    let opened = if image == "-" {
-        let fd = std::io::stdin()
-            .as_fd()
-            .try_clone_to_owned()
-            .context("cannot open standard input")?;
-        let file = File::from(fd);
-        // A regular file redirected to stdin has a known size, as in the reference.
-        let size = file
-            .metadata()
+/// Remote-source settings: proxies from the environment, per URL, as curl and the
+/// reference's urllib read them (`http_proxy`, `https_proxy`, `ftp_proxy`,
+/// `no_proxy`, and their upper-case forms).
+/// `BMAPTOOL_TIMEOUT` (seconds a read may wait) and `BMAPTOOL_RETRIES` (reconnections
+/// after a drop) tune the network for very slow or very flaky links.
+fn remote_options() -> remote::Options {
+    let defaults = remote::Options::default();
+    let number = |name: &str| {
+        std::env::var(name)
             .ok()
-            .filter(|m| m.is_file())
-            .map(|m| m.len());
-        // Recognising the format reads the first bytes, which may not come for a while.
-        crate::signals::blocking(|| source::open_stream(Box::new(file), None, size))
-            .context("cannot open the image")?
-    } else {
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    remote::Options {
+        proxy: Arc::new(|url: &Url| env_proxy::for_url(url).to_string()),
+        read_timeout: number("BMAPTOOL_TIMEOUT").map_or(defaults.read_timeout, Duration::from_secs),
+        retries: number("BMAPTOOL_RETRIES")
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(defaults.retries),
+        ..defaults
+    }
+}
+
+fn open_image(image: &str, location: &Location, remote: &remote::Options) -> Result<Image> {
+    let opened = match location {
+        _ if image == "-" => {
+            let fd = std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .context("cannot open standard input")?;
+            let file = File::from(fd);
+            // A regular file redirected to stdin has a known size, as in the reference.
+            let size = file
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len());
+            // Recognising the format reads the first bytes, which may not come for a while.
+            crate::signals::blocking(|| source::open_stream(Box::new(file), None, size))
+                .context("cannot open the image")?
+        }
         // Opening a FIFO waits for a writer: let a signal end that wait.
-        crate::signals::blocking(|| source::open(Path::new(image)))
-            .context("cannot open the image")?
+        Location::Local(path) => {
+            crate::signals::blocking(|| source::open(path)).context("cannot open the image")?
+        }
+        Location::Url(url) => crate::signals::blocking(|| source::open_url(url, remote))
+            .context("cannot open the image")?,
     };
     for notice in &opened.notices {
         messages::warning(notice);
@@ -179,45 +217,124 @@ fn open_image(image: &str) -> Result<Image> {
     if !opened.format.is_raw() {
         messages::info(format_args!(
             "reading '{}' as {}",
-            basename(image),
+            basename(&shown(location)),
             opened.format
         ));
     }
     Ok(opened.image)
 }
 
-/// Finds, reads and parses the bmap (its own checksum verified).
-fn load_bmap(path: PathBuf, no_verify: bool) -> Result<(PathBuf, Bmap)> {
-    let bytes = std::fs::read(&path)
-        .with_context(|| format!("cannot open bmap file '{}'", path.display()))?;
-    let parsed = format::parse(&bytes)
-        .with_context(|| format!("cannot use bmap file '{}'", path.display()))?;
+/// How a location may be printed: a path, or a URL without credentials.
+fn shown(location: &Location) -> String {
+    match location {
+        Location::Local(path) => path.display().to_string(),
+        Location::Url(url) => remote::redact(url),
+    }
+}
+
+/// A bmap to read, and how to name it.
+struct BmapRef {
+    location: Location,
+    shown: String,
+    /// Its bytes, when discovery already fetched them.
+    bytes: Option<Vec<u8>>,
+}
+
+impl BmapRef {
+    fn new(location: Location) -> BmapRef {
+        BmapRef {
+            shown: shown(&location),
+            location,
+            bytes: None,
+        }
+    }
+
+    fn local(&self) -> Option<&Path> {
+        match &self.location {
+            Location::Local(path) => Some(path),
+            Location::Url(_) => None,
+        }
+    }
+}
+
+/// Bmaps larger than this are refused (about 2.5 million ranges).
+const BMAP_LIMIT: u64 = 256 << 20;
+
+/// Reads and parses the bmap (its own checksum verified).
+fn load_bmap(bmap: BmapRef, remote: &remote::Options, no_verify: bool) -> Result<BmapFile> {
+    let shown = bmap.shown.clone();
+    let bytes = match (bmap.bytes, &bmap.location) {
+        (Some(bytes), _) => bytes,
+        (None, Location::Local(path)) => {
+            std::fs::read(path).with_context(|| format!("cannot open bmap file '{shown}'"))?
+        }
+        (None, Location::Url(url)) => {
+            crate::signals::blocking(|| remote::fetch(url, remote, BMAP_LIMIT))
+                .with_context(|| format!("cannot open bmap file '{shown}'"))?
+        }
+    };
+    let parsed =
+        format::parse(&bytes).with_context(|| format!("cannot use bmap file '{shown}'"))?;
     for warning in &parsed.warnings {
-        messages::warning(format_args!("bmap file '{}': {warning}", path.display()));
+        messages::warning(format_args!("bmap file '{shown}': {warning}"));
     }
     if parsed.self_check == SelfCheck::Absent {
         messages::debug(format_args!(
-            "bmap file '{}' (format {}) carries no checksum of itself",
-            path.display(),
+            "bmap file '{shown}' (format {}) carries no checksum of itself",
             parsed.bmap.version()
         ));
     }
     if parsed.bmap.checksum_kind().is_none() && !no_verify {
         messages::warning(format_args!(
-            "bmap file '{}' (format {}) has no checksums: the copy will not be verified",
-            path.display(),
+            "bmap file '{shown}' (format {}) has no checksums: the copy will not be verified",
             parsed.bmap.version()
         ));
     }
-    Ok((path, parsed.bmap))
+    Ok((BmapShown { shown }, parsed.bmap))
 }
 
-fn discover(image: &str) -> Result<PathBuf> {
-    if image != "-" {
-        for candidate in bmap::discover::bmap_candidates(image) {
-            if Path::new(&candidate).is_file() {
-                messages::info(format_args!("discovered bmap file '{candidate}'"));
-                return Ok(PathBuf::from(candidate));
+/// A parsed bmap and the name to show for it.
+type BmapFile = (BmapShown, Bmap);
+
+struct BmapShown {
+    shown: String,
+}
+
+/// Finds the bmap beside the image in the reference's order; for a URL the candidates
+/// are fetched, and one that is not found (404, or 403 as some stores answer) moves on.
+fn discover(image: &str, location: &Location, remote: &remote::Options) -> Result<BmapRef> {
+    match location {
+        _ if image == "-" => {}
+        Location::Local(_) => {
+            for candidate in bmap::discover::bmap_candidates(image) {
+                if Path::new(&candidate).is_file() {
+                    messages::info(format_args!("discovered bmap file '{candidate}'"));
+                    return Ok(BmapRef::new(Location::Local(PathBuf::from(candidate))));
+                }
+            }
+        }
+        Location::Url(url) => {
+            for candidate in remote::bmap_candidates(url) {
+                let fetched =
+                    crate::signals::blocking(|| remote::fetch(&candidate, remote, BMAP_LIMIT));
+                match fetched {
+                    Ok(bytes) => {
+                        let mut found = BmapRef::new(Location::Url(candidate));
+                        messages::info(format_args!("discovered bmap file '{}'", found.shown));
+                        found.bytes = Some(bytes);
+                        return Ok(found);
+                    }
+                    Err(e)
+                        if e.is_not_found()
+                            || matches!(e, remote::Error::Status { status: 403, .. }) =>
+                    {
+                        messages::debug(format_args!(
+                            "no bmap at '{}'",
+                            remote::redact(&candidate)
+                        ));
+                    }
+                    Err(e) => return Err(e).context("cannot look for the bmap beside the image"),
+                }
             }
         }
     }
@@ -243,7 +360,7 @@ fn check_not_overwriting_inputs(args: &CopyArgs, bmap: Option<&Path>) -> Result<
     let same = |path: &Path| {
         std::fs::metadata(path).is_ok_and(|m| m.dev() == dest.dev() && m.ino() == dest.ino())
     };
-    if args.image != "-" && same(Path::new(&args.image)) {
+    if args.image != "-" && !args.image.contains("://") && same(Path::new(&args.image)) {
         bail!(
             "the destination '{}' is the image itself",
             args.dest.display()
