@@ -22,6 +22,7 @@
 #   sudo bench/create.sh
 #   sudo RUNS=10 BENCH_DIR=/mnt/scratch bench/create.sh
 #
+# The image builder and the scratch/cleanup helpers are in bench/lib.sh.
 # Needs: cargo, hyperfine, openssl, python3, sfdisk (package fdisk), partx, losetup
 # (util-linux), mkfs.ext4 (e2fsprogs), /usr/bin/time (package time; installed with
 # apt-get when missing), the reference tool (Debian package bmap-tools).
@@ -43,200 +44,43 @@
 #                            or the bmaps differ
 set -euo pipefail
 
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 RUNS=${RUNS:-5}
 REFERENCE_BMAPTOOL=${REFERENCE_BMAPTOOL:-/usr/bin/bmaptool}
-KEEP_BENCH_DIR=${KEEP_BENCH_DIR:-0}
 IMAGE_SIZE=${IMAGE_SIZE:-4G}
 FILL_MIB=${FILL_MIB:-1024}
 SPARSE_SIZE=${SPARSE_SIZE:-1T}
 SPARSE_EXTENTS=${SPARSE_EXTENTS:-10000}
 STRICT=${STRICT:-0}
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'bench/create.sh: error: %s\n' "$*" >&2; exit 1; }
-
-[[ $(id -u) -eq 0 ]] || die "needs root (losetup, mount, mknod): run as 'sudo $0'"
-for tool in cargo hyperfine openssl python3 sfdisk partx losetup mkfs.ext4 mount umount; do
-    command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
+bench_require_root
+bench_require_tools cargo hyperfine openssl python3 sfdisk partx losetup mkfs.ext4 mount umount
 [[ -x $REFERENCE_BMAPTOOL ]] || die "reference tool not found: $REFERENCE_BMAPTOOL"
-if [[ ! -x /usr/bin/time ]]; then
-    say "installing GNU time"
-    apt-get install -y time >/dev/null
-fi
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
-# ---------------------------------------------------------------- scratch + cleanup
-MADE_DIR=0
-if [[ -n ${BENCH_DIR:-} ]]; then
-    if [[ ! -d $BENCH_DIR ]]; then
-        mkdir -p "$BENCH_DIR"
-        MADE_DIR=1
-    fi
-else
-    BENCH_DIR=$(mktemp -d /var/tmp/bmap-bench.XXXXXX)
-    MADE_DIR=1
-fi
-DIR=$(cd "$BENCH_DIR" && pwd)
+bench_scratch_init
 IMG=$DIR/disk.img
 MAPPED=$DIR/mapped.bin
 SPARSE=$DIR/sparse-1t.img
-MNT=$DIR/mnt
-LOOP=
-PART_NODE_MADE=
-MOUNTED=0
+bench_track_file "$SPARSE" "$DIR"/{ours,ref,ours-rss,ref-rss,sparse}.bmap \
+    "$DIR"/{create,sparse}.json "$DIR"/{ours,ref}.time
 
-cleanup() {
-    local rc=$?
-    set +e
-    if [[ $MOUNTED -eq 1 ]]; then umount "$MNT"; fi
-    if [[ -n $LOOP ]]; then losetup -d "$LOOP"; fi
-    if [[ -n $PART_NODE_MADE ]]; then rm -f "$PART_NODE_MADE"; fi
-    if [[ $KEEP_BENCH_DIR == 1 ]]; then
-        say "kept scratch files in $DIR"
-    elif [[ $MADE_DIR -eq 1 ]]; then
-        rm -rf "$DIR"
-    else
-        rmdir "$MNT" 2>/dev/null
-        rm -f "$IMG" "$MAPPED" "$SPARSE" "$DIR"/{ours,ref,ours-rss,ref-rss,sparse}.bmap \
-            "$DIR"/{create,sparse}.json "$DIR"/{ours,ref}.time
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# ------------------------------------------------------------------------- build
-say "building our release binary"
-(cd "$REPO" && cargo build --release -p bmaptool)
-OURS=${CARGO_TARGET_DIR:-$REPO/target}/release/bmaptool
-[[ -x $OURS ]] || die "no binary at $OURS"
+bench_build_release
 
 # ---------------------------------------------------------- scenario 1: the image
-say "making a $IMAGE_SIZE sparse disk image in $DIR"
-truncate -s "$IMAGE_SIZE" "$IMG"
-printf 'label: dos\nstart=2048, type=83\n' | sfdisk -q "$IMG"
-LOOP=$(losetup -P --show -f "$IMG")
-PART_SYS=$(basename "$LOOP")p1
-PART=${LOOP}p1
-# Without udev (containers) the partition may not be scanned or have no /dev node:
-# ask partx for it, then make the node from sysfs.
-for i in $(seq 1 50); do
-    [[ -e /sys/class/block/$PART_SYS/dev ]] && break
-    if [[ $i -eq 5 ]]; then partx -a "$LOOP" 2>/dev/null || true; fi
-    sleep 0.1
-done
-[[ -e /sys/class/block/$PART_SYS/dev ]] || die "partition $PART_SYS never appeared"
-for _ in $(seq 1 20); do [[ -b $PART ]] && break; sleep 0.1; done
-if [[ ! -b $PART ]]; then
-    IFS=: read -r major minor < "/sys/class/block/$PART_SYS/dev"
-    mknod "$PART" b "$major" "$minor"
-    PART_NODE_MADE=$PART
-fi
-mkfs.ext4 -q "$PART"
-mkdir -p "$MNT"
-# noinit_itable: no background inode-table zeroing, so the mapped size does not
-# depend on how long the file system stayed mounted.
-mount -o noinit_itable "$PART" "$MNT"
-MOUNTED=1
-
-say "copying ~$FILL_MIB MiB of files from /usr ($(du -sh /usr 2>/dev/null | cut -f1) in all)"
-python3 - "$MNT" "$FILL_MIB" <<'EOF'
-# Copy regular files (and symlinks) from /usr/{lib,share,bin}, in a stable order,
-# until FILL_MIB MiB of file data is in; repeat into usr.2, usr.3, ... if /usr is
-# smaller than that.
-import os, shutil, sys
-dest_root, cap = sys.argv[1], int(sys.argv[2]) << 20
-total, files, rnd = 0, 0, 1
-while total < cap:
-    before = total
-    for sub in ("lib", "share", "bin"):
-        src_top = os.path.join("/usr", sub)
-        for dirpath, dirnames, filenames in os.walk(src_top):
-            dirnames.sort()
-            rel = os.path.relpath(dirpath, "/usr")
-            ddir = os.path.join(dest_root, "usr" if rnd == 1 else f"usr.{rnd}", rel)
-            os.makedirs(ddir, exist_ok=True)
-            for name in sorted(filenames):
-                src, dst = os.path.join(dirpath, name), os.path.join(ddir, name)
-                try:
-                    if os.path.islink(src):
-                        os.symlink(os.readlink(src), dst)
-                    elif os.path.isfile(src):
-                        size = os.path.getsize(src)
-                        shutil.copyfile(src, dst)
-                        total += size
-                        files += 1
-                except OSError:
-                    continue
-                if total >= cap:
-                    break
-            if total >= cap:
-                break
-        if total >= cap:
-            break
-    if total == before:
-        sys.exit("nothing to copy from /usr")
-    rnd += 1
-print(f"copied {files} files, {total / 2**20:.0f} MiB", file=sys.stderr)
-EOF
-df -h "$MNT" | tail -1 >&2
-umount "$MNT"
-MOUNTED=0
-losetup -d "$LOOP"
-LOOP=
-if [[ -n $PART_NODE_MADE ]]; then rm -f "$PART_NODE_MADE"; PART_NODE_MADE=; fi
-sync
-
-# bmap statistics: ranges, mapped bytes, largest range.
-bmap_stats() {
-    python3 - "$1" <<'EOF'
-import re, sys
-text = open(sys.argv[1]).read()
-num = lambda tag: int(re.search(rf"<{tag}>\s*(\d+)\s*</{tag}>", text).group(1))
-bs, image = num("BlockSize"), num("ImageSize")
-ranges = [(int(a), int(b or a)) for a, b in
-          re.findall(r"<Range[^>]*>\s*(\d+)\s*(?:-\s*(\d+))?\s*</Range>", text)]
-mapped = sum(min((b + 1) * bs, image) - a * bs for a, b in ranges)
-big = max(ranges, key=lambda r: r[1] - r[0])
-print(len(ranges), mapped, (big[1] - big[0] + 1) * bs, f"{big[0]}-{big[1]}")
-EOF
-}
+build_disk_image "$IMG" "$IMAGE_SIZE" "$FILL_MIB"
 
 say "our first create (also gives the ranges for the hash file)"
 "$OURS" create -q -o "$DIR/ours.bmap" "$IMG"
 read -r NRANGES MAPPED_BYTES BIGGEST_BYTES BIGGEST_RANGE < <(bmap_stats "$DIR/ours.bmap")
 ALLOCATED=$(du --block-size=1 "$IMG" | cut -f1)
-mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 say "image: $NRANGES ranges, mapped $MAPPED_BYTES bytes ($(mib "$MAPPED_BYTES") MiB), allocated (du) $ALLOCATED bytes, largest range $BIGGEST_RANGE = $(mib "$BIGGEST_BYTES") MiB"
 
 say "extracting the mapped bytes into one file for the openssl baseline"
-python3 - "$DIR/ours.bmap" "$IMG" "$MAPPED" "$MAPPED_BYTES" <<'EOF'
-import os, re, sys
-bmap, img, out, want = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-text = open(bmap).read()
-bs = int(re.search(r"<BlockSize>\s*(\d+)", text).group(1))
-image = int(re.search(r"<ImageSize>\s*(\d+)", text).group(1))
-ranges = [(int(a), int(b or a)) for a, b in
-          re.findall(r"<Range[^>]*>\s*(\d+)\s*(?:-\s*(\d+))?\s*</Range>", text)]
-done = 0
-with open(img, "rb", buffering=0) as src, open(out, "wb") as dst:
-    for a, b in ranges:
-        off, end = a * bs, min((b + 1) * bs, image)
-        while off < end:
-            chunk = os.pread(src.fileno(), min(8 << 20, end - off), off)
-            dst.write(chunk)
-            off += len(chunk)
-            done += len(chunk)
-if done != want:
-    sys.exit(f"extracted {done} bytes, expected {want}")
-EOF
+extract_mapped "$DIR/ours.bmap" "$IMG" "$MAPPED"
 sync
 
 # -------------------------------------------------------------- timings, scenario 1
-q() { printf '%q' "$1"; }
 say "hyperfine: ours vs openssl vs reference (warm-up 1, $RUNS runs each)"
 hyperfine --warmup 1 --runs "$RUNS" --export-json "$DIR/create.json" \
     -n ours "$(q "$OURS") create -o $(q "$DIR/ours.bmap") $(q "$IMG")" \
@@ -246,7 +90,6 @@ hyperfine --warmup 1 --runs "$RUNS" --export-json "$DIR/create.json" \
 say "peak memory (/usr/bin/time -v)"
 /usr/bin/time -v -o "$DIR/ours.time" "$OURS" create -o "$DIR/ours-rss.bmap" "$IMG"
 /usr/bin/time -v -o "$DIR/ref.time" "$REFERENCE_BMAPTOOL" create -o "$DIR/ref-rss.bmap" "$IMG"
-rss_mib() { awk -F: '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"; }
 OURS_RSS=$(rss_mib "$DIR/ours.time")
 REF_RSS=$(rss_mib "$DIR/ref.time")
 

@@ -116,17 +116,7 @@ pub fn open(path: &Path) -> Result<Opened, Error> {
         source,
     })?;
     head.truncate(got);
-    let raw = compression::sniff_codec(&head).is_none()
-        && compression::sniff_container(&head).is_none()
-        && named.is_none_or(|f| f.codec != Codec::Lzma);
-    if raw {
-        let notices = named
-            .map(|named| Notice::Mismatch {
-                named,
-                found: Format::RAW,
-            })
-            .into_iter()
-            .collect();
+    if let Some(notices) = raw_image(&head, named) {
         return Ok(Opened {
             image: Image::File { file, size },
             format: Format::RAW,
@@ -172,6 +162,24 @@ fn open_stream_named(
         },
         format: decoded.format,
         notices: decoded.notices,
+    })
+}
+
+/// Whether an image whose first bytes are `head` and whose name says `named` is raw
+/// (no compression or archive magic, and not named `.lzma`, which has no magic); if so,
+/// the notice to give when the name said otherwise.
+fn raw_image(head: &[u8], named: Option<Format>) -> Option<Vec<Notice>> {
+    let raw = compression::sniff_codec(head).is_none()
+        && compression::sniff_container(head).is_none()
+        && named.is_none_or(|f| f.codec != Codec::Lzma);
+    raw.then(|| {
+        named
+            .map(|named| Notice::Mismatch {
+                named,
+                found: Format::RAW,
+            })
+            .into_iter()
+            .collect()
     })
 }
 
@@ -230,19 +238,8 @@ pub fn open_url(url: &url::Url, options: &remote::Options) -> Result<Opened, rem
         }
         remote::Remote::Ranged(ranged) => {
             let size = ranged.size();
-            let head = ranged.head().to_vec();
             let named = compression::from_name(&name);
-            let raw = compression::sniff_codec(&head).is_none()
-                && compression::sniff_container(&head).is_none()
-                && named.is_none_or(|f| f.codec != Codec::Lzma);
-            if raw {
-                let notices = named
-                    .map(|named| Notice::Mismatch {
-                        named,
-                        found: Format::RAW,
-                    })
-                    .into_iter()
-                    .collect();
+            if let Some(notices) = raw_image(ranged.head(), named) {
                 return Ok(Opened {
                     image: Image::Ranged {
                         source: ranged,
