@@ -1,0 +1,294 @@
+# bench/lib.sh - helpers shared by the bench/*.sh scripts. Source it, do not run it:
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# The caller sets `set -euo pipefail` first.
+#
+# What it gives
+#   say MSG / die MSG            progress lines and fatal errors on stderr
+#   bench_require_root           refuse to run unless root
+#   bench_require_tools TOOL...  die when one is missing; installs GNU time
+#                                (/usr/bin/time) with apt-get when it is missing
+#   bench_scratch_init           the scratch directory DIR from BENCH_DIR (default: a
+#                                new mktemp -d under /var/tmp) and the cleanup traps
+#   bench_track_file PATH...     remove PATH at exit (when DIR was not made by us:
+#                                a directory we made goes as a whole)
+#   bench_track_loop DEV         detach loop device DEV at exit
+#   bench_build_release          cargo build --release -p bmaptool; sets OURS
+#   build_disk_image PATH SIZE FILL_MIB
+#                                the realistic disk image: a SIZE sparse file, DOS
+#                                label, one Linux partition from 1 MiB, ext4, filled
+#                                with FILL_MIB MiB of files from /usr
+#   bmap_stats BMAP              prints "RANGES MAPPED_BYTES BIGGEST_BYTES A-B"
+#   extract_mapped BMAP IMAGE OUT   OUT = exactly the image's mapped bytes, in order
+#   merge_hyperfine_json OUT JSON...  one hyperfine-like JSON from several exports
+#                                (e.g. one per round): times of a command concatenated,
+#                                median/mean/stddev/min/max recomputed, user/system
+#                                means weighted by run count
+#   median_from_json JSON NAME   median seconds of command NAME in a hyperfine JSON
+#   rss_mib TIMEFILE             peak RSS (MiB) from a /usr/bin/time -v report
+#   mib BYTES, q STRING          formatting: MiB with one decimal, shell quoting
+#
+# Environment read here: BENCH_DIR, KEEP_BENCH_DIR (see the calling script's header),
+# CARGO_TARGET_DIR.
+
+BENCH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_SCRIPT=bench/$(basename "$0")
+KEEP_BENCH_DIR=${KEEP_BENCH_DIR:-0}
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf '%s: error: %s\n' "$BENCH_SCRIPT" "$*" >&2; exit 1; }
+
+bench_require_root() {
+    [[ $(id -u) -eq 0 ]] || die "needs root (losetup, mount, mknod): run as 'sudo $0'"
+}
+
+bench_require_tools() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || die "missing tool: $tool"
+    done
+    if [[ ! -x /usr/bin/time ]]; then
+        say "installing GNU time"
+        apt-get install -y time >/dev/null
+    fi
+}
+
+# ------------------------------------------------------------ scratch and cleanup
+# What the cleanup trap undoes, most recent last.
+_BENCH_MOUNTS=()   # mount points to unmount
+_BENCH_LOOPS=()    # loop devices to detach
+_BENCH_NODES=()    # device nodes we made with mknod
+_BENCH_FILES=()    # files to remove (only when the directory is not ours)
+_BENCH_DIRS=()     # (empty) directories to remove (likewise)
+_BENCH_MADE_DIR=0
+DIR=
+
+_bench_untrack() { # ARRAY VALUE: drop VALUE from the named array
+    local -n arr=$1
+    local kept=() v
+    for v in "${arr[@]}"; do [[ $v == "$2" ]] || kept+=("$v"); done
+    arr=("${kept[@]}")
+}
+
+bench_track_file() { _BENCH_FILES+=("$@"); }
+bench_track_loop() { _BENCH_LOOPS+=("$1"); }
+
+_bench_cleanup() {
+    local rc=$? i
+    set +e
+    for ((i = ${#_BENCH_MOUNTS[@]} - 1; i >= 0; i--)); do umount "${_BENCH_MOUNTS[i]}"; done
+    for ((i = ${#_BENCH_LOOPS[@]} - 1; i >= 0; i--)); do losetup -d "${_BENCH_LOOPS[i]}"; done
+    for ((i = ${#_BENCH_NODES[@]} - 1; i >= 0; i--)); do rm -f "${_BENCH_NODES[i]}"; done
+    if [[ -n $DIR ]]; then
+        if [[ $KEEP_BENCH_DIR == 1 ]]; then
+            say "kept scratch files in $DIR"
+        elif [[ $_BENCH_MADE_DIR -eq 1 ]]; then
+            rm -rf "$DIR"
+        else
+            rm -f "${_BENCH_FILES[@]}"
+            for ((i = ${#_BENCH_DIRS[@]} - 1; i >= 0; i--)); do rmdir "${_BENCH_DIRS[i]}" 2>/dev/null; done
+        fi
+    fi
+    exit "$rc"
+}
+
+bench_scratch_init() {
+    if [[ -n ${BENCH_DIR:-} ]]; then
+        if [[ ! -d $BENCH_DIR ]]; then
+            mkdir -p "$BENCH_DIR"
+            _BENCH_MADE_DIR=1
+        fi
+    else
+        BENCH_DIR=$(mktemp -d /var/tmp/bmap-bench.XXXXXX)
+        _BENCH_MADE_DIR=1
+    fi
+    DIR=$(cd "$BENCH_DIR" && pwd)
+    trap _bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# ------------------------------------------------------------------------- build
+bench_build_release() {
+    say "building our release binary"
+    (cd "$BENCH_REPO" && cargo build --release -p bmaptool)
+    OURS=${CARGO_TARGET_DIR:-$BENCH_REPO/target}/release/bmaptool
+    [[ -x $OURS ]] || die "no binary at $OURS"
+}
+
+# --------------------------------------------------------------- the disk image
+build_disk_image() { # PATH SIZE FILL_MIB
+    local img=$1 size=$2 fill_mib=$3
+    local mnt=$img.mnt loop part part_sys node_made= major minor i
+    say "making a $size sparse disk image $img"
+    bench_track_file "$img"
+    rm -f "$img"
+    truncate -s "$size" "$img"
+    printf 'label: dos\nstart=2048, type=83\n' | sfdisk -q "$img"
+    loop=$(losetup -P --show -f "$img")
+    bench_track_loop "$loop"
+    part_sys=$(basename "$loop")p1
+    part=${loop}p1
+    # Without udev (containers) the partition may not be scanned or have no /dev node:
+    # ask partx for it, then make the node from sysfs.
+    for i in $(seq 1 50); do
+        [[ -e /sys/class/block/$part_sys/dev ]] && break
+        if [[ $i -eq 5 ]]; then partx -a "$loop" 2>/dev/null || true; fi
+        sleep 0.1
+    done
+    [[ -e /sys/class/block/$part_sys/dev ]] || die "partition $part_sys never appeared"
+    for _ in $(seq 1 20); do [[ -b $part ]] && break; sleep 0.1; done
+    if [[ ! -b $part ]]; then
+        IFS=: read -r major minor < "/sys/class/block/$part_sys/dev"
+        mknod "$part" b "$major" "$minor"
+        node_made=$part
+        _BENCH_NODES+=("$part")
+    fi
+    mkfs.ext4 -q "$part"
+    mkdir -p "$mnt"
+    _BENCH_DIRS+=("$mnt")
+    # noinit_itable: no background inode-table zeroing, so the mapped size does not
+    # depend on how long the file system stayed mounted.
+    mount -o noinit_itable "$part" "$mnt"
+    _BENCH_MOUNTS+=("$mnt")
+
+    say "copying ~$fill_mib MiB of files from /usr ($(du -sh /usr 2>/dev/null | cut -f1) in all)"
+    python3 - "$mnt" "$fill_mib" <<'EOF'
+# Copy regular files (and symlinks) from /usr/{lib,share,bin}, in a stable order,
+# until FILL_MIB MiB of file data is in; repeat into usr.2, usr.3, ... if /usr is
+# smaller than that.
+import os, shutil, sys
+dest_root, cap = sys.argv[1], int(sys.argv[2]) << 20
+total, files, rnd = 0, 0, 1
+while total < cap:
+    before = total
+    for sub in ("lib", "share", "bin"):
+        src_top = os.path.join("/usr", sub)
+        for dirpath, dirnames, filenames in os.walk(src_top):
+            dirnames.sort()
+            rel = os.path.relpath(dirpath, "/usr")
+            ddir = os.path.join(dest_root, "usr" if rnd == 1 else f"usr.{rnd}", rel)
+            os.makedirs(ddir, exist_ok=True)
+            for name in sorted(filenames):
+                src, dst = os.path.join(dirpath, name), os.path.join(ddir, name)
+                try:
+                    if os.path.islink(src):
+                        os.symlink(os.readlink(src), dst)
+                    elif os.path.isfile(src):
+                        size = os.path.getsize(src)
+                        shutil.copyfile(src, dst)
+                        total += size
+                        files += 1
+                except OSError:
+                    continue
+                if total >= cap:
+                    break
+            if total >= cap:
+                break
+        if total >= cap:
+            break
+    if total == before:
+        sys.exit("nothing to copy from /usr")
+    rnd += 1
+print(f"copied {files} files, {total / 2**20:.0f} MiB", file=sys.stderr)
+EOF
+    df -h "$mnt" | tail -1 >&2
+    umount "$mnt"
+    _bench_untrack _BENCH_MOUNTS "$mnt"
+    rmdir "$mnt"
+    _bench_untrack _BENCH_DIRS "$mnt"
+    losetup -d "$loop"
+    _bench_untrack _BENCH_LOOPS "$loop"
+    if [[ -n $node_made ]]; then
+        rm -f "$node_made"
+        _bench_untrack _BENCH_NODES "$node_made"
+    fi
+    sync
+}
+
+# ------------------------------------------------------------------ bmap helpers
+bmap_stats() { # BMAP -> RANGES MAPPED_BYTES BIGGEST_BYTES A-B
+    python3 - "$1" <<'EOF'
+import re, sys
+text = open(sys.argv[1]).read()
+num = lambda tag: int(re.search(rf"<{tag}>\s*(\d+)\s*</{tag}>", text).group(1))
+bs, image = num("BlockSize"), num("ImageSize")
+ranges = [(int(a), int(b or a)) for a, b in
+          re.findall(r"<Range[^>]*>\s*(\d+)\s*(?:-\s*(\d+))?\s*</Range>", text)]
+mapped = sum(min((b + 1) * bs, image) - a * bs for a, b in ranges)
+big = max(ranges, key=lambda r: r[1] - r[0])
+print(len(ranges), mapped, (big[1] - big[0] + 1) * bs, f"{big[0]}-{big[1]}")
+EOF
+}
+
+extract_mapped() { # BMAP IMAGE OUT: OUT gets the mapped bytes of IMAGE, in order
+    bench_track_file "$3"
+    python3 - "$1" "$2" "$3" <<'EOF'
+import os, re, sys
+bmap, img, out = sys.argv[1:4]
+text = open(bmap).read()
+bs = int(re.search(r"<BlockSize>\s*(\d+)", text).group(1))
+image = int(re.search(r"<ImageSize>\s*(\d+)", text).group(1))
+ranges = [(int(a), int(b or a)) for a, b in
+          re.findall(r"<Range[^>]*>\s*(\d+)\s*(?:-\s*(\d+))?\s*</Range>", text)]
+want = sum(min((b + 1) * bs, image) - a * bs for a, b in ranges)
+done = 0
+with open(img, "rb", buffering=0) as src, open(out, "wb") as dst:
+    for a, b in ranges:
+        off, end = a * bs, min((b + 1) * bs, image)
+        while off < end:
+            chunk = os.pread(src.fileno(), min(8 << 20, end - off), off)
+            if not chunk:
+                sys.exit(f"{img}: unexpected end of file at {off}")
+            dst.write(chunk)
+            off += len(chunk)
+            done += len(chunk)
+if done != want:
+    sys.exit(f"extracted {done} bytes, expected {want}")
+EOF
+}
+
+# ------------------------------------------------------------- hyperfine results
+merge_hyperfine_json() { # OUT JSON...
+    python3 - "$@" <<'EOF'
+import json, statistics, sys
+out, inputs = sys.argv[1], sys.argv[2:]
+merged = {}  # command name -> {"times": [...], "user": sum, "system": sum, "codes": [...]}
+for path in inputs:
+    for r in json.load(open(path))["results"]:
+        m = merged.setdefault(r["command"], {"times": [], "user": 0.0, "system": 0.0,
+                                             "exit_codes": []})
+        n = len(r["times"])
+        m["times"] += r["times"]
+        m["user"] += r["user"] * n
+        m["system"] += r["system"] * n
+        m["exit_codes"] += r.get("exit_codes") or []
+results = []
+for name, m in merged.items():
+    t = m["times"]
+    results.append({
+        "command": name, "times": t, "exit_codes": m["exit_codes"],
+        "median": statistics.median(t), "mean": statistics.fmean(t),
+        "stddev": statistics.stdev(t) if len(t) > 1 else None,
+        "min": min(t), "max": max(t),
+        "user": m["user"] / len(t), "system": m["system"] / len(t),
+    })
+json.dump({"results": results}, open(out, "w"), indent=1)
+EOF
+}
+
+median_from_json() { # JSON NAME
+    python3 - "$1" "$2" <<'EOF'
+import json, sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    if r["command"] == sys.argv[2]:
+        print(r["median"])
+        break
+else:
+    sys.exit(f"no command named {sys.argv[2]!r} in {sys.argv[1]}")
+EOF
+}
+
+# -------------------------------------------------------------------- formatting
+rss_mib() { awk -F: '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+q() { printf '%q' "$1"; }
