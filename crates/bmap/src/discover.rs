@@ -5,15 +5,30 @@
 
 /// Candidate bmap names for `image`, most specific first.
 pub fn bmap_candidates(image: &str) -> Vec<String> {
-    let mut candidates = Vec::new();
-    let mut stem = image;
-    loop {
-        candidates.push(format!("{stem}.bmap"));
-        match strip_extension(stem) {
-            Some(shorter) => stem = shorter,
-            None => return candidates,
-        }
+    stems(image)
+        .into_iter()
+        .map(|stem| format!("{stem}.bmap"))
+        .collect()
+}
+
+/// Candidate detached-signature names for `bmap`: `.asc` then `.sig` after the bmap's
+/// name, then after the name with one extension stripped at a time.
+pub fn signature_candidates(bmap: &str) -> Vec<String> {
+    stems(bmap)
+        .into_iter()
+        .flat_map(|stem| [format!("{stem}.asc"), format!("{stem}.sig")])
+        .collect()
+}
+
+/// `name`, then `name` with one more extension stripped each time.
+fn stems(name: &str) -> Vec<&str> {
+    let mut stems = vec![name];
+    let mut stem = name;
+    while let Some(shorter) = strip_extension(stem) {
+        stems.push(shorter);
+        stem = shorter;
     }
+    stems
 }
 
 /// `stem` without its last extension, or `None` when it has none.
@@ -42,5 +57,16 @@ mod tests {
         assert_eq!(bmap_candidates("dir/.hidden"), ["dir/.hidden.bmap"]);
         assert_eq!(bmap_candidates("x/..a.b"), ["x/..a.b.bmap", "x/..a.bmap"]);
         assert_eq!(bmap_candidates("a..b"), ["a..b.bmap", "a..bmap", "a.bmap"]);
+        assert_eq!(
+            signature_candidates("d/x.img.bmap"),
+            [
+                "d/x.img.bmap.asc",
+                "d/x.img.bmap.sig",
+                "d/x.img.asc",
+                "d/x.img.sig",
+                "d/x.asc",
+                "d/x.sig"
+            ]
+        );
     }
 }

@@ -36,6 +36,7 @@ pub mod format;
 mod interrupt;
 pub mod layout;
 pub mod progress;
+pub mod signature;
 pub mod source;
 mod sys;
 

@@ -89,6 +89,24 @@ pub struct CopyArgs {
     #[arg(long)]
     pub nobmap: bool,
 
+    /// The detached OpenPGP signature of the bmap (found beside it as .asc or .sig
+    /// otherwise)
+    #[arg(long, value_name = "BMAP_SIG", value_hint = clap::ValueHint::FilePath)]
+    pub bmap_sig: Option<String>,
+
+    /// Do not verify the bmap's OpenPGP signature
+    #[arg(long)]
+    pub no_sig_verify: bool,
+
+    /// The keyring to verify the signature with: a GnuPG keybox (.kbx) or an OpenPGP
+    /// keyring file (default: the keys of GNUPGHOME or ~/.gnupg)
+    #[arg(long, value_name = "KEYRING", value_hint = clap::ValueHint::FilePath)]
+    pub keyring: Option<PathBuf>,
+
+    /// Require the signature to be by this key (or one of its subkeys)
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
+
     /// Do not verify the data checksums while writing
     #[arg(long)]
     pub no_verify: bool,

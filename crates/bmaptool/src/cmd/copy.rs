@@ -28,6 +28,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     if args.nobmap && args.bmap.is_some() {
         bail!("--nobmap and --bmap cannot be used together");
     }
+    super::signature::check_options(args)?;
     let remote = remote_options();
     let image_location = if args.image == "-" {
         Location::Local(PathBuf::from("-"))
@@ -46,7 +47,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     };
     check_not_overwriting_inputs(args, bmap_ref.as_ref().and_then(BmapRef::local))?;
     let bmap = match bmap_ref {
-        Some(bmap_ref) => Some(load_bmap(bmap_ref, &remote, args.no_verify)?),
+        Some(bmap_ref) => Some(load_bmap(bmap_ref, &remote, args)?),
         None => None,
     };
     if args.removable_device {
@@ -261,7 +262,8 @@ impl BmapRef {
 const BMAP_LIMIT: u64 = 256 << 20;
 
 /// Reads and parses the bmap (its own checksum verified).
-fn load_bmap(bmap: BmapRef, remote: &remote::Options, no_verify: bool) -> Result<BmapFile> {
+fn load_bmap(bmap: BmapRef, remote: &remote::Options, args: &CopyArgs) -> Result<BmapFile> {
+    let no_verify = args.no_verify;
     let shown = bmap.shown.clone();
     let bytes = match (bmap.bytes, &bmap.location) {
         (Some(bytes), _) => bytes,
@@ -273,6 +275,7 @@ fn load_bmap(bmap: BmapRef, remote: &remote::Options, no_verify: bool) -> Result
                 .with_context(|| format!("cannot open bmap file '{shown}'"))?
         }
     };
+    let bytes = super::signature::verify(args, &bmap.location, &shown, bytes, remote)?;
     let parsed =
         format::parse(&bytes).with_context(|| format!("cannot use bmap file '{shown}'"))?;
     for warning in &parsed.warnings {

@@ -225,6 +225,25 @@ pub fn bmap_candidates(url: &Url) -> Vec<Url> {
         .collect()
 }
 
+/// Detached-signature candidates beside a bmap URL (see
+/// [`crate::discover::signature_candidates`]); only the path changes.
+pub fn signature_candidates(url: &Url) -> Vec<Url> {
+    if url.scheme() == "ssh" {
+        return crate::discover::signature_candidates(&ssh_text(url))
+            .into_iter()
+            .map(|text| ssh_url(&text))
+            .collect();
+    }
+    crate::discover::signature_candidates(url.path())
+        .into_iter()
+        .map(|path| {
+            let mut candidate = url.clone();
+            candidate.set_path(&path);
+            candidate
+        })
+        .collect()
+}
+
 /// Opens a remote file as a stream.
 pub fn open(url: &Url, options: &Options) -> Result<Remote, Error> {
     match url.scheme() {

@@ -1,0 +1,216 @@
+//! The bmap's OpenPGP signature, for `copy`: option checks, discovery of a detached
+//! signature beside the bmap, the keyring, and the verdict. Runs before the bmap is
+//! parsed and before anything is written.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use bmap::signature::{self, Keyring, Verified};
+use bmap::source::remote::{self, Location};
+
+use crate::cli::CopyArgs;
+use crate::messages;
+
+/// Signatures larger than this are not signatures.
+const SIGNATURE_LIMIT: u64 = 1 << 20;
+
+/// Refuses the option combinations the reference refuses.
+pub fn check_options(args: &CopyArgs) -> Result<()> {
+    if args.bmap_sig.is_some() && args.no_sig_verify {
+        bail!("--bmap-sig and --no-sig-verify cannot be used together");
+    }
+    if args.keyring.is_some() && args.no_sig_verify {
+        bail!("--no-sig-verify and --keyring cannot be used together");
+    }
+    if args.fingerprint.is_some() && args.no_sig_verify {
+        bail!("--no-sig-verify and --fingerprint cannot be used together");
+    }
+    if args.bmap_sig.is_some() && args.nobmap {
+        bail!("the bmap signature file was specified, but bmap file was not found");
+    }
+    Ok(())
+}
+
+/// Verifies the bmap's signature as the options say; returns the bmap bytes to parse
+/// (a clearsigned bmap's signed text).
+pub fn verify(
+    args: &CopyArgs,
+    location: &Location,
+    shown: &str,
+    bytes: Vec<u8>,
+    remote: &remote::Options,
+) -> Result<Vec<u8>> {
+    if signature::is_clearsigned(&bytes) {
+        messages::info(format_args!(
+            "discovered inline signature in bmap file '{shown}'"
+        ));
+        if args.no_sig_verify {
+            messages::warning("not verifying the bmap's signature (--no-sig-verify)");
+            return signature::clearsigned_text(&bytes)
+                .with_context(|| format!("cannot read the clearsigned bmap file '{shown}'"));
+        }
+        let keyring = keyring(args)?;
+        let (verified, text) = signature::verify_clearsigned(&bytes, &keyring)
+            .with_context(|| format!("cannot use bmap file '{shown}'"))?;
+        accept(args, &verified, shown)?;
+        return Ok(text);
+    }
+    if args.no_sig_verify {
+        return Ok(bytes);
+    }
+    let Some((sig_shown, sig)) = detached(args, location, shown, remote)? else {
+        if args.fingerprint.is_some() {
+            bail!("no signature found but --fingerprint given");
+        }
+        if args.keyring.is_some() {
+            bail!("no signature found but --keyring given");
+        }
+        messages::debug(format_args!("bmap file '{shown}' is not signed"));
+        return Ok(bytes);
+    };
+    let keyring = keyring(args)?;
+    let verified = signature::verify_detached(&bytes, &sig, &keyring).with_context(|| {
+        format!("cannot use the signature '{sig_shown}' of bmap file '{shown}'")
+    })?;
+    accept(args, &verified, shown)?;
+    Ok(bytes)
+}
+
+/// Applies `--fingerprint` and reports the good signature.
+fn accept(args: &CopyArgs, verified: &Verified, shown: &str) -> Result<()> {
+    if let Some(wanted) = &args.fingerprint
+        && !verified.matches(wanted)
+    {
+        bail!(
+            "the bmap is signed by key {} (primary key {}), not by the key given with \
+             --fingerprint ({wanted})",
+            verified.signer,
+            verified.primary
+        );
+    }
+    messages::info(format_args!(
+        "successfully verified bmap file signature of {} (fingerprint {})",
+        verified.user_id, verified.signer
+    ));
+    if verified.sha1 {
+        messages::warning(format_args!(
+            "the signature of bmap file '{shown}' uses SHA-1, which is weak; ask for a new \
+             signature"
+        ));
+    }
+    Ok(())
+}
+
+/// The detached signature: `--bmap-sig`, or the first `.asc`/`.sig` found beside the bmap.
+fn detached(
+    args: &CopyArgs,
+    location: &Location,
+    shown: &str,
+    remote: &remote::Options,
+) -> Result<Option<(String, Vec<u8>)>> {
+    if let Some(name) = &args.bmap_sig {
+        let location = remote::locate(name)
+            .with_context(|| format!("cannot open bmap signature file '{name}'"))?;
+        let bytes = read(&location, remote)
+            .with_context(|| format!("cannot open bmap signature file '{name}'"))?
+            .ok_or_else(|| {
+                anyhow::anyhow!("cannot open bmap signature file '{name}': not found")
+            })?;
+        return Ok(Some((name.clone(), bytes)));
+    }
+    let candidates: Vec<Location> = match location {
+        Location::Local(path) => bmap::discover::signature_candidates(&path.to_string_lossy())
+            .into_iter()
+            .map(|c| Location::Local(PathBuf::from(c)))
+            .collect(),
+        Location::Url(url) => remote::signature_candidates(url)
+            .into_iter()
+            .map(Location::Url)
+            .collect(),
+    };
+    for candidate in candidates {
+        let name = match &candidate {
+            Location::Local(path) => path.display().to_string(),
+            Location::Url(url) => remote::redact(url),
+        };
+        if let Some(bytes) =
+            read(&candidate, remote).with_context(|| format!("cannot read '{name}'"))?
+        {
+            messages::info(format_args!(
+                "discovered signature file for bmap '{shown}': '{name}'"
+            ));
+            return Ok(Some((name, bytes)));
+        }
+    }
+    Ok(None)
+}
+
+/// A signature file's bytes, `None` when it does not exist.
+fn read(location: &Location, remote: &remote::Options) -> Result<Option<Vec<u8>>> {
+    match location {
+        Location::Local(path) => match std::fs::read(path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        },
+        Location::Url(url) => match crate::signals::blocking(|| {
+            remote::fetch(url, remote, SIGNATURE_LIMIT)
+        }) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e)
+                if e.is_not_found() || matches!(e, remote::Error::Status { status: 403, .. }) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+/// The keys to verify with: `--keyring`, or the user's GnuPG keys.
+fn keyring(args: &CopyArgs) -> Result<Keyring> {
+    let mut keyring = Keyring::new();
+    if let Some(path) = &args.keyring {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read keyring '{}'", path.display()))?;
+        keyring
+            .add(&bytes)
+            .with_context(|| format!("cannot read keyring '{}'", path.display()))?;
+        return Ok(keyring);
+    }
+    let home = std::env::var_os("GNUPGHOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".gnupg")));
+    let mut read_any = Vec::new();
+    if let Some(home) = &home {
+        for name in [
+            "pubring.kbx",
+            "pubring.gpg",
+            "trustedkeys.kbx",
+            "trustedkeys.gpg",
+        ] {
+            let path = home.join(name);
+            if let Ok(bytes) = std::fs::read(&path) {
+                keyring
+                    .add(&bytes)
+                    .with_context(|| format!("cannot read keyring '{}'", path.display()))?;
+                read_any.push(path.display().to_string());
+            }
+        }
+    }
+    messages::debug(format_args!(
+        "verifying with the keys of {}",
+        read_any.join(", ")
+    ));
+    if keyring.is_empty() {
+        bail!(
+            "the bmap is signed but there is no public key to check it with ({}): import the \
+             signer's key (gpg --import), pass --keyring FILE, or use --no-sig-verify",
+            home.map_or_else(
+                || "no GnuPG home".to_owned(),
+                |h| format!("none in {}", h.display())
+            )
+        );
+    }
+    Ok(keyring)
+}
