@@ -31,6 +31,8 @@ const CHUNK: usize = 1 << 20;
 const POOL: usize = 16;
 /// Hashing threads.
 const HASHERS: usize = 2;
+/// Bytes written between two starts of writeback.
+const WRITEBACK_EVERY: u64 = 16 << 20;
 /// How often a thread waiting for a buffer looks at the stop flags.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -461,6 +463,7 @@ fn hash(rx: Receiver<Chunk>, write_tx: SyncSender<Chunk>, index: usize, shared: 
 /// The writing stage: `pwrite`s each chunk, reports progress, recycles the buffer.
 fn write(rx: Receiver<Chunk>, pool: SyncSender<Vec<u8>>, dest: &Dest, shared: &Shared) -> u64 {
     let mut written = 0u64;
+    let mut since_writeback = 0u64;
     loop {
         // Wait with a timeout, so that an interrupt is seen even while the reader is
         // blocked on an idle input.
@@ -478,6 +481,13 @@ fn write(rx: Receiver<Chunk>, pool: SyncSender<Vec<u8>>, dest: &Dest, shared: &S
             break;
         }
         written += chunk.len as u64;
+        since_writeback += chunk.len as u64;
+        if since_writeback >= WRITEBACK_EVERY {
+            // Keep the disk busy while we go on, instead of leaving everything to the
+            // final fsync (the dirty limit of a large machine holds gigabytes).
+            dest.start_writeback();
+            since_writeback = 0;
+        }
         shared.options.progress.written(chunk.len as u64);
         // Never blocks: the pool has room for every buffer there is.
         let _ = pool.send(chunk.buf);
@@ -513,20 +523,20 @@ fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
-/// Index of the first non-zero byte, if any. Checks 64-byte blocks with an OR fold
-/// (vectorised), then finds the byte in the block that failed.
+/// Zeros to compare with: `==` on byte slices is a `memcmp`, vectorised by libc.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
+/// Index of the first non-zero byte, if any.
 fn first_non_zero(buf: &[u8]) -> Option<usize> {
-    let blocks = buf.chunks_exact(64);
-    let tail_start = buf.len() - blocks.remainder().len();
-    for (i, block) in blocks.enumerate() {
-        if block.iter().fold(0u8, |acc, &b| acc | b) != 0 {
-            return block.iter().position(|&b| b != 0).map(|p| i * 64 + p);
+    for (i, block) in buf.chunks(ZEROS.len()).enumerate() {
+        if block != &ZEROS[..block.len()] {
+            return block
+                .iter()
+                .position(|&b| b != 0)
+                .map(|p| i * ZEROS.len() + p);
         }
     }
-    buf[tail_start..]
-        .iter()
-        .position(|&b| b != 0)
-        .map(|p| tail_start + p)
+    None
 }
 
 #[cfg(test)]

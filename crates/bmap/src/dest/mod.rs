@@ -162,6 +162,14 @@ impl Dest {
             .map_err(|source| self.io_error("write to", source))
     }
 
+    /// Starts writing back what was written so far, without waiting (ignored where the
+    /// kernel cannot: a FIFO, `/dev/null`).
+    pub fn start_writeback(&self) {
+        if !self.skip_sync {
+            let _ = crate::sys::start_writeback(&self.file);
+        }
+    }
+
     /// Makes a regular file exactly `size` bytes (holes stay holes), syncs everything to
     /// the medium, restores device settings. Only after this has the copy succeeded.
     pub fn finish(mut self, size: u64) -> Result<(), Error> {

@@ -83,7 +83,6 @@ pub fn decode(
         count: Arc::clone(&counter),
     };
     let (head, input) = sniff(counted)?;
-    let input = BufReader::with_capacity(BUFFER, input);
     let mut notices = Vec::new();
 
     let sniffed = compression::sniff_codec(&head);
@@ -93,13 +92,16 @@ pub fn decode(
         (None, Some(Codec::Lzma)) => Codec::Lzma,
         _ => Codec::None,
     };
-    let decoded: Box<dyn Read + Send> = if codec == Codec::None {
-        Box::new(input)
+    // The decoded stream and its first bytes. An uncompressed stream is passed on as it
+    // is (no extra buffer copies): its first bytes are the ones already read.
+    let (inner_head, decoded): (Vec<u8>, Box<dyn Read + Send>) = if codec == Codec::None {
+        (head, Box::new(input))
     } else {
-        Box::new(Guard::new(decoder(codec, input, threads)?, codec, counter))
+        let input = BufReader::with_capacity(BUFFER, input);
+        let raw = Guard::new(decoder(codec, input, threads)?, codec, counter);
+        let (inner_head, decoded) = sniff(raw)?;
+        (inner_head, Box::new(decoded))
     };
-    let (inner_head, decoded) = sniff(decoded)?;
-    let decoded = BufReader::with_capacity(BUFFER, decoded);
     let container = compression::sniff_container(&inner_head).unwrap_or(Container::None);
     let format = Format { container, codec };
     if let Some(named) = named
@@ -111,14 +113,14 @@ pub fn decode(
         });
     }
     let (reader, size): (Box<dyn Read + Send>, Option<u64>) = match container {
-        Container::None => (Box::new(decoded), None),
+        Container::None => (decoded, None),
         Container::Tar => {
-            let member = tar::Member::open(decoded)?;
+            let member = tar::Member::open(BufReader::with_capacity(BUFFER, decoded))?;
             let size = member.size();
             (Box::new(member), Some(size))
         }
         Container::Zip => {
-            let member = zip::Member::open(decoded)?;
+            let member = zip::Member::open(BufReader::with_capacity(BUFFER, decoded))?;
             let size = member.size();
             (Box::new(member), size)
         }

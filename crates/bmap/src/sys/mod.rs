@@ -62,3 +62,24 @@ fn seek(file: &File, whence: rustix::fs::SeekFrom) -> io::Result<Option<u64>> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// Starts writing back `file`'s dirty pages (all of them) without waiting for the
+/// writes to finish, so that a final fsync has little left to do. May wait when the
+/// device's queue is full, which paces the caller to the device's speed.
+pub fn start_writeback(file: &File) -> io::Result<()> {
+    // SAFETY: sync_file_range only reads its integer arguments; the fd is valid while
+    // `file` lives. Offset 0 with length 0 means "to the end of the file".
+    #[allow(unsafe_code, reason = "libc has no safe wrapper for sync_file_range")]
+    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Grows a pipe's buffer to `size` bytes (best effort: the kernel caps it at
+/// /proc/sys/fs/pipe-max-size for unprivileged users), so that a producer such as
+/// `xzcat` or `curl` can run ahead of the reader in larger steps.
+pub fn grow_pipe(file: &File, size: usize) {
+    let _ = rustix::pipe::fcntl_setpipe_size(file, size);
+}

@@ -195,6 +195,7 @@ fn open_image(image: &str, location: &Location, remote: &remote::Options) -> Res
                 .try_clone_to_owned()
                 .context("cannot open standard input")?;
             let file = File::from(fd);
+            source::tune_pipe(&file);
             // A regular file redirected to stdin has a known size, as in the reference.
             let size = file
                 .metadata()
