@@ -309,8 +309,9 @@ struct BmapShown {
 fn discover(image: &str, location: &Location, remote: &remote::Options) -> Result<BmapRef> {
     match location {
         _ if image == "-" => {}
-        Location::Local(_) => {
-            for candidate in bmap::discover::bmap_candidates(image) {
+        Location::Local(path) => {
+            // The path, not the argument: a file:// URL names a local path.
+            for candidate in bmap::discover::bmap_candidates(&path.to_string_lossy()) {
                 if Path::new(&candidate).is_file() {
                     messages::info(format_args!("discovered bmap file '{candidate}'"));
                     return Ok(BmapRef::new(Location::Local(PathBuf::from(candidate))));

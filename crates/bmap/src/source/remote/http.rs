@@ -48,14 +48,21 @@ fn get(
     url: &Url,
     range: Option<(u64, Option<u64>)>,
 ) -> Result<Response<ureq::Body>, Error> {
+    let timeout = agent.config().timeout_per_read().unwrap_or_default();
     let mut request = agent.get(url.as_str());
     if let Some((from, to)) = range {
         let to = to.map(|t| t.to_string()).unwrap_or_default();
         request = request.header("Range", format!("bytes={from}-{to}"));
     }
-    let response = request.call().map_err(|e| Error::Transfer {
-        url: redact(url),
-        message: e.to_string(),
+    let response = request.call().map_err(|e| match e {
+        ureq::Error::Timeout(_) => Error::TimedOut {
+            url: redact(url),
+            seconds: timeout.as_secs(),
+        },
+        e => Error::Transfer {
+            url: redact(url),
+            message: e.to_string(),
+        },
     })?;
     match response.status().as_u16() {
         200 | 206 => Ok(response),
@@ -394,6 +401,10 @@ impl RandomAccess for Ranged {
 
 /// Whether reconnecting may help (not a 404 or another status the server chose).
 fn is_transient(e: &io::Error) -> bool {
+    // A stall already cost a whole timeout: give up rather than wait again and again.
+    if e.kind() == io::ErrorKind::TimedOut {
+        return false;
+    }
     match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
         Some(Error::Transfer { .. }) => true,
         Some(_) => false,

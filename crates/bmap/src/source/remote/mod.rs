@@ -83,6 +83,14 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+    /// The server stopped answering for longer than the read timeout.
+    #[error("'{url}': no answer for {seconds} s (the timeout); the server or the network stalled")]
+    TimedOut {
+        /// The URL.
+        url: String,
+        /// The timeout.
+        seconds: u64,
+    },
     /// The `ssh`/`sshpass` program is missing or failed.
     #[error("{0}")]
     Ssh(String),
