@@ -64,7 +64,11 @@ pub enum Command {
         IMAGE.bmap, then with one extension stripped at a time (disk.img.gz -> \
         disk.img.gz.bmap, disk.img.bmap, disk.bmap). A block device is opened exclusively \
         and refused when it, or one of its partitions, is mounted, used as swap or held \
-        by another device, or is smaller than the image.",
+        by another device, or is smaller than the image.\n\n\
+        IMAGE may be compressed (gz, bz2, xz, lzma, lzo, lz4, zst) or archived (tar, zip), \
+        decoded on the fly; a URL (http, https, ftp, file, ssh); or - for standard input. \
+        The bmap's OpenPGP signature (IMAGE's bmap name plus .asc or .sig, or a \
+        clearsigned bmap) is verified before anything is written.",
         after_help = "Examples:\n  bmaptool copy disk.img /dev/sdX\n  bmaptool copy --bmap disk.bmap disk.img disk-copy.img\n  cat disk.img | bmaptool copy --bmap disk.img.bmap - /dev/sdX"
     )]
     Copy(CopyArgs),
