@@ -26,8 +26,22 @@ pub enum Error {
     #[error("cannot read the keyring: {0}")]
     Keyring(String),
     /// The signature (or clearsigned message) cannot be parsed.
-    #[error("the signature is malformed: {0}")]
+    #[error(
+        "the signature is malformed ({0}): get a good copy of the signature, or skip the \
+         check with --no-sig-verify"
+    )]
     Malformed(String),
+    /// The signature uses an algorithm or curve this build cannot check.
+    #[error(
+        "the signature by key {fingerprint} cannot be checked here ({reason}); check it with \
+         gpgv and use --no-sig-verify"
+    )]
+    Unsupported {
+        /// The key.
+        fingerprint: String,
+        /// What is not supported.
+        reason: String,
+    },
     /// No key of the keyring made the signature.
     #[error(
         "the bmap's signature was made by key {issuer}, which is not in the keyring: import it \
@@ -42,7 +56,8 @@ pub enum Error {
     /// verify: the bmap was changed after it was signed, or the signature is forged.
     #[error(
         "discovered a BAD GPG signature on the bmap (key {fingerprint}): the bmap was changed \
-         after it was signed, or the signature is not for this bmap"
+         after it was signed, or the signature is not for this bmap; do not use this bmap \
+         (get the right bmap and signature, or skip the check with --no-sig-verify)"
     )]
     Bad {
         /// The key that was tried.
@@ -100,15 +115,23 @@ impl Keyring {
             }
             return Ok(());
         }
-        if bytes
-            .trim_ascii_start()
-            .starts_with(b"-----BEGIN PGP PUBLIC KEY BLOCK-----")
-        {
-            let (keys, _) = SignedPublicKey::from_armor_many(bytes)
-                .map_err(|e| Error::Keyring(e.to_string()))?;
-            for key in keys {
-                self.keys
-                    .push(key.map_err(|e| Error::Keyring(e.to_string()))?);
+        const ARMOR: &[u8] = b"-----BEGIN PGP PUBLIC KEY BLOCK-----";
+        if bytes.trim_ascii_start().starts_with(ARMOR) {
+            // Exports concatenated one after another: read every armored block.
+            let starts: Vec<usize> = bytes
+                .windows(ARMOR.len())
+                .enumerate()
+                .filter(|(_, w)| *w == ARMOR)
+                .map(|(i, _)| i)
+                .collect();
+            for (n, &start) in starts.iter().enumerate() {
+                let end = starts.get(n + 1).copied().unwrap_or(bytes.len());
+                let (keys, _) = SignedPublicKey::from_armor_many(&bytes[start..end])
+                    .map_err(|e| Error::Keyring(e.to_string()))?;
+                for key in keys {
+                    self.keys
+                        .push(key.map_err(|e| Error::Keyring(e.to_string()))?);
+                }
             }
             return Ok(());
         }
@@ -138,7 +161,7 @@ impl Keyring {
     fn verify(
         &self,
         signature: &Signature,
-        check: impl Fn(&dyn VerifyingKeyDyn) -> bool,
+        check: impl Fn(&dyn VerifyingKeyDyn) -> Result<(), Failure>,
     ) -> Result<Verified, Error> {
         let hash = signature.hash_alg();
         if hash == Some(HashAlgorithm::Md5) {
@@ -161,7 +184,7 @@ impl Keyring {
                     .iter()
                     .any(|issuer| fingerprint.ends_with(issuer.as_str()))
         };
-        let mut tried: Option<String> = None;
+        let mut tried: Option<(String, Failure)> = None;
         for key in &self.keys {
             let primary = hex_upper(key.primary_key.fingerprint().as_bytes());
             let user_id = key
@@ -177,10 +200,12 @@ impl Keyring {
                 sha1: hash == Some(HashAlgorithm::Sha1),
             };
             if named(&primary) {
-                if check(&key.primary_key) {
-                    return Ok(verified(primary.clone()));
+                match check(&key.primary_key) {
+                    Ok(()) => return Ok(verified(primary.clone())),
+                    Err(failure) => {
+                        tried.get_or_insert((primary.clone(), failure));
+                    }
                 }
-                tried.get_or_insert(primary.clone());
             }
             for subkey in &key.public_subkeys {
                 let fingerprint = hex_upper(subkey.key.fingerprint().as_bytes());
@@ -191,14 +216,20 @@ impl Keyring {
                 if subkey.verify_bindings(&key.primary_key).is_err() {
                     continue;
                 }
-                if check(&subkey.key) {
-                    return Ok(verified(fingerprint));
+                match check(&subkey.key) {
+                    Ok(()) => return Ok(verified(fingerprint)),
+                    Err(failure) => {
+                        tried.get_or_insert((fingerprint, failure));
+                    }
                 }
-                tried.get_or_insert(fingerprint);
             }
         }
         match tried {
-            Some(fingerprint) => Err(Error::Bad { fingerprint }),
+            Some((fingerprint, Failure::Mismatch)) => Err(Error::Bad { fingerprint }),
+            Some((fingerprint, Failure::Unsupported(reason))) => Err(Error::Unsupported {
+                fingerprint,
+                reason,
+            }),
             None => Err(Error::UnknownKey {
                 issuer: issuers
                     .first()
@@ -209,14 +240,37 @@ impl Keyring {
     }
 }
 
+/// Why a key did not verify a signature.
+#[derive(Debug, Clone)]
+enum Failure {
+    /// The signature does not match the data: tampering, or the wrong bmap.
+    Mismatch,
+    /// The algorithm, curve or hash is not supported here.
+    Unsupported(String),
+}
+
 /// A verifying key as a trait object.
 trait VerifyingKeyDyn {
-    fn verify_detached(&self, signature: &Signature, data: &[u8]) -> bool;
+    fn verify_detached(&self, signature: &Signature, data: &[u8]) -> Result<(), Failure>;
 }
 
 impl<K: VerifyingKey> VerifyingKeyDyn for K {
-    fn verify_detached(&self, signature: &Signature, data: &[u8]) -> bool {
-        signature.verify(self, data).is_ok()
+    fn verify_detached(&self, signature: &Signature, data: &[u8]) -> Result<(), Failure> {
+        signature.verify(self, data).map_err(|e| match e {
+            pgp::errors::Error::Unsupported { .. } | pgp::errors::Error::Unimplemented { .. } => {
+                Failure::Unsupported(e.to_string())
+            }
+            // Refused before any check, such as a hash too short for the key's
+            // algorithm (EdDSA with SHA-1): say so rather than call the bmap tampered.
+            pgp::errors::Error::Message { ref message, .. }
+                if message.contains("invalid hash algorithm")
+                    || message.contains("too weak")
+                    || message.contains("must at least match") =>
+            {
+                Failure::Unsupported(e.to_string())
+            }
+            _ => Failure::Mismatch,
+        })
     }
 }
 
@@ -255,12 +309,19 @@ pub fn verify_clearsigned(bytes: &[u8], keyring: &Keyring) -> Result<(Verified, 
     Ok((verified, text))
 }
 
-fn clearsigned_ok(message: &CleartextSignedMessage, key: &dyn VerifyingKeyDyn) -> bool {
+fn clearsigned_ok(
+    message: &CleartextSignedMessage,
+    key: &dyn VerifyingKeyDyn,
+) -> Result<(), Failure> {
     let text = message.signed_text();
-    message
-        .signatures()
-        .iter()
-        .any(|signature| key.verify_detached(signature, text.as_bytes()))
+    let mut last = Failure::Mismatch;
+    for signature in message.signatures() {
+        match key.verify_detached(signature, text.as_bytes()) {
+            Ok(()) => return Ok(()),
+            Err(failure) => last = failure,
+        }
+    }
+    Err(last)
 }
 
 /// The signed text of a clearsigned bmap, without checking the signature
@@ -274,9 +335,17 @@ fn parse_clearsigned(bytes: &[u8]) -> Result<(CleartextSignedMessage, Vec<u8>), 
         .map_err(|_| Error::Malformed("a clearsigned bmap that is not UTF-8 text".into()))?;
     let (message, _) = CleartextSignedMessage::from_string(input.trim_start())
         .map_err(|e| Error::Malformed(e.to_string()))?;
-    // The signed text without its last line ending, as OpenPGP defines it; gpg writes
-    // the bmap back with it, and the bmap's own checksum covers it.
-    let mut text = message.text().replace("\r\n", "\n").into_bytes();
+    // The signed text with dash-escaping undone ("- -x" was "-x"), without its last
+    // line ending as OpenPGP defines it; gpg writes the bmap back with it, and the
+    // bmap's own checksum covers it.
+    let escaped = message.text().replace("\r\n", "\n");
+    let mut text = Vec::with_capacity(escaped.len() + 1);
+    for (i, line) in escaped.split('\n').enumerate() {
+        if i > 0 {
+            text.push(b'\n');
+        }
+        text.extend_from_slice(line.strip_prefix("- ").unwrap_or(line).as_bytes());
+    }
     text.push(b'\n');
     Ok((message, text))
 }

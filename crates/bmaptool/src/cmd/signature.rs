@@ -44,6 +44,12 @@ pub fn verify(
         messages::info(format_args!(
             "discovered inline signature in bmap file '{shown}'"
         ));
+        if args.bmap_sig.is_some() {
+            bail!(
+                "the bmap file '{shown}' has clearsign format and already contains the \
+                 signature, so --bmap-sig option should not be used"
+            );
+        }
         if args.no_sig_verify {
             messages::warning("not verifying the bmap's signature (--no-sig-verify)");
             return signature::clearsigned_text(&bytes)
@@ -83,7 +89,7 @@ fn accept(args: &CopyArgs, verified: &Verified, shown: &str) -> Result<()> {
     {
         bail!(
             "the bmap is signed by key {} (primary key {}), not by the key given with \
-             --fingerprint ({wanted})",
+             --fingerprint ({wanted}): check that you have the right bmap and fingerprint, or skip the check with --no-sig-verify",
             verified.signer,
             verified.primary
         );
