@@ -292,3 +292,134 @@ EOF
 rss_mib() { awk -F: '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 q() { printf '%q' "$1"; }
+
+# ----------------------------------------- a reusable image and its compressed copies
+# Used by bench/compressed.sh and bench/remote.sh; an image left by one run (with
+# KEEP_BENCH_DIR=1 and the same BENCH_DIR) is picked up by the next, so the costly
+# compression is done once.
+#
+#   bench_image IMG BMAP SIZE FILL_MIB
+#                                the realistic image (build_disk_image) and our bmap of
+#                                it (needs OURS); reused when REUSE_IMAGE is not 0 and
+#                                an earlier run left both, with a stamp that still
+#                                matches the image (size, mtime, inode, SIZE, FILL_MIB)
+#   bench_compressed IMG FMT     makes IMG.FMT (FMT: gz xz zst bz2 lz4, compressed as
+#                                BENCH_COMPRESSOR[FMT] says) unless an earlier run left
+#                                one made from this very image with the same command
+#   bench_run_rounds LABEL PREPARE NAME COMMAND [NAME COMMAND]...
+#                                times the commands with hyperfine and leaves the merged
+#                                results in DIR/LABEL.json. First every command runs once
+#                                outside hyperfine (the warm-up, discarded): one that
+#                                fails is reported (DIR/LABEL.NAME.err) and left out, and
+#                                its name goes to DIR/LABEL.failed. Then ALTERNATE=1: RUNS
+#                                rounds of one hyperfine call with --runs 1, every command
+#                                once per round, the order rotated each round (as
+#                                bench/copy.sh); ALTERNATE=0: one hyperfine call, --runs
+#                                RUNS, each command's runs back to back. The load average
+#                                before each round goes to DIR/load.txt.
+#   bench_load_summary LABEL     "load average (1 min) at round starts: min-max" of LABEL
+declare -A BENCH_COMPRESSOR=(
+    [gz]="gzip -6 -c"
+    [xz]="xz -6 -T0 -c"
+    [zst]="zstd -3 -T0 -q -c"
+    [bz2]="pbzip2 -9 -c"
+    [lz4]="lz4 -1 -q -c"
+)
+
+_bench_stamp() { # FILE EXTRA: what identifies FILE's content (and how a derived file was made)
+    printf '%s | %s\n' "$(stat -c '%s %y %i' "$1")" "$2"
+}
+
+bench_image() { # IMG BMAP SIZE FILL_MIB
+    local img=$1 bmap=$2 size=$3 fill=$4
+    if [[ ${REUSE_IMAGE:-1} != 0 && -f $img && -f $bmap && -f $bmap.stamp ]] \
+        && [[ $(<"$bmap.stamp") == "$(_bench_stamp "$img" "$size $fill")" ]]; then
+        say "reusing $img and $bmap from an earlier run"
+        return
+    fi
+    rm -f "$bmap" "$bmap.stamp"
+    build_disk_image "$img" "$size" "$fill"
+    say "creating the bmap with our bmaptool create"
+    bench_track_file "$bmap" "$bmap.stamp"
+    "$OURS" create -q -o "$bmap" "$img"
+    _bench_stamp "$img" "$size $fill" > "$bmap.stamp"
+}
+
+bench_compressed() { # IMG FMT
+    local img=$1 fmt=$2 out=$1.$2 cmd stamp t0
+    cmd=${BENCH_COMPRESSOR[$fmt]:-}
+    [[ -n $cmd ]] || die "no compressor for format $fmt (known: ${!BENCH_COMPRESSOR[*]})"
+    stamp=$(_bench_stamp "$img" "$cmd")
+    if [[ -f $out && -f $out.stamp && $(<"$out.stamp") == "$stamp" ]]; then
+        say "reusing $out ($cmd, $(mib "$(stat -c %s "$out")") MiB) from an earlier run"
+        return
+    fi
+    bench_track_file "$out" "$out.stamp" "$out.part"
+    rm -f "$out" "$out.stamp"
+    say "compressing: $cmd $(basename "$img") > $(basename "$out") (this takes a while)"
+    t0=$SECONDS
+    $cmd "$img" > "$out.part"
+    mv "$out.part" "$out"
+    printf '%s\n' "$stamp" > "$out.stamp"
+    say "$(basename "$out"): $(mib "$(stat -c %s "$out")") MiB in $((SECONDS - t0)) s"
+}
+
+bench_run_rounds() { # LABEL PREPARE NAME COMMAND [NAME COMMAND]...
+    local label=$1 prepare=$2
+    shift 2
+    local names=() cmds=() jsons=() args r i n rc
+    : > "$DIR/$label.failed"
+    bench_track_file "$DIR/$label.failed" "$DIR/$label.json" "$DIR/load.txt"
+    say "$label: warm-up, every command once (discarded)"
+    while (($#)); do
+        printf '%s %s warm-up %s\n' "$label" "$1" "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$DIR/load.txt"
+        sh -c "$prepare"
+        bench_track_file "$DIR/$label.$1.err"
+        rc=0
+        sh -c "$2" > /dev/null 2> "$DIR/$label.$1.err" || rc=$?
+        if ((rc != 0)); then
+            say "$label: '$1' FAILED (exit $rc), left out of the timings: $2"
+            sed 's/^/    /' "$DIR/$label.$1.err" | tail -20 >&2
+            printf '%s\t%s\t%s\n' "$1" "$rc" "$(tail -3 "$DIR/$label.$1.err" | tr '\n' ' ')" >> "$DIR/$label.failed"
+        else
+            names+=("$1")
+            cmds+=("$2")
+        fi
+        shift 2
+    done
+    n=${#names[@]}
+    ((n > 0)) || die "$label: every command failed"
+    if [[ ${ALTERNATE:-1} == 1 ]]; then
+        for ((r = 1; r <= RUNS; r++)); do
+            args=()
+            for ((i = 0; i < n; i++)); do
+                args+=(-n "${names[(i + r) % n]}" "${cmds[(i + r) % n]}")
+            done
+            printf '%s round %d %s\n' "$label" "$r" "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$DIR/load.txt"
+            say "$label: round $r of $RUNS (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+            bench_track_file "$DIR/$label.r$r.json"
+            hyperfine --style basic --runs 1 --prepare "$prepare" \
+                --export-json "$DIR/$label.r$r.json" "${args[@]}" >&2
+            jsons+=("$DIR/$label.r$r.json")
+        done
+    else
+        args=()
+        for ((i = 0; i < n; i++)); do args+=(-n "${names[i]}" "${cmds[i]}"); done
+        printf '%s all 0 %s\n' "$label" "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$DIR/load.txt"
+        say "$label: hyperfine, $RUNS runs each, back to back"
+        bench_track_file "$DIR/$label.all.json"
+        hyperfine --style basic --runs "$RUNS" --prepare "$prepare" \
+            --export-json "$DIR/$label.all.json" "${args[@]}" >&2
+        jsons+=("$DIR/$label.all.json")
+    fi
+    printf '%s end - %s\n' "$label" "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$DIR/load.txt"
+    merge_hyperfine_json "$DIR/$label.json" "${jsons[@]}"
+}
+
+bench_load_summary() { # LABEL
+    awk -v l="$1" '$1 == l && $2 != "end" && $3 != "warm-up" { v = $4 + 0
+            if (n == 0 || v < lo) lo = v; if (n == 0 || v > hi) hi = v; n++ }
+        $1 == l && $2 == "end" { e = $4 }
+        END { if (n) printf "1-min load average at round starts %.2f-%.2f, at the end %s", lo, hi, e }' \
+        "$DIR/load.txt"
+}
