@@ -346,6 +346,13 @@ impl RandomAccess for Ranged {
                 .as_ref()
                 .is_some_and(|c| offset >= c.pos && offset < c.end && offset - c.pos <= GAP);
             if !usable {
+                // A response read to its last byte: reach its end, so that ureq hands
+                // the connection back for the next request (keep-alive).
+                if let Some(mut done) = self.body.take()
+                    && done.pos == done.end
+                {
+                    let _ = done.body.read(&mut [0u8; 1]);
+                }
                 let end = self.span_end(offset);
                 match self.http.body_from(offset, Some(end)) {
                     Ok((body, pos)) => self.body = Some(Current { body, pos, end }),
