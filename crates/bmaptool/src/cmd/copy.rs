@@ -82,12 +82,12 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         _ => format!("file '{}'", basename(&args.dest.to_string_lossy())),
     };
     let total = match &bmap {
-        Some((path, bmap)) => {
+        Some((shown, bmap)) => {
             describe(bmap);
             messages::info(format_args!(
                 "copying image '{}' to {dest_label} using bmap file '{}'",
                 basename(&args.image),
-                basename(&path.shown)
+                basename(shown)
             ));
             Some(bmap.mapped_bytes())
         }
@@ -294,15 +294,11 @@ fn load_bmap(bmap: BmapRef, remote: &remote::Options, args: &CopyArgs) -> Result
             parsed.bmap.version()
         ));
     }
-    Ok((BmapShown { shown }, parsed.bmap))
+    Ok((shown, parsed.bmap))
 }
 
 /// A parsed bmap and the name to show for it.
-type BmapFile = (BmapShown, Bmap);
-
-struct BmapShown {
-    shown: String,
-}
+type BmapFile = (String, Bmap);
 
 /// Finds the bmap beside the image in the reference's order; for a URL the candidates
 /// are fetched, and one that is not found (404, or 403 as some stores answer) moves on.

@@ -217,32 +217,25 @@ pub fn name_for_format(url: &Url) -> String {
 /// changes (`.bmap` appended, then one extension stripped at a time); the query string
 /// and fragment are kept.
 pub fn bmap_candidates(url: &Url) -> Vec<Url> {
-    if url.scheme() == "ssh" {
-        return crate::discover::bmap_candidates(&ssh_text(url))
-            .into_iter()
-            .map(|text| ssh_url(&text))
-            .collect();
-    }
-    crate::discover::bmap_candidates(url.path())
-        .into_iter()
-        .map(|path| {
-            let mut candidate = url.clone();
-            candidate.set_path(&path);
-            candidate
-        })
-        .collect()
+    beside(url, crate::discover::bmap_candidates)
 }
 
 /// Detached-signature candidates beside a bmap URL (see
 /// [`crate::discover::signature_candidates`]); only the path changes.
 pub fn signature_candidates(url: &Url) -> Vec<Url> {
+    beside(url, crate::discover::signature_candidates)
+}
+
+/// `names` applied to the path of `url` (the whole text of an ssh URL), each result
+/// put back in place of the path.
+fn beside(url: &Url, names: fn(&str) -> Vec<String>) -> Vec<Url> {
     if url.scheme() == "ssh" {
-        return crate::discover::signature_candidates(&ssh_text(url))
-            .into_iter()
-            .map(|text| ssh_url(&text))
+        return names(&ssh_text(url))
+            .iter()
+            .map(|text| ssh_url(text))
             .collect();
     }
-    crate::discover::signature_candidates(url.path())
+    names(url.path())
         .into_iter()
         .map(|path| {
             let mut candidate = url.clone();
