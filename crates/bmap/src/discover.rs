@@ -3,41 +3,73 @@
 //! `disk.bmap`). Only the last path component loses extensions; a leading dot does
 //! not start an extension (as Python's `os.path.splitext`).
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
 /// Candidate bmap names for `image`, most specific first.
 pub fn bmap_candidates(image: &str) -> Vec<String> {
-    stems(image)
+    stems(image.as_bytes())
         .into_iter()
-        .map(|stem| format!("{stem}.bmap"))
+        .map(|len| format!("{}.bmap", &image[..len]))
         .collect()
 }
 
 /// Candidate detached-signature names for `bmap`: `.asc` then `.sig` after the bmap's
 /// name, then after the name with one extension stripped at a time.
 pub fn signature_candidates(bmap: &str) -> Vec<String> {
-    stems(bmap)
+    stems(bmap.as_bytes())
         .into_iter()
-        .flat_map(|stem| [format!("{stem}.asc"), format!("{stem}.sig")])
+        .flat_map(|len| {
+            let stem = &bmap[..len];
+            [format!("{stem}.asc"), format!("{stem}.sig")]
+        })
         .collect()
 }
 
-/// `name`, then `name` with one more extension stripped each time.
-fn stems(name: &str) -> Vec<&str> {
-    let mut stems = vec![name];
+/// [`bmap_candidates`] for a local path, which need not be UTF-8.
+pub fn bmap_candidate_paths(image: &Path) -> Vec<PathBuf> {
+    with_suffixes(image, &[".bmap"])
+}
+
+/// [`signature_candidates`] for a local path, which need not be UTF-8.
+pub fn signature_candidate_paths(bmap: &Path) -> Vec<PathBuf> {
+    with_suffixes(bmap, &[".asc", ".sig"])
+}
+
+fn with_suffixes(path: &Path, suffixes: &[&str]) -> Vec<PathBuf> {
+    let bytes = path.as_os_str().as_bytes();
+    stems(bytes)
+        .into_iter()
+        .flat_map(|len| {
+            suffixes.iter().map(move |suffix| {
+                let mut name = bytes[..len].to_vec();
+                name.extend_from_slice(suffix.as_bytes());
+                PathBuf::from(OsStr::from_bytes(&name))
+            })
+        })
+        .collect()
+}
+
+/// The lengths of `name`, then of `name` with one more extension stripped each time.
+/// Every cut is at an ASCII `.`, so a UTF-8 name stays UTF-8.
+fn stems(name: &[u8]) -> Vec<usize> {
+    let mut stems = vec![name.len()];
     let mut stem = name;
     while let Some(shorter) = strip_extension(stem) {
-        stems.push(shorter);
+        stems.push(shorter.len());
         stem = shorter;
     }
     stems
 }
 
 /// `stem` without its last extension, or `None` when it has none.
-fn strip_extension(path: &str) -> Option<&str> {
-    let name_start = path.rfind('/').map_or(0, |i| i + 1);
+fn strip_extension(path: &[u8]) -> Option<&[u8]> {
+    let name_start = path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
     let name = &path[name_start..];
-    let dot = name.rfind('.')?;
+    let dot = name.iter().rposition(|&b| b == b'.')?;
     // Leading dots belong to the name (".bashrc" has no extension).
-    if name[..dot].bytes().all(|b| b == b'.') {
+    if name[..dot].iter().all(|&b| b == b'.') {
         return None;
     }
     Some(&path[..name_start + dot])
@@ -67,6 +99,38 @@ mod tests {
                 "d/x.asc",
                 "d/x.sig"
             ]
+        );
+    }
+
+    #[test]
+    fn paths_that_are_not_utf8_keep_their_bytes() {
+        let image = PathBuf::from(OsStr::from_bytes(b"d\xff/x\xfe.img.gz"));
+        let want: Vec<PathBuf> = [
+            &b"d\xff/x\xfe.img.gz.bmap"[..],
+            b"d\xff/x\xfe.img.bmap",
+            b"d\xff/x\xfe.bmap",
+        ]
+        .iter()
+        .map(|b| PathBuf::from(OsStr::from_bytes(b)))
+        .collect();
+        assert_eq!(bmap_candidate_paths(&image), want);
+        let bmap = PathBuf::from(OsStr::from_bytes(b"\xff.bmap"));
+        let want: Vec<PathBuf> = [
+            &b"\xff.bmap.asc"[..],
+            b"\xff.bmap.sig",
+            b"\xff.asc",
+            b"\xff.sig",
+        ]
+        .iter()
+        .map(|b| PathBuf::from(OsStr::from_bytes(b)))
+        .collect();
+        assert_eq!(signature_candidate_paths(&bmap), want);
+        assert_eq!(
+            bmap_candidate_paths(Path::new("disk.img.gz")),
+            bmap_candidates("disk.img.gz")
+                .iter()
+                .map(PathBuf::from)
+                .collect::<Vec<_>>()
         );
     }
 }

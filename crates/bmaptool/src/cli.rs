@@ -2,7 +2,11 @@
 //! options and positional arguments; unambiguous prefixes of long options are accepted
 //! (`--no-ch` for `--no-checksum`) as argparse does. `--help`, the man page and the
 //! shell completions are all generated from this one definition.
+//!
+//! Every path is taken as an `OsString`/`PathBuf`, never as a `String`: Linux paths
+//! are bytes, and a name that is not UTF-8 must work as it does with `cp` or `dd`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -79,7 +83,7 @@ pub enum Command {
 pub struct CopyArgs {
     /// The image to copy ("-" for standard input)
     #[arg(value_name = "IMAGE", value_hint = clap::ValueHint::FilePath)]
-    pub image: String,
+    pub image: OsString,
 
     /// The destination file or device node to copy the image to
     #[arg(value_name = "DEST", value_hint = clap::ValueHint::FilePath)]
@@ -87,7 +91,7 @@ pub struct CopyArgs {
 
     /// The block map file for the image
     #[arg(long, value_name = "BMAP", value_hint = clap::ValueHint::FilePath)]
-    pub bmap: Option<String>,
+    pub bmap: Option<OsString>,
 
     /// Allow copying without a bmap file (the whole image is written)
     #[arg(long)]
@@ -96,7 +100,7 @@ pub struct CopyArgs {
     /// The detached OpenPGP signature of the bmap (found beside it as .asc or .sig
     /// otherwise)
     #[arg(long, value_name = "BMAP_SIG", value_hint = clap::ValueHint::FilePath)]
-    pub bmap_sig: Option<String>,
+    pub bmap_sig: Option<OsString>,
 
     /// Do not verify the bmap's OpenPGP signature
     #[arg(long)]
@@ -180,6 +184,54 @@ mod tests {
         let err = Cli::try_parse_from(["bmaptool", "copy", "--no", "img", "out"])
             .expect_err("--no is ambiguous");
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn paths_that_are_not_utf8_parse() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let name = |prefix: &str| {
+            let mut bytes = prefix.as_bytes().to_vec();
+            bytes.push(0xff);
+            OsStr::from_bytes(&bytes).to_owned()
+        };
+        let cli = Cli::try_parse_from([
+            OsString::from("bmaptool"),
+            "copy".into(),
+            "--bmap".into(),
+            name("b"),
+            "--bmap-sig".into(),
+            name("s"),
+            "--keyring".into(),
+            name("k"),
+            "--psplash-pipe".into(),
+            name("p"),
+            name("i"),
+            name("d"),
+        ])
+        .expect("non-UTF-8 paths parse");
+        let Command::Copy(args) = cli.command else {
+            panic!("copy expected")
+        };
+        assert_eq!(args.image, name("i"));
+        assert_eq!(args.dest.as_os_str(), name("d"));
+        assert_eq!(args.bmap, Some(name("b")));
+        assert_eq!(args.bmap_sig, Some(name("s")));
+        assert_eq!(args.keyring, Some(PathBuf::from(name("k"))));
+        assert_eq!(args.psplash_pipe, Some(PathBuf::from(name("p"))));
+        let cli = Cli::try_parse_from([
+            OsString::from("bmaptool"),
+            "create".into(),
+            "-o".into(),
+            name("o"),
+            name("i"),
+        ])
+        .expect("non-UTF-8 paths parse");
+        let Command::Create(args) = cli.command else {
+            panic!("create expected")
+        };
+        assert_eq!(args.image.as_os_str(), name("i"));
+        assert_eq!(args.output, Some(PathBuf::from(name("o"))));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod input;
 pub mod messages;
 pub mod progress;
 pub mod signals;

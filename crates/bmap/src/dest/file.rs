@@ -2,25 +2,29 @@
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{Dest, Error, Kind, Options, blockdev};
 
 /// A new file; refused under /dev (except /dev/shm), where a missing path is almost
-/// surely a typo for a device node.
+/// surely a typo for a device node. A dangling symlink gets the file it points to, as
+/// `open(2)` with `O_CREAT` would; that file, not the link, is removed on failure.
 pub(super) fn create(path: &Path, options: &Options) -> Result<Dest, Error> {
-    if under_dev(path) {
-        return Err(Error::MissingDevice(path.to_owned()));
+    let target = dangling_target(path);
+    for named in [path, &target] {
+        if under_dev(named) {
+            return Err(Error::MissingDevice(named.to_owned()));
+        }
     }
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(path)
+        .open(&target)
         .map_err(|source| Error::Open {
-            path: path.to_owned(),
+            path: target.clone(),
             source,
         })?;
-    let mut dest = new(path, file, Kind::File, true);
+    let mut dest = new(&target, file, Kind::File, true);
     presize(&mut dest, options)?;
     Ok(dest)
 }
@@ -53,6 +57,23 @@ pub(super) fn open_other(path: &Path, meta: &Metadata) -> Result<Dest, Error> {
     dest.skip_sync =
         is_dev_null(meta) || meta.file_type().is_fifo() || meta.file_type().is_socket();
     Ok(dest)
+}
+
+/// Where a dangling symlink (through further links) points, or `path` itself when it
+/// is not a symlink.
+fn dangling_target(path: &Path) -> PathBuf {
+    let mut current = path.to_owned();
+    // The kernel's limit on nested links; a longer chain fails when opened.
+    for _ in 0..40 {
+        let Ok(link) = std::fs::read_link(&current) else {
+            break;
+        };
+        current = match current.parent() {
+            Some(dir) if link.is_relative() => dir.join(link),
+            _ => link,
+        };
+    }
+    current
 }
 
 fn new(path: &Path, file: File, kind: Kind, created: bool) -> Dest {

@@ -2,6 +2,7 @@
 //! the first byte is written (options, image, bmap and its checksum, sizes, the
 //! destination's state), then runs the copy engine and reports what it did.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
@@ -20,6 +21,7 @@ use bmap::source::{self, Image};
 use url::Url;
 
 use crate::cli::CopyArgs;
+use crate::input;
 use crate::messages::{self, Level};
 use crate::progress::Renderer;
 
@@ -33,21 +35,19 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     let image_location = if args.image == "-" {
         Location::Local(PathBuf::from("-"))
     } else {
-        remote::locate(&args.image).context("cannot open the image")?
+        input::locate(&args.image).context("cannot open the image")?
     };
     let image = open_image(&args.image, &image_location, &remote)?;
     let bmap_ref = match (&args.bmap, args.nobmap) {
         (_, true) => None,
-        (Some(name), false) => {
-            Some(BmapRef::new(remote::locate(name).with_context(|| {
-                format!("cannot open bmap file '{name}'")
-            })?))
-        }
+        (Some(name), false) => Some(BmapRef::new(input::locate(name).with_context(|| {
+            format!("cannot open bmap file '{}'", Path::new(name).display())
+        })?)),
         (None, false) => Some(discover(&args.image, &image_location, &remote)?),
     };
     check_not_overwriting_inputs(args, bmap_ref.as_ref().and_then(BmapRef::local))?;
     let bmap = match bmap_ref {
-        Some(bmap_ref) => Some(load_bmap(bmap_ref, &remote, args)?),
+        Some(bmap_ref) => Some(load_bmap(bmap_ref, &remote, args, interrupt)?),
         None => None,
     };
     if args.removable_device {
@@ -59,7 +59,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         bail!(
             "the image '{}' is {size} bytes ({}) but its bmap says {} bytes: the bmap does not \
              belong to this image",
-            args.image,
+            Path::new(&args.image).display(),
             human_size(size),
             bmap.image_size()
         );
@@ -69,7 +69,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         Some((_, bmap)) => Some(bmap.image_size()),
         None => image.size(),
     };
-    let dest = Dest::open(
+    let dest = open_dest(
         &args.dest,
         &dest::Options {
             image_size,
@@ -86,7 +86,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
             describe(bmap);
             messages::info(format_args!(
                 "copying image '{}' to {dest_label} using bmap file '{}'",
-                basename(&args.image),
+                basename(&args.image.to_string_lossy()),
                 basename(shown)
             ));
             Some(bmap.mapped_bytes())
@@ -187,7 +187,7 @@ fn remote_options() -> remote::Options {
     }
 }
 
-fn open_image(image: &str, location: &Location, remote: &remote::Options) -> Result<Image> {
+fn open_image(image: &OsStr, location: &Location, remote: &remote::Options) -> Result<Image> {
     let opened = match location {
         _ if image == "-" => {
             let fd = std::io::stdin()
@@ -259,24 +259,25 @@ impl BmapRef {
     }
 }
 
-/// Bmaps larger than this are refused (about 2.5 million ranges).
-const BMAP_LIMIT: u64 = 256 << 20;
-
 /// Reads and parses the bmap (its own checksum verified).
-fn load_bmap(bmap: BmapRef, remote: &remote::Options, args: &CopyArgs) -> Result<BmapFile> {
+fn load_bmap(
+    bmap: BmapRef,
+    remote: &remote::Options,
+    args: &CopyArgs,
+    interrupt: &Interrupt,
+) -> Result<BmapFile> {
     let no_verify = args.no_verify;
     let shown = bmap.shown.clone();
     let bytes = match (bmap.bytes, &bmap.location) {
         (Some(bytes), _) => bytes,
-        (None, Location::Local(path)) => {
-            std::fs::read(path).with_context(|| format!("cannot open bmap file '{shown}'"))?
-        }
+        (None, Location::Local(path)) => input::read(path, &input::BMAP, interrupt)
+            .with_context(|| format!("cannot open bmap file '{shown}'"))?,
         (None, Location::Url(url)) => {
-            crate::signals::blocking(|| remote::fetch(url, remote, BMAP_LIMIT))
+            crate::signals::blocking(|| remote::fetch(url, remote, input::BMAP.bytes))
                 .with_context(|| format!("cannot open bmap file '{shown}'"))?
         }
     };
-    let bytes = super::signature::verify(args, &bmap.location, &shown, bytes, remote)?;
+    let bytes = super::signature::verify(args, &bmap.location, &shown, bytes, remote, interrupt)?;
     let parsed =
         format::parse(&bytes).with_context(|| format!("cannot use bmap file '{shown}'"))?;
     for warning in &parsed.warnings {
@@ -302,22 +303,26 @@ type BmapFile = (String, Bmap);
 
 /// Finds the bmap beside the image in the reference's order; for a URL the candidates
 /// are fetched, and one that is not found (404, or 403 as some stores answer) moves on.
-fn discover(image: &str, location: &Location, remote: &remote::Options) -> Result<BmapRef> {
+fn discover(image: &OsStr, location: &Location, remote: &remote::Options) -> Result<BmapRef> {
     match location {
         _ if image == "-" => {}
         Location::Local(path) => {
             // The path, not the argument: a file:// URL names a local path.
-            for candidate in bmap::discover::bmap_candidates(&path.to_string_lossy()) {
-                if Path::new(&candidate).is_file() {
-                    messages::info(format_args!("discovered bmap file '{candidate}'"));
-                    return Ok(BmapRef::new(Location::Local(PathBuf::from(candidate))));
+            for candidate in bmap::discover::bmap_candidate_paths(path) {
+                if candidate.is_file() {
+                    messages::info(format_args!(
+                        "discovered bmap file '{}'",
+                        candidate.display()
+                    ));
+                    return Ok(BmapRef::new(Location::Local(candidate)));
                 }
             }
         }
         Location::Url(url) => {
             for candidate in remote::bmap_candidates(url) {
-                let fetched =
-                    crate::signals::blocking(|| remote::fetch(&candidate, remote, BMAP_LIMIT));
+                let fetched = crate::signals::blocking(|| {
+                    remote::fetch(&candidate, remote, input::BMAP.bytes)
+                });
                 match fetched {
                     Ok(bytes) => {
                         let mut found = BmapRef::new(Location::Url(candidate));
@@ -361,7 +366,10 @@ fn check_not_overwriting_inputs(args: &CopyArgs, bmap: Option<&Path>) -> Result<
     let same = |path: &Path| {
         std::fs::metadata(path).is_ok_and(|m| m.dev() == dest.dev() && m.ino() == dest.ino())
     };
-    if args.image != "-" && !args.image.contains("://") && same(Path::new(&args.image)) {
+    if args.image != "-"
+        && !args.image.to_string_lossy().contains("://")
+        && same(Path::new(&args.image))
+    {
         bail!(
             "the destination '{}' is the image itself",
             args.dest.display()
@@ -374,6 +382,21 @@ fn check_not_overwriting_inputs(args: &CopyArgs, bmap: Option<&Path>) -> Result<
         );
     }
     Ok(())
+}
+
+/// Opens DEST. Opening a FIFO (or a character device such as a serial line) may wait
+/// for the other end indefinitely, and creates nothing: let a signal end that wait.
+fn open_dest(path: &Path, options: &dest::Options) -> Result<Dest> {
+    let waits = std::fs::metadata(path).is_ok_and(|m| {
+        let kind = m.file_type();
+        !(kind.is_file() || kind.is_dir() || kind.is_block_device())
+    });
+    let open = || Dest::open(path, options);
+    Ok(if waits {
+        crate::signals::blocking(open)?
+    } else {
+        open()?
+    })
 }
 
 fn check_removable(dest: &Path) -> Result<()> {

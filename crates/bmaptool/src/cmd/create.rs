@@ -45,11 +45,12 @@ pub fn run(args: &CreateArgs, interrupt: &Interrupt) -> Result<()> {
     match output {
         Some(output) => output.commit(&xml)?,
         None => {
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(&xml)
-                .and_then(|()| stdout.flush())
-                .context("cannot write the bmap to standard output")?;
+            // A pipe whose reader stops reading blocks the write: let a signal end it.
+            crate::signals::blocking(|| {
+                let mut stdout = std::io::stdout().lock();
+                stdout.write_all(&xml).and_then(|()| stdout.flush())
+            })
+            .context("cannot write the bmap to standard output")?;
         }
     }
     if outcome.fully_mapped() {
@@ -173,8 +174,8 @@ impl Output {
     /// Writes the bmap and puts it in place.
     fn commit(self, xml: &[u8]) -> Result<()> {
         match self {
-            Output::Direct { mut file, path } => file
-                .write_all(xml)
+            // A FIFO whose reader stops reading blocks the write: let a signal end it.
+            Output::Direct { mut file, path } => crate::signals::blocking(|| file.write_all(xml))
                 .with_context(|| format!("cannot write the bmap to '{}'", path.display())),
             Output::Replace {
                 target,

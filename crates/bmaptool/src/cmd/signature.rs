@@ -5,14 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use bmap::Interrupt;
 use bmap::signature::{self, Keyring, Verified};
 use bmap::source::remote::{self, Location};
 
 use crate::cli::CopyArgs;
+use crate::input;
 use crate::messages;
-
-/// Signatures larger than this are not signatures.
-const SIGNATURE_LIMIT: u64 = 1 << 20;
 
 /// Refuses the option combinations the reference refuses.
 pub fn check_options(args: &CopyArgs) -> Result<()> {
@@ -39,6 +38,7 @@ pub fn verify(
     shown: &str,
     bytes: Vec<u8>,
     remote: &remote::Options,
+    interrupt: &Interrupt,
 ) -> Result<Vec<u8>> {
     if signature::is_clearsigned(&bytes) {
         messages::info(format_args!(
@@ -55,7 +55,7 @@ pub fn verify(
             return signature::clearsigned_text(&bytes)
                 .with_context(|| format!("cannot read the clearsigned bmap file '{shown}'"));
         }
-        let keyring = keyring(args)?;
+        let keyring = keyring(args, interrupt)?;
         let (verified, text) = signature::verify_clearsigned(&bytes, &keyring)
             .with_context(|| format!("cannot use bmap file '{shown}'"))?;
         accept(args, &verified, shown)?;
@@ -64,7 +64,7 @@ pub fn verify(
     if args.no_sig_verify {
         return Ok(bytes);
     }
-    let Some((sig_shown, sig)) = detached(args, location, shown, remote)? else {
+    let Some((sig_shown, sig)) = detached(args, location, shown, remote, interrupt)? else {
         if args.fingerprint.is_some() {
             bail!("no signature found but --fingerprint given");
         }
@@ -74,7 +74,7 @@ pub fn verify(
         messages::debug(format_args!("bmap file '{shown}' is not signed"));
         return Ok(bytes);
     };
-    let keyring = keyring(args)?;
+    let keyring = keyring(args, interrupt)?;
     let verified = signature::verify_detached(&bytes, &sig, &keyring).with_context(|| {
         format!("cannot use the signature '{sig_shown}' of bmap file '{shown}'")
     })?;
@@ -113,21 +113,23 @@ fn detached(
     location: &Location,
     shown: &str,
     remote: &remote::Options,
+    interrupt: &Interrupt,
 ) -> Result<Option<(String, Vec<u8>)>> {
-    if let Some(name) = &args.bmap_sig {
-        let location = remote::locate(name)
+    if let Some(arg) = &args.bmap_sig {
+        let name = Path::new(arg).display().to_string();
+        let location = input::locate(arg)
             .with_context(|| format!("cannot open bmap signature file '{name}'"))?;
-        let bytes = read(&location, remote)
+        let bytes = read(&location, remote, interrupt)
             .with_context(|| format!("cannot open bmap signature file '{name}'"))?
             .ok_or_else(|| {
                 anyhow::anyhow!("cannot open bmap signature file '{name}': not found")
             })?;
-        return Ok(Some((name.clone(), bytes)));
+        return Ok(Some((name, bytes)));
     }
     let candidates: Vec<Location> = match location {
-        Location::Local(path) => bmap::discover::signature_candidates(&path.to_string_lossy())
+        Location::Local(path) => bmap::discover::signature_candidate_paths(path)
             .into_iter()
-            .map(|c| Location::Local(PathBuf::from(c)))
+            .map(Location::Local)
             .collect(),
         Location::Url(url) => remote::signature_candidates(url)
             .into_iter()
@@ -140,7 +142,7 @@ fn detached(
             Location::Url(url) => remote::redact(url),
         };
         if let Some(bytes) =
-            read(&candidate, remote).with_context(|| format!("cannot read '{name}'"))?
+            read(&candidate, remote, interrupt).with_context(|| format!("cannot read '{name}'"))?
         {
             messages::info(format_args!(
                 "discovered signature file for bmap '{shown}': '{name}'"
@@ -152,15 +154,19 @@ fn detached(
 }
 
 /// A signature file's bytes, `None` when it does not exist.
-fn read(location: &Location, remote: &remote::Options) -> Result<Option<Vec<u8>>> {
+fn read(
+    location: &Location,
+    remote: &remote::Options,
+    interrupt: &Interrupt,
+) -> Result<Option<Vec<u8>>> {
     match location {
-        Location::Local(path) => match std::fs::read(path) {
+        Location::Local(path) => match input::read(path, &input::SIGNATURE, interrupt) {
             Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
         },
         Location::Url(url) => match crate::signals::blocking(|| {
-            remote::fetch(url, remote, SIGNATURE_LIMIT)
+            remote::fetch(url, remote, input::SIGNATURE.bytes)
         }) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e)
@@ -174,10 +180,10 @@ fn read(location: &Location, remote: &remote::Options) -> Result<Option<Vec<u8>>
 }
 
 /// The keys to verify with: `--keyring`, or the user's GnuPG keys.
-fn keyring(args: &CopyArgs) -> Result<Keyring> {
+fn keyring(args: &CopyArgs, interrupt: &Interrupt) -> Result<Keyring> {
     let mut keyring = Keyring::new();
     if let Some(path) = &args.keyring {
-        let bytes = std::fs::read(path)
+        let bytes = input::read(path, &input::KEYRING, interrupt)
             .with_context(|| format!("cannot read keyring '{}'", path.display()))?;
         keyring
             .add(&bytes)
@@ -196,12 +202,19 @@ fn keyring(args: &CopyArgs) -> Result<Keyring> {
             "trustedkeys.gpg",
         ] {
             let path = home.join(name);
-            if let Ok(bytes) = std::fs::read(&path) {
-                keyring
-                    .add(&bytes)
-                    .with_context(|| format!("cannot read keyring '{}'", path.display()))?;
-                read_any.push(path.display().to_string());
-            }
+            let bytes = match input::read(&path, &input::KEYRING, interrupt) {
+                Ok(bytes) => bytes,
+                // A missing or unreadable keyring is skipped: only the others count.
+                Err(input::ReadError::Io(_)) => continue,
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot read keyring '{}'", path.display()));
+                }
+            };
+            keyring
+                .add(&bytes)
+                .with_context(|| format!("cannot read keyring '{}'", path.display()))?;
+            read_any.push(path.display().to_string());
         }
     }
     messages::debug(format_args!(
