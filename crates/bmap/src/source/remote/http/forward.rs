@@ -120,7 +120,7 @@ impl<T: Transport> Transport for Forwarding<T> {
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         let output = self.inner.buffers().output();
-        let amount = if self.at_request_start {
+        let amount = if self.at_request_start && amount > 0 {
             to_absolute_form(output, amount, &self.origin).map_err(ureq::Error::Io)?
         } else {
             amount

@@ -34,8 +34,11 @@ struct Span {
 }
 
 fn content_range(response: &Response<ureq::Body>) -> Option<Span> {
-    let value = header(response, "content-range")?.trim();
-    let value = value.strip_prefix("bytes ")?;
+    parse_content_range(header(response, "content-range")?)
+}
+
+fn parse_content_range(value: &str) -> Option<Span> {
+    let value = value.trim().strip_prefix("bytes ")?;
     let (span, total) = value.split_once('/')?;
     let (first, last) = span.split_once('-')?;
     let span = Span {
@@ -226,7 +229,7 @@ impl Http {
             };
             match span {
                 Some(s) if s.first <= from && from <= s.last && same_file(&s) => {
-                    (s.first, Some(s.last + 1))
+                    (s.first, Some(s.last.saturating_add(1)))
                 }
                 _ => {
                     let asked = to.map(|t| format!(" to {}", t - 1)).unwrap_or_default();
@@ -325,5 +328,34 @@ fn is_transient(e: &io::Error) -> bool {
         Some(Error::Transfer { .. }) => true,
         Some(_) => false,
         None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges_are_read_strictly() {
+        let span = |first, last, total| Some(Span { first, last, total });
+        assert_eq!(
+            parse_content_range("bytes 0-511/821752"),
+            span(0, 511, Some(821752))
+        );
+        assert_eq!(parse_content_range(" bytes 10-19/* "), span(10, 19, None));
+        for bad in [
+            "bytes */821752",
+            "bytes 5-4/10",
+            "bytes 0-10/10",
+            "bytes 0-1/x",
+            "items 0-1/2",
+            "bytes 0-18446744073709551616/*",
+            "",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad:?}");
+        }
+        // The largest span of unknown total has an end that does not overflow.
+        let last = parse_content_range("bytes 0-18446744073709551615/*").expect("a span");
+        assert_eq!(last.last.saturating_add(1), u64::MAX);
     }
 }
