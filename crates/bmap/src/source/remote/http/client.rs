@@ -83,7 +83,7 @@ impl Client {
                 });
             }
             secure |= next.scheme() == "https";
-            if next.username() != "" {
+            if !next.username().is_empty() {
                 credentials = Credentials::of(&next);
             }
             current = next;
