@@ -2,18 +2,23 @@
 //! URLs, served by real servers on 127.0.0.1 that each test starts (see
 //! `remote_support`): the Python test server `tests/fixtures/httpd.py` (Range requests,
 //! keep-alive, fault injection, its own count of the bytes it served, forward proxy),
-//! pyftpdlib (`tests/fixtures/ftpd.py`) and Debian's `sshd`.
+//! pyftpdlib (`tests/fixtures/ftpd.py`), Debian's Squid (a real forward proxy) and
+//! Debian's `sshd`.
 //!
 //! What is shown: copies equal the image; the bmap is discovered beside the image URL in
 //! the reference's order; with Range support only the mapped bytes (plus small merged
 //! gaps) cross the wire, by the server's own count; a server that ignores Range, and
 //! compressed images, are streamed once; dropped connections resume with a Range request;
 //! HTTP errors, refused connections, stalls and TLS failures end with one error line
-//! naming the URL, never its password; proxies from the environment are used, and
-//! bypassed by `no_proxy`; verification and truncation checks hold for remote sources.
+//! naming the URL, never its password; proxies from the environment are used (plain
+//! http in absolute form, which Squid's default rules need; https through CONNECT),
+//! and bypassed by `no_proxy`; a partial answer that is not what was asked is never
+//! taken for the whole image; an https download redirected to http is refused; bad
+//! `BMAPTOOL_TIMEOUT`/`BMAPTOOL_RETRIES` values are refused by name; verification and
+//! truncation checks hold for remote sources.
 //!
-//! Tests that need python3, pyftpdlib, sshd (root), sshpass, openssl or zstd skip when
-//! those are missing, unless `BMAPTOOL_TEST_STRICT=1` (CI), where they fail.
+//! Tests that need python3, pyftpdlib, squid, sshd (root), sshpass, openssl or zstd
+//! skip when those are missing, unless `BMAPTOOL_TEST_STRICT=1` (CI), where they fail.
 
 mod remote_support;
 
@@ -646,6 +651,268 @@ fn http_stall_in_the_body_is_resumed_after_the_read_timeout() {
 }
 
 // ---------------------------------------------------------------------------------
+// HTTP: partial answers that are not what was asked
+
+/// The image's partial answers are of the kind `content_range` (see httpd.py): the
+/// probe's answer is no base for random access, so the whole image is streamed,
+/// with `--nobmap` and with the discovered bmap; never taken for a 512-byte image.
+fn untrusted_partial_answers_stream_the_whole_image(content_range: &str) {
+    let Some((served, http, tmp)) = http_setup() else {
+        return;
+    };
+    http.set_rule(
+        "/test.image",
+        &format!(r#"{{"content_range": "{content_range}"}}"#),
+    );
+    let url = http.url("/test.image");
+    for nobmap in [true, false] {
+        let dest = tmp.path().join(format!("dest-{nobmap}.img"));
+        let mut cmd = bmaptool();
+        cmd.arg("copy");
+        if nobmap {
+            cmd.arg("--nobmap");
+        }
+        cmd.arg(&url).arg(&dest);
+        let run = remote_support::run(&mut cmd);
+        assert_ok(&run);
+        assert_same(&dest, &served.image);
+    }
+    let stats = http.stats();
+    let gets = stats.gets("/test.image");
+    let whole: Vec<_> = gets.iter().filter(|r| r.range.is_none()).collect();
+    assert!(
+        whole.len() == 2
+            && whole
+                .iter()
+                .all(|r| r.status == 200 && r.bytes == TEST_IMAGE_SIZE),
+        "each copy should ask for the whole image once: {gets:?}"
+    );
+}
+
+#[test]
+fn range_answer_of_unknown_total_size_streams_the_whole_image() {
+    untrusted_partial_answers_stream_the_whole_image("unknown");
+}
+
+#[test]
+fn range_answer_without_content_range_streams_the_whole_image() {
+    untrusted_partial_answers_stream_the_whole_image("none");
+}
+
+#[test]
+fn range_answer_with_another_span_than_asked_streams_the_whole_image() {
+    untrusted_partial_answers_stream_the_whole_image("whole");
+}
+
+// ---------------------------------------------------------------------------------
+// Redirects
+
+/// An http server and an https server (trusted through `SSL_CERT_FILE`) for the same
+/// files; the https server starts with `rules` (`{path}` in a rule is replaced by the
+/// http server's URL of that path). `None`: skipped.
+fn redirect_setup(rules: &[(&str, &str)]) -> Option<(Served, HttpServer, HttpServer, TlsFiles)> {
+    let served = Served::new();
+    let http = HttpServer::start(served.root())?;
+    let tls = TlsFiles::generate()?;
+    let rules: Vec<String> = rules
+        .iter()
+        .map(|(path, target)| {
+            let target = target.replace("{http}", &http.url(""));
+            format!(
+                r#"{}: {{"redirect": {}}}"#,
+                json_string(path),
+                json_string(&target)
+            )
+        })
+        .collect();
+    let https = HttpServer::start_tls_with_rules(
+        served.root(),
+        &tls,
+        &format!("{{{}}}", rules.join(", ")),
+    )?;
+    Some((served, http, https, tls))
+}
+
+/// `bmaptool copy ARGS...` trusting the test CA.
+fn copy_trusting(tls: &TlsFiles, args: &[&str], dest: &Path) -> Run {
+    let mut cmd = bmaptool();
+    cmd.arg("copy")
+        .args(args)
+        .arg(dest)
+        .env("SSL_CERT_FILE", &tls.ca)
+        .env_remove("SSL_CERT_DIR");
+    remote_support::run(&mut cmd)
+}
+
+/// Asserts the run refused to follow `from` to `to`, wrote nothing, and that the http
+/// server was never asked for `path`.
+#[track_caller]
+fn assert_downgrade_refused(run: &Run, from: &str, to: &str, http: &HttpServer, dest: &Path) {
+    let line = assert_fails(run, &[from, to]);
+    assert_mentions_any(&line, &["refusing"]);
+    eprintln!("refused as it should be: {line}");
+    assert_no_dest(dest);
+    let path = to
+        .rsplit_once(&format!(":{}", http.port()))
+        .map_or(to, |(_, p)| p);
+    let asked = http.stats().for_path(path).len();
+    assert_eq!(asked, 0, "the http server was asked for {path} after all");
+}
+
+#[test]
+fn https_image_redirected_to_http_is_refused() {
+    let Some((served, http, https, tls)) = redirect_setup(&[("/test.image", "{http}/test.image")])
+    else {
+        return;
+    };
+    let tmp = scratch();
+    let dest = tmp.path().join("dest.img");
+    let from = https.url("/test.image");
+    let run = copy_trusting(&tls, &["--bmap", &local_bmap(&served), &from], &dest);
+    assert_downgrade_refused(&run, &from, &http.url("/test.image"), &http, &dest);
+}
+
+#[test]
+fn https_bmap_redirected_to_http_is_refused_given_or_discovered() {
+    let Some((served, http, https, tls)) =
+        redirect_setup(&[("/test.image.bmap", "{http}/test.image.bmap")])
+    else {
+        return;
+    };
+    let tmp = scratch();
+    let dest = tmp.path().join("dest.img");
+    let from = https.url("/test.image.bmap");
+    let to = http.url("/test.image.bmap");
+    let image = served.file("test.image").display().to_string();
+    let run = copy_trusting(&tls, &["--bmap", &from, &image], &dest);
+    assert_downgrade_refused(&run, &from, &to, &http, &dest);
+    // Discovered beside an https image: the same refusal, not "no bmap here".
+    let run = copy_trusting(&tls, &[&https.url("/test.image")], &dest);
+    assert_downgrade_refused(&run, &from, &to, &http, &dest);
+}
+
+#[test]
+fn https_signature_redirected_to_http_is_refused_given_or_discovered() {
+    let Some((served, http, https, tls)) =
+        redirect_setup(&[("/test.image.bmap.asc", "{http}/test.image.bmap.asc")])
+    else {
+        return;
+    };
+    let tmp = scratch();
+    let dest = tmp.path().join("dest.img");
+    let from = https.url("/test.image.bmap.asc");
+    let to = http.url("/test.image.bmap.asc");
+    let image = served.file("test.image").display().to_string();
+    let args = ["--bmap", &local_bmap(&served), "--bmap-sig", &from, &image];
+    let run = copy_trusting(&tls, &args, &dest);
+    assert_downgrade_refused(&run, &from, &to, &http, &dest);
+    // Looked for beside an https bmap.
+    let bmap = https.url("/test.image.bmap");
+    let run = copy_trusting(&tls, &["--bmap", &bmap, &image], &dest);
+    assert_downgrade_refused(&run, &from, &to, &http, &dest);
+}
+
+#[test]
+fn https_redirect_to_https_is_followed() {
+    let Some((served, _http, https, tls)) = redirect_setup(&[]) else {
+        return;
+    };
+    let tmp = scratch();
+    // Rules come with a TLS server's start: a second server redirects to the first.
+    let second = HttpServer::start_tls_with_rules(
+        served.root(),
+        &tls,
+        &format!(
+            r#"{{"/old.image": {{"redirect": {}, "redirect_status": 301}}}}"#,
+            json_string(&https.url("/test.image"))
+        ),
+    );
+    let Some(second) = second else {
+        return;
+    };
+    let dest = tmp.path().join("dest.img");
+    let run = copy_trusting(
+        &tls,
+        &["--bmap", &local_bmap(&served), &second.url("/old.image")],
+        &dest,
+    );
+    assert_ok(&run);
+    assert_same(&dest, &served.image);
+}
+
+// ---------------------------------------------------------------------------------
+// BMAPTOOL_TIMEOUT and BMAPTOOL_RETRIES
+
+/// `bmaptool copy --bmap BMAP URL DEST` with `var=value`.
+fn copy_with_env(served: &Served, url: &str, dest: &Path, env: &[(&str, &str)]) -> Run {
+    let mut cmd = copy_cmd(Some(&local_bmap(served)), url, dest);
+    for (var, value) in env {
+        cmd.env(var, value);
+    }
+    remote_support::run(&mut cmd)
+}
+
+/// Each of `values` of `var` is refused before anything is read or written, by one
+/// line naming the variable, the value and what it takes.
+fn env_values_refused(var: &str, values: &[&str]) {
+    let Some((served, http, tmp)) = http_setup() else {
+        return;
+    };
+    let dest = tmp.path().join("dest.img");
+    for value in values {
+        let run = copy_with_env(&served, &http.url("/test.image"), &dest, &[(var, value)]);
+        let line = assert_fails(&run, &[var, value, "whole number", "from"]);
+        assert_no_dest(&dest);
+        assert!(
+            http.stats().requests.is_empty(),
+            "{var}={value}: the image was read before the value was refused ({line})"
+        );
+    }
+}
+
+#[test]
+fn bmaptool_timeout_that_is_not_a_number_is_refused_naming_it() {
+    env_values_refused("BMAPTOOL_TIMEOUT", &["abc", "30s", "1.5", "-1", "0x10"]);
+}
+
+#[test]
+fn bmaptool_timeout_out_of_range_is_refused_without_a_panic() {
+    // 18446744073709551615 s overflowed when added to the connect timeout (a panic).
+    env_values_refused(
+        "BMAPTOOL_TIMEOUT",
+        &[
+            "18446744073709551615",
+            "99999999999999999999999",
+            "0",
+            "86401",
+        ],
+    );
+}
+
+#[test]
+fn bmaptool_retries_that_is_not_a_number_or_too_large_is_refused_naming_it() {
+    env_values_refused(
+        "BMAPTOOL_RETRIES",
+        &["many", "-1", "101", "4294967296", "18446744073709551616"],
+    );
+}
+
+#[test]
+fn bmaptool_timeout_and_retries_at_their_largest_copy_over_a_dropping_server() {
+    let Some((served, http, tmp)) = http_setup() else {
+        return;
+    };
+    http.set_rule("/test.image", r#"{"cut_after": 100000, "cut_times": 1}"#);
+    let dest = tmp.path().join("dest.img");
+    let env = [("BMAPTOOL_TIMEOUT", "86400"), ("BMAPTOOL_RETRIES", " 100 ")];
+    let run = copy_with_env(&served, &http.url("/test.image"), &dest, &env);
+    assert_ok(&run);
+    assert_same(&dest, &served.image);
+    let needed = mapped_spans(&served.bmap());
+    assert_resumed(&http.stats().gets("/test.image"), 100_000, 1, Some(&needed));
+}
+
+// ---------------------------------------------------------------------------------
 // HTTPS
 
 #[test]
@@ -741,8 +1008,6 @@ fn http_proxy_is_used() {
 }
 
 #[test]
-#[ignore = "beyond the issue-6 contract: ureq 3 tunnels http:// through CONNECT, which \
-            Squid's default configuration refuses; run with --ignored"]
 fn http_urls_go_to_the_proxy_as_absolute_uris() {
     // For http:// URLs clients send `GET http://host/path` to the proxy (curl, wget,
     // Python); CONNECT is for https. Squid's default configuration refuses CONNECT to
@@ -764,6 +1029,68 @@ fn http_urls_go_to_the_proxy_as_absolute_uris() {
             .any(|p| p.url == format!("http://127.0.0.1:{port}/test.image.bmap")),
         "bmap discovery did not go through the proxy: {to_origin:?}"
     );
+}
+
+#[test]
+fn squid_forwards_plain_http_urls_sent_as_absolute_uris() {
+    // Squid with Debian's default rules refuses CONNECT to any port but 443: the copy
+    // works only if the requests come as absolute URIs, and its access log shows them.
+    let Some((served, origin, tmp)) = http_setup() else {
+        return;
+    };
+    let Some(squid) = Squid::start(&[]) else {
+        return;
+    };
+    let dest = tmp.path().join("dest.img");
+    let mut cmd = copy_cmd(None, &origin.url("/test.image"), &dest);
+    cmd.env("http_proxy", squid.proxy_url());
+    let run = remote_support::run(&mut cmd);
+    assert_ok(&run);
+    assert_same(&dest, &served.image);
+    let port = origin.port();
+    squid.wait_for_line(&[&format!(" GET http://127.0.0.1:{port}/test.image.bmap ")]);
+    let line = squid.wait_for_line(&[&format!(" GET http://127.0.0.1:{port}/test.image ")]);
+    assert!(
+        line.contains("/206 "),
+        "the image's Range requests did not pass through as such: {line}"
+    );
+    let log = squid.access_log();
+    assert!(
+        !log.contains("CONNECT"),
+        "plain-http requests were tunnelled:\n{log}"
+    );
+    let stats = origin.stats();
+    let gets = stats.gets("/test.image");
+    assert!(
+        !gets.is_empty() && gets.iter().all(|r| r.status == 206),
+        "the origin did not get the proxied Range requests: {gets:?}"
+    );
+}
+
+#[test]
+fn squid_tunnels_https_urls_with_connect() {
+    let served = Served::new();
+    let Some(tls) = TlsFiles::generate() else {
+        return;
+    };
+    let Some(https) = HttpServer::start_tls(served.root(), &tls) else {
+        return;
+    };
+    // As an administrator would allow it: CONNECT to the server's port.
+    let Some(squid) = Squid::start(&[https.port()]) else {
+        return;
+    };
+    let tmp = scratch();
+    let dest = tmp.path().join("dest.img");
+    let mut cmd = copy_cmd(None, &https.url("/test.image"), &dest);
+    cmd.env("https_proxy", squid.proxy_url())
+        .env("SSL_CERT_FILE", &tls.ca)
+        .env_remove("SSL_CERT_DIR");
+    let run = remote_support::run(&mut cmd);
+    assert_ok(&run);
+    assert_same(&dest, &served.image);
+    let line = squid.wait_for_line(&[&format!(" CONNECT 127.0.0.1:{} ", https.port())]);
+    assert!(line.contains("/200 "), "the tunnel was not opened: {line}");
 }
 
 #[test]

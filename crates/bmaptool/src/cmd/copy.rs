@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use bmap::Interrupt;
@@ -18,7 +18,6 @@ use bmap::dest::{self, Dest, Kind, Removable, Setting, SettingChange};
 use bmap::format::{self, Bmap, SelfCheck, human_size, human_time};
 use bmap::source::remote::{self, Location};
 use bmap::source::{self, Image};
-use url::Url;
 
 use crate::cli::CopyArgs;
 use crate::input;
@@ -31,7 +30,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         bail!("--nobmap and --bmap cannot be used together");
     }
     super::signature::check_options(args)?;
-    let remote = remote_options();
+    let remote = super::network::remote_options()?;
     let image_location = if args.image == "-" {
         Location::Local(PathBuf::from("-"))
     } else {
@@ -162,28 +161,6 @@ fn explain_failure(error: copy::Error, dest: &Path) -> anyhow::Error {
         error
     } else {
         error.context(note)
-    }
-}
-
-/// Remote-source settings: proxies from the environment, per URL, as curl and the
-/// reference's urllib read them (`http_proxy`, `https_proxy`, `ftp_proxy`,
-/// `no_proxy`, and their upper-case forms).
-/// `BMAPTOOL_TIMEOUT` (seconds a read may wait) and `BMAPTOOL_RETRIES` (reconnections
-/// after a drop) tune the network for very slow or very flaky links.
-fn remote_options() -> remote::Options {
-    let defaults = remote::Options::default();
-    let number = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    remote::Options {
-        proxy: Arc::new(|url: &Url| env_proxy::for_url(url).to_string()),
-        read_timeout: number("BMAPTOOL_TIMEOUT").map_or(defaults.read_timeout, Duration::from_secs),
-        retries: number("BMAPTOOL_RETRIES")
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(defaults.retries),
-        ..defaults
     }
 }
 

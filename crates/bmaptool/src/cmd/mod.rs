@@ -2,4 +2,5 @@
 
 pub mod copy;
 pub mod create;
+pub mod network;
 pub mod signature;

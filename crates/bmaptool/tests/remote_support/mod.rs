@@ -8,6 +8,8 @@
 //!   keep-alive, fault injection per path (`POST /_control`), its own count of what it
 //!   served (`GET /_stats`), and a forward-proxy mode; optionally over TLS.
 //! - [`FtpServer`]: `tests/fixtures/ftpd.py`, a pyftpdlib server with a user and password.
+//! - [`Squid`]: Debian's Squid as a forward proxy, with its own configuration and
+//!   access log.
 //! - [`SshServer`]: Debian's `sshd` on a free loopback port with a throwaway host key and
 //!   client key; the binary finds a wrapper `ssh` first on its PATH that adds `-F` with a
 //!   config naming the port, the key and no host key checking (OpenSSH reads `~/.ssh`
@@ -600,6 +602,12 @@ impl HttpServer {
 
     /// Serves `root` over HTTPS with the certificate of `tls`. `None`: skipped.
     pub fn start_tls(root: &Path, tls: &TlsFiles) -> Option<Self> {
+        HttpServer::start_tls_with_rules(root, tls, "{}")
+    }
+
+    /// The same, with fault rules from the start (`{"/path": {rule}, ...}`, see
+    /// httpd.py): the control endpoint of a TLS server is out of the tests' reach.
+    pub fn start_tls_with_rules(root: &Path, tls: &TlsFiles, rules_json: &str) -> Option<Self> {
         HttpServer::launch(
             "httpsd",
             &[
@@ -609,6 +617,8 @@ impl HttpServer {
                 tls.cert.as_os_str(),
                 "--tls-key".as_ref(),
                 tls.key.as_os_str(),
+                "--rules".as_ref(),
+                rules_json.as_ref(),
             ],
             "https",
         )
@@ -806,6 +816,113 @@ impl TlsFiles {
             key: d.join("server.key"),
             dir,
         })
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Squid
+
+/// Debian's Squid, a real forward proxy, on a free 127.0.0.1 port, with a
+/// configuration of its own in a temporary directory: Debian's default access rules
+/// (`CONNECT` only to the "SSL ports", 443 and those the test names), no caching (every
+/// request reaches the origin), its access log in the directory.
+#[derive(Debug)]
+pub struct Squid {
+    helper: Helper,
+    dir: TempDir,
+    port: u16,
+}
+
+impl Squid {
+    /// Starts it, allowing `CONNECT` to port 443 and to `ssl_ports`. `None`: skipped
+    /// (no squid).
+    pub fn start(ssl_ports: &[u16]) -> Option<Squid> {
+        let squid = which("squid");
+        if !require(squid.is_some(), "squid (Debian package squid)") {
+            return None;
+        }
+        let squid = squid.expect("checked");
+        let dir = public_dir(None);
+        // Started as root, Squid runs as the user `proxy`, which writes the logs here.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod 777");
+        let ssl_ports: Vec<String> = ssl_ports.iter().map(u16::to_string).collect();
+        for _attempt in 0..5 {
+            let port = free_port();
+            let config = format!(
+                "acl SSL_ports port 443 {ssl}\n\
+                 acl Safe_ports port 80 443 1025-65535\n\
+                 http_access deny !Safe_ports\n\
+                 http_access deny CONNECT !SSL_ports\n\
+                 http_access allow localhost\n\
+                 http_access deny all\n\
+                 http_port 127.0.0.1:{port}\n\
+                 cache deny all\n\
+                 cache_mem 8 MB\n\
+                 access_log stdio:{d}/access.log\n\
+                 cache_log {d}/cache.log\n\
+                 cache_store_log none\n\
+                 pid_filename none\n\
+                 logfile_rotate 0\n\
+                 coredump_dir {d}\n\
+                 netdb_filename none\n\
+                 pinger_enable off\n\
+                 dns_nameservers 127.0.0.1\n\
+                 shutdown_lifetime 0 seconds\n",
+                ssl = ssl_ports.join(" "),
+                d = dir.path().display(),
+            );
+            let conf = dir.path().join("squid.conf");
+            fs::write(&conf, config).expect("write squid.conf");
+            // sh stops squid when our end of its stdin closes (also if this process
+            // dies), as for sshd.
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c")
+                .arg(
+                    "exec 3<&0; \"$1\" -N -d 1 -f \"$2\" </dev/null & pid=$!; \
+                     (cat <&3 >/dev/null; kill $pid 2>/dev/null) & exec 3<&-; \
+                     echo started; wait $pid",
+                )
+                .arg("sh")
+                .arg(&squid)
+                .arg(&conf);
+            let Some((mut helper, _)) = Helper::start("squid", cmd) else {
+                panic!("the squid wrapper did not start");
+            };
+            if wait_listening(port, Duration::from_secs(60), &mut helper.child) {
+                return Some(Squid { helper, dir, port });
+            }
+            eprintln!("squid did not listen on {port}; log:\n{}", helper.log());
+        }
+        panic!("squid did not start");
+    }
+
+    /// `http://127.0.0.1:PORT`, for `http_proxy` and `https_proxy`.
+    pub fn proxy_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Its access log so far.
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+
+    /// Waits until a line of the access log contains every one of `needles` (Squid
+    /// logs a request when it ends, a tunnel when it closes); returns that line.
+    #[track_caller]
+    pub fn wait_for_line(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = self.access_log();
+            if let Some(line) = log.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+                return line.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "squid logged no line with {needles:?}; access log:\n{log}\nsquid's log:\n{}",
+                self.helper.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

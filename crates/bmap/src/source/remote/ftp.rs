@@ -8,7 +8,7 @@ use suppaftp::types::FileType;
 use suppaftp::{FtpStream, TlsStream, TransferStream};
 use url::Url;
 
-use super::{Error, Options, Remote, backoff, redact};
+use super::{Error, Options, Remote, backoff, capped, redact};
 
 /// Opens `url` as a stream.
 pub(super) fn open(url: &Url, options: &Options) -> Result<Remote, Error> {
@@ -84,11 +84,11 @@ impl Reader {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| self.error(format!("cannot resolve '{host}'")))?;
-        let mut control = FtpStream::connect_timeout(address, self.options.connect_timeout)
+        let mut control = FtpStream::connect_timeout(address, capped(self.options.connect_timeout))
             .map_err(|e| self.error(e))?;
         let _ = control
             .get_ref()
-            .set_read_timeout(Some(self.options.read_timeout));
+            .set_read_timeout(Some(capped(self.options.read_timeout)));
         let user = match self.url.username() {
             "" => "anonymous".to_owned(),
             user => percent_encoding::percent_decode_str(user)
@@ -132,7 +132,7 @@ impl Reader {
         let _ = data
             .get_ref()
             .get_ref()
-            .set_read_timeout(Some(self.options.read_timeout));
+            .set_read_timeout(Some(capped(self.options.read_timeout)));
         self.data = Some(Box::new(data));
         self.control = Some(control);
         self.pos = from;

@@ -24,12 +24,23 @@ pub use http::Ranged;
 /// Resolves the proxy (a URL such as `http://proxy:3128`) to use for a URL, if any.
 pub type ProxyFor = Arc<dyn Fn(&Url) -> Option<String> + Send + Sync>;
 
+/// The longest timeout used: longer ones are cut to this (a day), so that no deadline
+/// computed from a timeout can overflow.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// A timeout as used: at least a millisecond (zero would mean "fail at once", or be
+/// refused by the socket), at most [`MAX_TIMEOUT`].
+fn capped(timeout: Duration) -> Duration {
+    timeout.clamp(Duration::from_millis(1), MAX_TIMEOUT)
+}
+
 /// How remote sources connect.
 #[derive(Clone)]
 pub struct Options {
-    /// Time to establish a connection.
+    /// Time to establish a connection (used within 1 ms..[`MAX_TIMEOUT`]).
     pub connect_timeout: Duration,
-    /// Time a read may wait for data before the connection counts as dropped.
+    /// Time a read may wait for data before the connection counts as dropped (used
+    /// within 1 ms..[`MAX_TIMEOUT`]).
     pub read_timeout: Duration,
     /// Reconnections after a drop before giving up (each resumes where it stopped).
     pub retries: u32,
@@ -90,6 +101,34 @@ pub enum Error {
         url: String,
         /// The timeout.
         seconds: u64,
+    },
+    /// An https download was redirected to plain http.
+    #[error(
+        "'{url}' redirects to '{to}': refusing to continue an https download over plain \
+         http (give the http URL yourself to download it unencrypted)"
+    )]
+    Downgrade {
+        /// The URL asked for.
+        url: String,
+        /// Where the server sent us.
+        to: String,
+    },
+    /// A redirect that cannot be followed.
+    #[error("'{url}': {message}")]
+    Redirect {
+        /// The URL asked for.
+        url: String,
+        /// What is wrong with the redirect.
+        message: String,
+    },
+    /// An answer that cannot be trusted (a partial answer that is not the part asked
+    /// for, or a file whose size changed); asking again would not help.
+    #[error("'{url}': the server's answer cannot be used: {message}")]
+    BadAnswer {
+        /// The URL.
+        url: String,
+        /// What is wrong with the answer.
+        message: String,
     },
     /// The `ssh`/`sshpass` program is missing or failed.
     #[error("{0}")]

@@ -102,7 +102,7 @@ pub(super) fn open(url: &str, options: &Options) -> Result<Remote, Error> {
         "-o",
         &format!(
             "ConnectTimeout={}",
-            options.connect_timeout.as_secs().max(1)
+            super::capped(options.connect_timeout).as_secs().max(1)
         ),
         "-o",
         "ServerAliveInterval=10",
