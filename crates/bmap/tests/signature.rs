@@ -284,6 +284,81 @@ fn expired_key_message_names_the_key_the_state_the_date_and_what_to_do() {
     }
 }
 
+#[test]
+fn stale_copy_of_a_key_hides_neither_its_revocation_nor_its_new_expiry() {
+    // GnuPG homes hold a key twice (pubring.kbx and trustedkeys.gpg), and users keep
+    // old exports: the copies are one key with the signatures of both, in any order.
+    let Some(gpg) = Gpg::new() else {
+        return;
+    };
+    let dir = workdir();
+    let data = dir.path().join("data");
+    let t0 = gpg::past();
+    let export = |key: &str, name: &str| {
+        let path = dir.path().join(name);
+        fs::write(&path, gpg.export(&[key], false)).expect("write");
+        path
+    };
+
+    // Revoked after the stale export was made.
+    let revoked = gpg.gen_key_at(
+        "Revoked <revoked@example.org>",
+        "ed25519",
+        "sign",
+        "never",
+        t0,
+    );
+    let sig = dir.path().join("revoked.sig");
+    gpg.detach_sign_at(&revoked, &data, &sig, t0 + 100);
+    let stale = export(&revoked, "revoked-stale.gpg");
+    gpg.revoke_at(&revoked, None, gpg::Reason::Compromised, t0 + 200);
+    let fresh = export(&revoked, "revoked-fresh.gpg");
+    assert!(
+        verify(DATA, &sig, &keyring_of(&[&stale])).is_ok(),
+        "stale alone"
+    );
+    for order in [[stale.as_path(), &fresh], [&fresh, &stale]] {
+        let keyring = keyring_of(&order);
+        assert_eq!(keyring.len(), 1, "one key");
+        let err = verify(DATA, &sig, &keyring).expect_err("revoked");
+        assert!(
+            matches!(
+                err,
+                Error::Refused {
+                    state: State::KeyRevoked { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    // Expired, then given a new expiry a year away.
+    let renewed = gpg.gen_key_at(
+        "Renewed <renewed@example.org>",
+        "ed25519",
+        "sign",
+        "seconds=86400",
+        t0,
+    );
+    let sig = dir.path().join("renewed.sig");
+    gpg.detach_sign_at(&renewed, &data, &sig, t0 + 100);
+    let stale = export(&renewed, "renewed-stale.gpg");
+    gpg.run_at(t0 + 200, ["--quick-set-expire", &renewed, "1y"]);
+    let fresh = export(&renewed, "renewed-fresh.gpg");
+    assert!(
+        verify(DATA, &sig, &keyring_of(&[&stale])).is_err(),
+        "stale alone"
+    );
+    for order in [[stale.as_path(), &fresh], [&fresh, &stale]] {
+        let verified = verify(DATA, &sig, &keyring_of(&order)).expect("renewed");
+        assert_eq!(verified.signer, renewed);
+    }
+    if let Some(gpgv) = Gpgv::check(&fresh, &sig, &data) {
+        assert!(gpgv.accepts(), "gpgv: {}", gpgv.status);
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Several signatures in one file
 

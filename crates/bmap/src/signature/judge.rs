@@ -184,6 +184,11 @@ fn one(
             }
         }
     }
+    // A signature that names no issuer is tried with every key: one that does not
+    // verify with a key is a stranger's, not a BAD one (gpgv: "no public key").
+    if issuers.is_empty() && matches!(refused, Some(Error::Bad { .. })) {
+        refused = None;
+    }
     Err(refused.unwrap_or_else(|| Error::UnknownKey {
         issuer: issuers
             .first()

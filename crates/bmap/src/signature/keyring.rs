@@ -2,10 +2,14 @@
 //! key after another) or GnuPG keybox (`.kbx`) files.
 
 use pgp::composed::{Deserializable, SignedPublicKey};
+use pgp::packet::Signature;
+use pgp::types::KeyDetails;
 
 use super::Error;
 
-/// Public keys to verify with.
+/// Public keys to verify with. The same key read twice (from a keybox and from an
+/// older export, say) is one key with the signatures of both copies, as gpg merges
+/// them on import: a stale copy can neither hide a revocation nor a newer expiry.
 #[derive(Debug, Default)]
 pub struct Keyring {
     pub(super) keys: Vec<SignedPublicKey>,
@@ -40,8 +44,7 @@ impl Keyring {
                 let (keys, _) = SignedPublicKey::from_armor_many(&bytes[start..end])
                     .map_err(|e| Error::Keyring(e.to_string()))?;
                 for key in keys {
-                    self.keys
-                        .push(key.map_err(|e| Error::Keyring(e.to_string()))?);
+                    self.push(key.map_err(|e| Error::Keyring(e.to_string()))?);
                 }
             }
             return Ok(());
@@ -54,8 +57,23 @@ impl Keyring {
         let keys = SignedPublicKey::from_bytes_many(&bytes[..])
             .map_err(|e| Error::Keyring(e.to_string()))?;
         // A keyring may hold secret keys or other packets we cannot use: skip them.
-        self.keys.extend(keys.flatten());
+        for key in keys.flatten() {
+            self.push(key);
+        }
         Ok(())
+    }
+
+    /// Adds `key`, merged into the copy already there if there is one.
+    fn push(&mut self, key: SignedPublicKey) {
+        let fingerprint = key.primary_key.fingerprint();
+        match self
+            .keys
+            .iter_mut()
+            .find(|k| k.primary_key.fingerprint() == fingerprint)
+        {
+            Some(existing) => merge(existing, key),
+            None => self.keys.push(key),
+        }
     }
 
     /// Number of keys.
@@ -66,6 +84,45 @@ impl Keyring {
     /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+}
+
+/// Adds the signatures, user ids and subkeys of `new` (the same primary key) to `into`.
+fn merge(into: &mut SignedPublicKey, new: SignedPublicKey) {
+    let details = &mut into.details;
+    extend(
+        &mut details.revocation_signatures,
+        new.details.revocation_signatures,
+    );
+    extend(
+        &mut details.direct_signatures,
+        new.details.direct_signatures,
+    );
+    for user in new.details.users {
+        match details.users.iter_mut().find(|u| u.id == user.id) {
+            Some(existing) => extend(&mut existing.signatures, user.signatures),
+            None => details.users.push(user),
+        }
+    }
+    for subkey in new.public_subkeys {
+        let fingerprint = subkey.key.fingerprint();
+        match into
+            .public_subkeys
+            .iter_mut()
+            .find(|s| s.key.fingerprint() == fingerprint)
+        {
+            Some(existing) => extend(&mut existing.signatures, subkey.signatures),
+            None => into.public_subkeys.push(subkey),
+        }
+    }
+}
+
+/// Appends the signatures of `new` that `into` does not hold yet.
+fn extend(into: &mut Vec<Signature>, new: Vec<Signature>) {
+    for signature in new {
+        if !into.contains(&signature) {
+            into.push(signature);
+        }
     }
 }
 

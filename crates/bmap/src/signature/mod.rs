@@ -142,6 +142,28 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Why a signature was refused, without the advice on what to do: for a signature
+    /// that was passed over because another one of the file verified.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Refused { signer, state } => {
+                format!("signed by key {signer}, but {}", state.describe(signer))
+            }
+            Error::UnknownKey { issuer } => {
+                format!("made by key {issuer}, which is not in the keyring")
+            }
+            Error::Unsupported {
+                fingerprint,
+                reason,
+            } => format!("made by key {fingerprint}, which cannot be checked here ({reason})"),
+            Error::WeakHash(hash) => format!("it uses {hash:?}, which can be forged"),
+            Error::Malformed(what) => format!("it is malformed ({what})"),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Why a signature that names a key of the keyring cannot vouch for the bmap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {

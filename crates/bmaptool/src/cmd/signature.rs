@@ -105,7 +105,10 @@ fn report(verified: &Verified, shown: &str, sig_shown: &str) {
         ));
     }
     for (number, why) in &verified.passed_over {
-        messages::info(format_args!("signature {number} was passed over: {why}"));
+        messages::info(format_args!(
+            "signature {number} was passed over: {}",
+            why.reason()
+        ));
     }
     if verified.sha1 {
         messages::warning(format_args!(
