@@ -123,8 +123,9 @@ fn one(
     match signature.typ() {
         Some(SignatureType::Binary | SignatureType::Text) => {}
         other => {
+            let kind = other.map_or_else(|| "unknown".to_owned(), |t| format!("{t:?}"));
             return Err(Error::Malformed(format!(
-                "a signature of type {other:?}, not a signature of data"
+                "a signature of type {kind}, not a signature of data"
             )));
         }
     }
@@ -175,6 +176,11 @@ fn one(
                 Ok(mut verified) => {
                     verified.sha1 = hash == Some(HashAlgorithm::Sha1);
                     return Ok(verified);
+                }
+                // Refused after its cryptography verified: this is the signer.
+                Err(e) if matches!(&e, Error::Refused { state, .. } if state.after_cryptography()) =>
+                {
+                    return Err(e);
                 }
                 Err(e) => {
                     if refused.as_ref().is_none_or(|r| rank(&e) > rank(r)) {

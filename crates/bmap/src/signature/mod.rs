@@ -94,9 +94,8 @@ pub enum Error {
     },
     /// The signature uses a hash we refuse.
     #[error(
-        "the signature uses {hash:?}, which can be forged; it is not accepted: {what}",
-        hash = .0,
-        what = GET_A_GOOD_ONE
+        "the signature uses {0:?}, which can be forged; it is not accepted: get the bmap \
+         signed again with SHA-256 or better, or skip the check with --no-sig-verify"
     )]
     WeakHash(HashAlgorithm),
     /// The signature verifies, or would, but the key or the signature is not in a state
@@ -213,6 +212,15 @@ pub enum State {
 }
 
 impl State {
+    /// Whether the state is found only once the signature verified (revocation and
+    /// expiry), so that the key is certainly the signer.
+    fn after_cryptography(&self) -> bool {
+        matches!(
+            self,
+            State::KeyExpired { .. } | State::KeyRevoked { .. } | State::SignatureExpired { .. }
+        )
+    }
+
     /// The state as the end of "the bmap is signed by key SIGNER, but ...".
     fn describe(&self, signer: &str) -> String {
         let subject = |key: &str| {
