@@ -56,9 +56,9 @@ pub fn verify(
                 .with_context(|| format!("cannot read the clearsigned bmap file '{shown}'"));
         }
         let keyring = keyring(args, interrupt)?;
-        let (verified, text) = signature::verify_clearsigned(&bytes, &keyring)
+        let (verified, text) = signature::verify_clearsigned(&bytes, &keyring, &options(args))
             .with_context(|| format!("cannot use bmap file '{shown}'"))?;
-        accept(args, &verified, shown)?;
+        report(&verified, shown, shown);
         return Ok(text);
     }
     if args.no_sig_verify {
@@ -75,36 +75,47 @@ pub fn verify(
         return Ok(bytes);
     };
     let keyring = keyring(args, interrupt)?;
-    let verified = signature::verify_detached(&bytes, &sig, &keyring).with_context(|| {
-        format!("cannot use the signature '{sig_shown}' of bmap file '{shown}'")
-    })?;
-    accept(args, &verified, shown)?;
+    let verified = signature::verify_detached(&bytes, &sig, &keyring, &options(args))
+        .with_context(|| {
+            format!("cannot use the signature '{sig_shown}' of bmap file '{shown}'")
+        })?;
+    report(&verified, shown, &sig_shown);
     Ok(bytes)
 }
 
-/// Applies `--fingerprint` and reports the good signature.
-fn accept(args: &CopyArgs, verified: &Verified, shown: &str) -> Result<()> {
-    if let Some(wanted) = &args.fingerprint
-        && !verified.matches(wanted)
-    {
-        bail!(
-            "the bmap is signed by key {} (primary key {}), not by the key given with \
-             --fingerprint ({wanted}): check that you have the right bmap and fingerprint, or skip the check with --no-sig-verify",
-            verified.signer,
-            verified.primary
-        );
+/// How to judge: now, and by the key of `--fingerprint` if given.
+fn options(args: &CopyArgs) -> signature::Options {
+    signature::Options {
+        fingerprint: args.fingerprint.clone(),
+        ..signature::Options::default()
     }
+}
+
+/// Reports the good signature: who made it, which one of the file's signatures it is,
+/// and why the others were passed over.
+fn report(verified: &Verified, shown: &str, sig_shown: &str) {
     messages::info(format_args!(
         "successfully verified bmap file signature of {} (fingerprint {})",
         verified.user_id, verified.signer
     ));
+    if verified.count > 1 {
+        messages::info(format_args!(
+            "signature {} of the {} in '{sig_shown}' is the one that verified",
+            verified.number, verified.count
+        ));
+    }
+    for (number, why) in &verified.passed_over {
+        messages::info(format_args!(
+            "signature {number} was passed over: {}",
+            why.reason()
+        ));
+    }
     if verified.sha1 {
         messages::warning(format_args!(
             "the signature of bmap file '{shown}' uses SHA-1, which is weak; ask for a new \
              signature"
         ));
     }
-    Ok(())
 }
 
 /// The detached signature: `--bmap-sig`, or the first `.asc`/`.sig` found beside the bmap.
