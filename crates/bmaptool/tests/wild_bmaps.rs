@@ -125,7 +125,10 @@ fn a_range_past_the_end_copies_and_verifies_with_one_warning() {
     let warned = warnings(&text);
     assert_eq!(warned.len(), 1, "one warning:\n{text}");
     assert!(
-        warned[0].contains("range 6-14 runs past the end of the image, which has 11 blocks"),
+        warned[0].contains(
+            "ranges run past the end of the image, which has 11 blocks (the first is 6-14): \
+             1 cut at the image's end, where its checksum must end too"
+        ),
         "{text}"
     );
     assert!(text.contains("2 of 2 ranges verified"), "{text}");

@@ -56,22 +56,25 @@ impl fmt::Display for Warning {
                 dropped,
                 blocks,
             } => {
-                let others = clamped + dropped - 1;
                 write!(
                     f,
-                    "range {example}{} runs past the end of the image, which has {blocks} \
-                     blocks: ranges are cut at the image's end and their checksums are \
-                     checked against the bytes the image has",
-                    match others {
-                        0 => String::new(),
-                        1 => " (and 1 more range)".to_owned(),
-                        n => format!(" (and {n} more ranges)"),
-                    }
+                    "ranges run past the end of the image, which has {blocks} blocks (the \
+                     first is {example}): "
                 )?;
-                if *dropped > 0 {
-                    write!(f, "; {dropped} lying wholly beyond it are skipped")?;
+                let mut parts = Vec::new();
+                match clamped {
+                    0 => {}
+                    1 => parts.push(
+                        "1 cut at the image's end, where its checksum must end too".to_owned(),
+                    ),
+                    n => parts.push(format!(
+                        "{n} cut at the image's end, where their checksums must end too"
+                    )),
                 }
-                Ok(())
+                if *dropped > 0 {
+                    parts.push(format!("{dropped} lying wholly beyond it skipped"));
+                }
+                f.write_str(&parts.join("; "))
             }
             Warning::Unordered { range, previous } => write!(
                 f,
