@@ -24,7 +24,7 @@
 //! | no `BlockSize`, `BlocksCount` or (1.3 and later) `ImageSize`, or a value that is not a number | crash | refuse |
 //! | `BlockSize` 0 | crash | refuse |
 //! | `BlocksCount` other than ImageSize / BlockSize rounded up | refuses up front | refuse, with the numbers |
-//! | `ImageSize + BlockSize` above 2^63 - 1 | fails when seeking | refuse, with the numbers |
+//! | `ImageSize + BlockSize` above 2^63 - 1 | fails later, sizing or seeking the destination | refuse, with the numbers |
 //! | 1.0-1.2 without `ImageSize` | crash | accept, warn: BlocksCount * BlockSize |
 //! | no `MappedBlocksCount` | crash | accept, warn: the ranges are counted |
 //! | `MappedBlocksCount` other than the ranges' blocks (cut at the image's end) | fails after writing everything ("does not belong to this image"), or mid-copy when too small | refuse up front, naming both numbers |
