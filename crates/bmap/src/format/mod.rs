@@ -18,16 +18,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod diagnostics;
 mod digest;
 mod emit;
 mod human;
 mod parse;
+mod ranges;
 
 use std::fmt;
 
+pub use diagnostics::{ParseError, Warning};
 pub use digest::{ChecksumKind, Digest, Hasher, HexError, self_checksum};
 pub use human::{human_size, human_time};
-pub use parse::{ParseError, Parsed, SelfCheck, Warning, parse};
+pub use parse::{Parsed, SelfCheck, parse};
 
 /// A bmap format version, `major.minor`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -117,9 +120,20 @@ pub enum InvalidBmap {
     /// Block size zero.
     #[error("the block size is zero")]
     ZeroBlockSize,
-    /// Image size too large to address with 64-bit signed offsets.
-    #[error("image size {0} bytes is too large (more than 2^63 - 1)")]
-    TooLarge(u64),
+    /// Image too large to address with 64-bit signed offsets: the end of its last block,
+    /// `ImageSize + BlockSize` at most, must stay within `i64::MAX`.
+    #[error(
+        "image size {image_size} bytes is too large for {block_size}-byte blocks: \
+         ImageSize + BlockSize must be at most {max} (2^63 - 1, the largest file offset), \
+         and here it is {}", *.image_size + u128::from(*.block_size), max = i64::MAX
+    )]
+    TooLarge {
+        /// The image size (`BlocksCount * BlockSize` when an old bmap gives no
+        /// `ImageSize`, which can exceed 64 bits).
+        image_size: u128,
+        /// The block size.
+        block_size: u64,
+    },
     /// A range ends before it starts.
     #[error("range {first}-{last} ends before it starts")]
     Reversed {
@@ -156,6 +170,19 @@ pub enum InvalidBmap {
     },
 }
 
+/// Offsets up to the end of the last (possibly partial) block must fit an `off_t`:
+/// `image_size + block_size <= i64::MAX`.
+pub(crate) fn check_size(image_size: u128, block_size: u64) -> Result<(), InvalidBmap> {
+    let limit = i64::MAX as u128;
+    if image_size + u128::from(block_size) > limit {
+        return Err(InvalidBmap::TooLarge {
+            image_size,
+            block_size,
+        });
+    }
+    Ok(())
+}
+
 /// A parsed or built block map: image size, block size and the mapped ranges.
 ///
 /// Invariants (checked by [`Bmap::new`]): block size is non-zero; ranges are sorted,
@@ -184,15 +211,7 @@ impl Bmap {
         if block_size == 0 {
             return Err(InvalidBmap::ZeroBlockSize);
         }
-        // Offsets up to the end of the last (possibly partial) block must fit an off_t.
-        let limit = i64::MAX as u64;
-        if image_size > limit
-            || image_size
-                .checked_add(block_size)
-                .is_none_or(|end| end > limit)
-        {
-            return Err(InvalidBmap::TooLarge(image_size));
-        }
+        check_size(u128::from(image_size), block_size)?;
         let blocks = image_size.div_ceil(block_size);
         let mut previous: Option<&BlockRange> = None;
         for range in &ranges {
@@ -320,7 +339,7 @@ mod tests {
         ));
         assert!(matches!(
             Bmap::new(u64::MAX - 1, 4096, None, vec![]),
-            Err(InvalidBmap::TooLarge(_))
+            Err(InvalidBmap::TooLarge { .. })
         ));
         assert!(BlockRange::new(5, 3, None).is_err());
         let digest = ChecksumKind::Sha1.digest(b"");
@@ -333,6 +352,29 @@ mod tests {
             ),
             Err(InvalidBmap::DigestKind { .. })
         ));
+    }
+
+    /// The limit is `ImageSize + BlockSize <= 2^63 - 1`, and the message says so with
+    /// the numbers (it used to claim "more than 2^63 - 1" for smaller sizes).
+    #[test]
+    fn too_large_states_the_real_rule_with_the_numbers() {
+        let max = i64::MAX as u64;
+        assert!(Bmap::new(max - 4096, 4096, None, vec![]).is_ok());
+        let err = Bmap::new(max - 4095, 4096, None, vec![]).expect_err("one byte over");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "image size {} bytes is too large for 4096-byte blocks: ImageSize + BlockSize \
+                 must be at most {max} (2^63 - 1, the largest file offset), and here it is {}",
+                max - 4095,
+                max + 1
+            )
+        );
+        let err = Bmap::new(u64::MAX, u64::MAX, None, vec![]).expect_err("overflows u64");
+        assert!(
+            err.to_string()
+                .ends_with(&(2 * u128::from(u64::MAX)).to_string())
+        );
     }
 
     #[test]

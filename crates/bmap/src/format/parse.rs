@@ -2,14 +2,60 @@
 //!
 //! The file's own checksum is verified on the raw bytes before any parsed value is
 //! trusted; every number from the XML is checked (order, overlap, bounds, overflow).
-//! Errors name the line and the element. Harmless oddities the reference accepts
-//! (whitespace, unknown elements, a wrong `MappedBlocksCount`) are accepted and
-//! reported as [`Warning`]s for the caller to show.
-
-use std::fmt;
+//! Parsing is linear in the file's size: line numbers are counted only for an error.
+//!
+//! # What is accepted, and what is refused
+//!
+//! Two rules decide: *never write data that cannot verify*, and *never refuse what the
+//! reference (bmaptool 3.6) copies correctly when its data verifies*. What the reference
+//! finds only after writing is refused here before anything is written. "Crash" below
+//! means a Python traceback before any data is written (after DEST was truncated).
+//!
+//! | The bmap has | Reference 3.6 | Here |
+//! |---|---|---|
+//! | bytes that are not UTF-8, or not well-formed XML | refuses up front | refuse |
+//! | a DTD (entity declarations) | expands the entities | refuse: no bmap needs one, and expansion is an attack surface |
+//! | any root element name, unknown elements and attributes, spaces around values, `3 - 5`, `+3`, `1_0` | accepts | accept silently |
+//! | no `version` attribute | crash | refuse |
+//! | `version="2"` (no minor) | crash | accept, read as 2.0 |
+//! | major version 0, or above 2 | 0: copies, unverified; above 2: crash | refuse, naming the version |
+//! | version 1.4 or 2.x | read as 2.0 | read as 2.0 |
+//! | version 1.5-1.9 | no checksums | no checksums, unless it carries checksum elements: then they are verified |
+//! | no `BlockSize`, `BlocksCount` or (1.3 and later) `ImageSize`, or a value that is not a number | crash | refuse |
+//! | `BlockSize` 0 | crash | refuse |
+//! | `BlocksCount` other than ImageSize / BlockSize rounded up | refuses up front | refuse, with the numbers |
+//! | `ImageSize + BlockSize` above 2^63 - 1 | fails later, sizing or seeking the destination | refuse, with the numbers |
+//! | 1.0-1.2 without `ImageSize` | crash | accept, warn: BlocksCount * BlockSize |
+//! | no `MappedBlocksCount` | crash | accept, warn: the ranges are counted |
+//! | `MappedBlocksCount` other than the ranges' blocks (cut at the image's end) | fails after writing everything ("does not belong to this image"), or mid-copy when too small | refuse up front, naming both numbers |
+//! | no `ChecksumType` (1.4, 2.x), or a name hashlib does not know | refuses up front (crash when missing) | refuse |
+//! | `ChecksumType` sha3_*, blake2b/s, sha512_224/256, or an upper-case name | accepts | accept silently |
+//! | `ChecksumType` md5 | accepts | accept, warn: MD5 catches damage, not tampering |
+//! | no `BmapFileChecksum` (1.4, 2.x) or `BmapFileSHA1` (1.3) | crash | refuse |
+//! | a file checksum that does not match | refuses up front | refuse |
+//! | a file checksum in upper case | refuses (compares strings) | accept |
+//! | `sha1` range attributes in 1.0-1.2 | ignores them | verifies them (a wrong one fails the copy at that range) |
+//! | a range that is not `A-B` or `A` (empty, negative, `1-2-3`) | crash when reached, after writing earlier ranges | refuse |
+//! | a range `5-3` | fails when reached, after writing earlier ranges | refuse |
+//! | a range digest of the wrong length or not hex | mismatch when reached, after writing it | refuse |
+//! | a range digest in upper case | mismatch (compares strings) | accept |
+//! | a range running past the image's last block | copies it; the digest covers the bytes the image has (and goes unchecked when the range runs 1 MiB or more past the end) | accept: cut at the end, digest checked, one warning |
+//! | a range wholly beyond the image | stops reading there; succeeds if MappedBlocksCount agrees | accept: dropped, in the same warning |
+//! | ranges out of ascending order | copies local raw images; streams fail mid-copy (no backward seek) | accept: sorted, warn |
+//! | a range listed twice, same digest | local raw: written twice, counted twice; streams fail mid-copy | accept: copied once, counted twice for MappedBlocksCount (either count is accepted), warn |
+//! | ranges overlapping where one has no digest | local raw: written twice; streams fail mid-copy | accept: blocks without a digest give way to those with one, warn |
+//! | ranges overlapping, each with its own digest, or one range twice with different digests | local raw: copies, checking both; streams fail mid-copy | refuse: one pass over the image cannot check the shared blocks twice (different digests for one range cannot both match) |
+//! | an empty `BlockMap` | all-hole output | accept silently |
+//! | `ImageSize` 0 | crash | accept: an empty image |
+//! | `BlockSize` above 1 MiB | writes nothing, then fails | accept: copies |
+//!
+//! Accepted oddities come back as [`Warning`]s for the caller to show; refusals are
+//! [`ParseError`]s naming the line and the values.
 
 use roxmltree::{Document, Node, ParsingOptions};
 
+use super::diagnostics::{ParseError, Warning};
+use super::ranges::{self, Conflict};
 use super::{BlockRange, Bmap, ChecksumKind, Digest, InvalidBmap, Version, self_checksum};
 
 /// A successfully parsed bmap and what was odd about it.
@@ -19,7 +65,7 @@ pub struct Parsed {
     pub bmap: Bmap,
     /// How the bmap's own checksum was checked.
     pub self_check: SelfCheck,
-    /// Harmless oddities worth telling the user about.
+    /// Oddities worth telling the user about.
     pub warnings: Vec<Warning>,
 }
 
@@ -30,155 +76,6 @@ pub enum SelfCheck {
     Absent,
     /// The file's checksum matched.
     Verified(ChecksumKind),
-}
-
-/// Something odd but harmless in a bmap.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Warning {
-    /// `MappedBlocksCount` disagrees with the ranges; the ranges are used.
-    MappedCountMismatch {
-        /// What the element says.
-        declared: u64,
-        /// What the ranges add up to.
-        actual: u64,
-    },
-    /// No `MappedBlocksCount` element; the ranges are used.
-    MappedCountMissing,
-    /// An old (1.0-1.2) bmap without `ImageSize`: the image is assumed to fill its last block.
-    ImageSizeAssumed(u64),
-}
-
-impl fmt::Display for Warning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Warning::MappedCountMismatch { declared, actual } => write!(
-                f,
-                "the bmap says {declared} blocks are mapped but its ranges hold {actual}; \
-                 using the ranges"
-            ),
-            Warning::MappedCountMissing => {
-                f.write_str("the bmap has no MappedBlocksCount; using its ranges")
-            }
-            Warning::ImageSizeAssumed(size) => write!(
-                f,
-                "the bmap has no ImageSize; assuming {size} bytes (BlocksCount * BlockSize)"
-            ),
-        }
-    }
-}
-
-/// Why bytes are not a usable bmap.
-#[derive(Debug, thiserror::Error)]
-pub enum ParseError {
-    /// Not UTF-8 text.
-    #[error("not a text file: invalid UTF-8 at byte {0}")]
-    NotUtf8(usize),
-    /// Not well-formed XML (roxmltree's message names line and column).
-    #[error("not a valid XML file: {0}")]
-    Xml(#[from] roxmltree::Error),
-    /// The root element has no `version` attribute.
-    #[error("line {line}: the <{root}> element has no 'version' attribute")]
-    MissingVersion {
-        /// Root element name.
-        root: String,
-        /// Line number.
-        line: u32,
-    },
-    /// `version` is not `MAJOR.MINOR`.
-    #[error("line {line}: bad format version '{value}', expected MAJOR.MINOR such as 2.0")]
-    BadVersion {
-        /// The attribute's text.
-        value: String,
-        /// Line number.
-        line: u32,
-    },
-    /// A format version we cannot read.
-    #[error(
-        "bmap format version {0} is not supported: this bmaptool reads versions 1.0 to 2.x; \
-         a newer bmaptool may read it"
-    )]
-    UnsupportedVersion(Version),
-    /// A required element is missing.
-    #[error("the bmap has no <{element}> element, which format {version} requires")]
-    MissingElement {
-        /// Element name.
-        element: &'static str,
-        /// Format version.
-        version: Version,
-    },
-    /// An element that should hold a number does not.
-    #[error("line {line}: <{element}> holds '{value}', which is not a whole number of 0 or more")]
-    BadNumber {
-        /// Element name.
-        element: String,
-        /// Its text.
-        value: String,
-        /// Line number.
-        line: u32,
-    },
-    /// `BlocksCount` disagrees with `ImageSize` and `BlockSize`.
-    #[error(
-        "inconsistent bmap: an image of {image_size} bytes has {expected} blocks of \
-         {block_size} bytes, but BlocksCount says {blocks_count}"
-    )]
-    Inconsistent {
-        /// ImageSize.
-        image_size: u64,
-        /// BlockSize.
-        block_size: u64,
-        /// BlocksCount as written.
-        blocks_count: u64,
-        /// What it should be.
-        expected: u64,
-    },
-    /// `ChecksumType` names an algorithm we do not have.
-    #[error(
-        "line {line}: unsupported checksum type '{name}' (supported: sha1, sha224, sha256, \
-         sha384, sha512)"
-    )]
-    UnknownChecksumType {
-        /// The name.
-        name: String,
-        /// Line number.
-        line: u32,
-    },
-    /// A digest's text is not a digest of the declared kind.
-    #[error("line {line}: bad {element}: {source}")]
-    BadDigest {
-        /// Element or attribute.
-        element: String,
-        /// Line number.
-        line: u32,
-        /// What is wrong.
-        source: super::HexError,
-    },
-    /// The file's own checksum does not match its contents.
-    #[error(
-        "the bmap file's checksum does not match its contents (calculated {actual}, the \
-         file says {expected}): the bmap is corrupt or was edited after it was made"
-    )]
-    SelfChecksumMismatch {
-        /// What the file says.
-        expected: String,
-        /// What its bytes hash to.
-        actual: Digest,
-    },
-    /// A `<Range>` whose text is not `A-B` or `A`.
-    #[error("line {line}: bad block range '{text}', expected FIRST-LAST or a single block number")]
-    BadRange {
-        /// The text.
-        text: String,
-        /// Line number.
-        line: u32,
-    },
-    /// Values that break a bmap invariant, with the line where it shows.
-    #[error("line {line}: {source}")]
-    Invalid {
-        /// Line number.
-        line: u32,
-        /// The broken invariant.
-        source: InvalidBmap,
-    },
 }
 
 /// Parses and verifies a bmap file's bytes.
@@ -211,63 +108,53 @@ struct Scheme {
     range_attribute: &'static str,
 }
 
+/// The image's geometry from the header.
+struct Geometry {
+    image_size: u64,
+    block_size: u64,
+}
+
 impl<'input> Parser<'_, 'input> {
     fn parse(&self) -> Result<Parsed, ParseError> {
         let root = self.doc.root_element();
         let version = self.version(root)?;
         let mut warnings = Vec::new();
-
-        let block_size = self.number(root, "BlockSize", version)?;
-        let blocks_count = self.number(root, "BlocksCount", version)?;
-        let image_size = match self.optional_number(root, "ImageSize")? {
-            Some(size) => size,
-            None if version.major == 1 && version.minor <= 2 => {
-                let size = blocks_count
-                    .checked_mul(block_size)
-                    .ok_or(ParseError::Invalid {
-                        line: self.line(root),
-                        source: InvalidBmap::TooLarge(u64::MAX),
-                    })?;
-                warnings.push(Warning::ImageSizeAssumed(size));
-                size
-            }
-            None => {
-                return Err(ParseError::MissingElement {
-                    element: "ImageSize",
-                    version,
-                });
-            }
-        };
-        if block_size == 0 {
-            return Err(ParseError::Invalid {
-                line: self.line(self.child(root, "BlockSize").unwrap_or(root)),
-                source: InvalidBmap::ZeroBlockSize,
-            });
-        }
-        let expected = image_size.div_ceil(block_size);
-        if blocks_count != expected {
-            return Err(ParseError::Inconsistent {
-                image_size,
-                block_size,
-                blocks_count,
-                expected,
-            });
-        }
-
+        let geometry = self.geometry(root, version, &mut warnings)?;
         let scheme = self.scheme(root, version)?;
         let self_check = self.verify_self_checksum(root, &scheme, version)?;
-        let ranges = self.ranges(root, &scheme, version)?;
-        let mut bmap = Bmap::new(image_size, block_size, scheme.kind, ranges)
-            .map_err(|source| self.locate(root, source))?;
+        let listed = self.ranges(root, &scheme, version)?;
+        if scheme.kind == Some(ChecksumKind::Md5) {
+            warnings.push(Warning::WeakChecksum(ChecksumKind::Md5));
+        }
+
+        let blocks = geometry.image_size.div_ceil(geometry.block_size);
+        let tidied = ranges::tidy(listed, blocks).map_err(|c| self.conflict(root, *c))?;
+        warnings.extend(tidied.warnings);
+        let mut bmap = Bmap::new(
+            geometry.image_size,
+            geometry.block_size,
+            scheme.kind,
+            tidied.ranges,
+        )
+        .map_err(|source| ParseError::Invalid {
+            line: self.line(root),
+            source,
+        })?;
         bmap.set_version(version);
 
-        let actual = bmap.mapped_blocks();
         match self.optional_number(root, "MappedBlocksCount")? {
-            Some(declared) if declared != actual => {
-                warnings.push(Warning::MappedCountMismatch { declared, actual });
-            }
-            Some(_) => {}
             None => warnings.push(Warning::MappedCountMissing),
+            Some((declared, node)) => {
+                let actual = bmap.mapped_blocks();
+                if declared != actual && u128::from(declared) != tidied.listed_blocks {
+                    return Err(ParseError::MappedCountMismatch {
+                        declared,
+                        actual,
+                        clamped: tidied.clamped,
+                        line: self.line(node),
+                    });
+                }
+            }
         }
         Ok(Parsed {
             bmap,
@@ -277,16 +164,15 @@ impl<'input> Parser<'_, 'input> {
     }
 
     fn version(&self, root: Node<'_, 'input>) -> Result<Version, ParseError> {
-        let line = self.line(root);
         let value = root
             .attribute("version")
             .ok_or_else(|| ParseError::MissingVersion {
                 root: root.tag_name().name().to_owned(),
-                line,
+                line: self.line(root),
             })?;
         let bad = || ParseError::BadVersion {
             value: value.to_owned(),
-            line,
+            line: self.line(root),
         };
         let trimmed = value.trim();
         let (major, minor) = trimmed.split_once('.').unwrap_or((trimmed, "0"));
@@ -302,6 +188,63 @@ impl<'input> Parser<'_, 'input> {
             return Err(ParseError::UnsupportedVersion(version));
         }
         Ok(version)
+    }
+
+    /// ImageSize and BlockSize, checked against BlocksCount and the offset limit.
+    fn geometry(
+        &self,
+        root: Node<'_, 'input>,
+        version: Version,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<Geometry, ParseError> {
+        let (block_size, block_node) = self.number(root, "BlockSize", version)?;
+        let (blocks_count, _) = self.number(root, "BlocksCount", version)?;
+        if block_size == 0 {
+            return Err(ParseError::Invalid {
+                line: self.line(block_node),
+                source: InvalidBmap::ZeroBlockSize,
+            });
+        }
+        let image_size = match self.optional_number(root, "ImageSize")? {
+            Some((size, node)) => {
+                super::check_size(u128::from(size), block_size).map_err(|source| {
+                    ParseError::Invalid {
+                        line: self.line(node),
+                        source,
+                    }
+                })?;
+                size
+            }
+            None if version.major == 1 && version.minor <= 2 => {
+                let size = u128::from(blocks_count) * u128::from(block_size);
+                super::check_size(size, block_size).map_err(|source| ParseError::Invalid {
+                    line: self.line(root),
+                    source,
+                })?;
+                let size = u64::try_from(size).expect("checked to fit in an i64");
+                warnings.push(Warning::ImageSizeAssumed(size));
+                size
+            }
+            None => {
+                return Err(ParseError::MissingElement {
+                    element: "ImageSize",
+                    version,
+                });
+            }
+        };
+        let expected = image_size.div_ceil(block_size);
+        if blocks_count != expected {
+            return Err(ParseError::Inconsistent {
+                image_size,
+                block_size,
+                blocks_count,
+                expected,
+            });
+        }
+        Ok(Geometry {
+            image_size,
+            block_size,
+        })
     }
 
     fn scheme(&self, root: Node<'_, 'input>, version: Version) -> Result<Scheme, ParseError> {
@@ -398,6 +341,9 @@ impl<'input> Parser<'_, 'input> {
         })
     }
 
+    /// The ranges as listed (each well-formed; order, overlap and bounds unchecked).
+    /// The hot loop of a bmap with millions of ranges: no allocation but the vector,
+    /// and line numbers only for an error.
     fn ranges(
         &self,
         root: Node<'_, 'input>,
@@ -410,13 +356,13 @@ impl<'input> Parser<'_, 'input> {
                 element: "BlockMap",
                 version,
             })?;
-        let mut ranges = Vec::new();
+        // Counted first so the vector is allocated once, at its size.
+        let mut ranges = Vec::with_capacity(range_nodes(map).count());
         for node in range_nodes(map) {
-            let line = self.line(node);
             let text = node.text().unwrap_or("");
             let bad = || ParseError::BadRange {
                 text: text.trim().to_owned(),
-                line,
+                line: self.line(node),
             };
             let (first, last) = match text.split_once('-') {
                 Some((a, b)) => (parse_u64(a).ok_or_else(bad)?, parse_u64(b).ok_or_else(bad)?),
@@ -430,37 +376,55 @@ impl<'input> Parser<'_, 'input> {
                     Some(Digest::from_hex(kind, hex.trim()).map_err(|source| {
                         ParseError::BadDigest {
                             element: format!("'{}' attribute", scheme.range_attribute),
-                            line,
+                            line: self.line(node),
                             source,
                         }
                     })?)
                 }
                 _ => None,
             };
-            let range = BlockRange::new(first, last, digest)
-                .map_err(|source| ParseError::Invalid { line, source })?;
+            let range =
+                BlockRange::new(first, last, digest).map_err(|source| ParseError::Invalid {
+                    line: self.line(node),
+                    source,
+                })?;
             ranges.push(range);
         }
         Ok(ranges)
     }
 
-    /// Turns a [`Bmap::new`] error into one that names the line of the offending range.
-    fn locate(&self, root: Node<'_, 'input>, source: InvalidBmap) -> ParseError {
-        let wanted = match &source {
-            InvalidBmap::Beyond { range, .. }
-            | InvalidBmap::Unordered { range, .. }
-            | InvalidBmap::DigestKind { range, .. } => Some(range.clone()),
-            _ => None,
-        };
-        let node = wanted
-            .and_then(|wanted| {
-                let map = self.child(root, "BlockMap")?;
-                range_nodes(map).find(|n| normalise_range(n.text().unwrap_or("")) == wanted)
+    /// Names the lines of two ranges that cannot both be checked.
+    fn conflict(&self, root: Node<'_, 'input>, conflict: Conflict) -> ParseError {
+        let Conflict { range, previous } = conflict;
+        // The later listing of the range: the last element with its first block and digest.
+        let line = self
+            .child(root, "BlockMap")
+            .and_then(|map| {
+                range_nodes(map)
+                    .filter(|node| {
+                        let text = node.text().unwrap_or("");
+                        let first = text.split_once('-').map_or(text, |(a, _)| a);
+                        parse_u64(first) == Some(range.first())
+                            && node.attributes().any(|a| {
+                                range.digest().is_some_and(|d| {
+                                    d.to_hex().eq_ignore_ascii_case(a.value().trim())
+                                })
+                            })
+                    })
+                    .last()
             })
-            .unwrap_or(root);
-        ParseError::Invalid {
-            line: self.line(node),
-            source,
+            .map_or_else(|| self.line(root), |node| self.line(node));
+        if (range.first(), range.last()) == (previous.first(), previous.last()) {
+            ParseError::ConflictingDuplicate {
+                range: range.to_string(),
+                line,
+            }
+        } else {
+            ParseError::OverlappingChecksums {
+                range: range.to_string(),
+                previous: previous.to_string(),
+                line,
+            }
         }
     }
 
@@ -469,30 +433,31 @@ impl<'input> Parser<'_, 'input> {
             .find(|c| c.is_element() && c.tag_name().name() == name)
     }
 
-    fn optional_number(
+    fn optional_number<'a>(
         &self,
-        root: Node<'_, 'input>,
+        root: Node<'a, 'input>,
         name: &str,
-    ) -> Result<Option<u64>, ParseError> {
+    ) -> Result<Option<(u64, Node<'a, 'input>)>, ParseError> {
         let Some(node) = self.child(root, name) else {
             return Ok(None);
         };
         let value = node.text().unwrap_or("");
-        parse_u64(value)
-            .map(Some)
-            .ok_or_else(|| ParseError::BadNumber {
+        match parse_u64(value) {
+            Some(n) => Ok(Some((n, node))),
+            None => Err(ParseError::BadNumber {
                 element: name.to_owned(),
                 value: value.trim().to_owned(),
                 line: self.line(node),
-            })
+            }),
+        }
     }
 
-    fn number(
+    fn number<'a>(
         &self,
-        root: Node<'_, 'input>,
+        root: Node<'a, 'input>,
         name: &'static str,
         version: Version,
-    ) -> Result<u64, ParseError> {
+    ) -> Result<(u64, Node<'a, 'input>), ParseError> {
         self.optional_number(root, name)?
             .ok_or(ParseError::MissingElement {
                 element: name,
@@ -500,6 +465,7 @@ impl<'input> Parser<'_, 'input> {
             })
     }
 
+    /// The line a node starts on. Linear in the node's offset: for errors only.
     fn line(&self, node: Node<'_, '_>) -> u32 {
         self.doc.text_pos_at(node.range().start).row
     }
@@ -510,22 +476,48 @@ fn range_nodes<'a, 'input>(map: Node<'a, 'input>) -> impl Iterator<Item = Node<'
         .filter(|c| c.is_element() && c.tag_name().name() == "Range")
 }
 
-/// A range's text as [`BlockRange`]'s `Display` writes it, to find its element again.
-fn normalise_range(text: &str) -> String {
-    match text.split_once('-') {
-        Some((a, b)) if a.trim() == b.trim() => a.trim().to_owned(),
-        Some((a, b)) => format!("{}-{}", a.trim(), b.trim()),
-        None => text.trim().to_owned(),
-    }
-}
-
-/// A decimal number with optional surrounding whitespace (and an optional `+`, which
-/// Python's `int()` accepts).
+/// A decimal number as Python's `int()` reads one: surrounding whitespace, an
+/// optional `+`, and single `_` between digits allowed.
 fn parse_u64(text: &str) -> Option<u64> {
     let text = text.trim();
     let digits = text.strip_prefix('+').unwrap_or(text);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let bytes = digits.as_bytes();
+    let well_formed = !bytes.is_empty()
+        && bytes[0].is_ascii_digit()
+        && bytes[bytes.len() - 1].is_ascii_digit()
+        && bytes.iter().all(|&b| b.is_ascii_digit() || b == b'_')
+        && !digits.contains("__");
+    if !well_formed {
         return None;
     }
-    digits.parse().ok()
+    if digits.contains('_') {
+        digits.replace('_', "").parse().ok()
+    } else {
+        digits.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_u64;
+
+    #[test]
+    fn numbers_as_python_int_reads_them() {
+        assert_eq!(parse_u64(" +3 "), Some(3));
+        assert_eq!(parse_u64("1_000"), Some(1000));
+        assert_eq!(parse_u64("007"), Some(7));
+        for bad in [
+            "",
+            "+",
+            "-1",
+            "_1",
+            "1_",
+            "1__0",
+            "1 0",
+            "0x10",
+            "18446744073709551616",
+        ] {
+            assert_eq!(parse_u64(bad), None, "{bad:?}");
+        }
+    }
 }
