@@ -2,4 +2,5 @@
 
 pub mod copy;
 pub mod create;
+mod preflight;
 pub mod signature;
