@@ -1,6 +1,8 @@
-//! Where copied bytes go: a regular file (kept sparse), a block device (opened
+//! Where copied bytes go: a regular file (kept sparse; refused when a loop device reads
+//! from it or its file system has no room for the copy), a block device (opened
 //! exclusively, checked, tuned while writing), or another existing node such as
-//! `/dev/null`. A [`Dest`] writes at offsets, and is either [`finish`](Dest::finish)ed
+//! `/dev/null`. [`same_storage`] tells whether writing a destination would change an
+//! input, whatever names reach the two. A [`Dest`] writes at offsets, and is either [`finish`](Dest::finish)ed
 //! (truncated to the image size, synced, settings restored) or dropped, which undoes
 //! what it can: a file it created is removed, an existing file it truncated is left
 //! empty, device settings are restored.
