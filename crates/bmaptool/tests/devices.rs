@@ -251,10 +251,7 @@ fn permission_denied_on_a_loop_device_says_to_run_as_root_or_join_its_group() {
     );
     assert!(!line.contains("add your user"), "{line}");
     // The group 'disk' may write: joining it is the other way in.
-    std::process::Command::new("chgrp")
-        .args(["disk", &dev])
-        .status()
-        .expect("chgrp runs");
+    assert!(runs("chgrp", &["disk", &dev]), "chgrp disk {dev} failed");
     fs::set_permissions(device.path(), fs::Permissions::from_mode(0o660)).expect("chmod");
     let output = run_as_nobody(&with_bmap(&sample.bmap, &sample.image, device.path()));
     assert_fails(
@@ -358,11 +355,6 @@ fn blocks_freed_by_truncating_the_old_file_are_counted_as_room() {
 // ---------------------------------------------------------------------------------
 // 3. DEST that is an input under another name
 
-/// `bmaptool ARGS... < FILE`.
-fn run_with_stdin(args: &[OsString], file: &Path) -> Output {
-    run_stdin_file(args, file)
-}
-
 fn file_url(path: &Path) -> String {
     format!("file://{}", path.display())
 }
@@ -392,7 +384,7 @@ fn image_survives_a_copy_onto_itself_through_file_url_stdin_symlink_and_hard_lin
         ),
         (
             "stdin redirected from DEST",
-            run_with_stdin(&with_bmap(&sample.bmap, "-", &sample.image), &sample.image),
+            run_stdin_file(&with_bmap(&sample.bmap, "-", &sample.image), &sample.image),
         ),
         (
             "a symlink",
@@ -404,7 +396,7 @@ fn image_survives_a_copy_onto_itself_through_file_url_stdin_symlink_and_hard_lin
         ),
         (
             "stdin and a hard link",
-            run_with_stdin(&with_bmap(&sample.bmap, "-", &hard), &sample.image),
+            run_stdin_file(&with_bmap(&sample.bmap, "-", &hard), &sample.image),
         ),
     ];
     for (how, output) in cases {
