@@ -384,7 +384,7 @@ fn image_survives_a_copy_onto_itself_through_file_url_stdin_symlink_and_hard_lin
         ),
         (
             "stdin redirected from DEST",
-            run_stdin_file(&with_bmap(&sample.bmap, "-", &sample.image), &sample.image),
+            run_stdin_file(with_bmap(&sample.bmap, "-", &sample.image), &sample.image),
         ),
         (
             "a symlink",
@@ -396,7 +396,7 @@ fn image_survives_a_copy_onto_itself_through_file_url_stdin_symlink_and_hard_lin
         ),
         (
             "stdin and a hard link",
-            run_stdin_file(&with_bmap(&sample.bmap, "-", &hard), &sample.image),
+            run_stdin_file(with_bmap(&sample.bmap, "-", &hard), &sample.image),
         ),
     ];
     for (how, output) in cases {

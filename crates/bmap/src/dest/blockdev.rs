@@ -146,16 +146,8 @@ fn in_use(family: &[(String, u64, PathBuf)]) -> Option<String> {
             }
         }
     }
-    let devices: Vec<u64> = family.iter().map(|(_, dev, _)| *dev).collect();
-    if let Some(backed) = loops::backed_by_device(&devices) {
-        let name = std::fs::metadata(&backed.backing)
-            .ok()
-            .and_then(|m| member(m.rdev()))
-            .unwrap_or_else(|| backed.backing.display().to_string());
-        return Some(format!(
-            "loop device /dev/{} reads from {name} (detach it with 'losetup -d /dev/{}')",
-            backed.device, backed.device
-        ));
+    if let Some(reason) = loops::reading_device(family) {
+        return Some(reason);
     }
     for (name, _, dir) in family {
         let holders: Vec<String> = std::fs::read_dir(dir.join("holders"))

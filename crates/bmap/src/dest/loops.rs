@@ -32,10 +32,25 @@ pub(super) fn backed_by_file(dest: &Metadata) -> Option<Backed> {
     find(|m| m.is_file() && m.dev() == dest.dev() && m.ino() == dest.ino())
 }
 
-/// A loop device backed by one of the block devices `devices` (a disk and its
-/// partitions).
-pub(super) fn backed_by_device(devices: &[u64]) -> Option<Backed> {
-    find(|m| m.file_type().is_block_device() && devices.contains(&m.rdev()))
+/// Why a block device must not be written when a loop device reads from it or from
+/// one of its partitions; `family` holds `(name, device number, sysfs dir)` of the
+/// device and its partitions.
+pub(super) fn reading_device(family: &[(String, u64, PathBuf)]) -> Option<String> {
+    let member = |m: &Metadata| {
+        family
+            .iter()
+            .find(|(_, dev, _)| m.file_type().is_block_device() && *dev == m.rdev())
+            .map(|(name, _, _)| name.clone())
+    };
+    let backed = find(|m| member(m).is_some())?;
+    let name = std::fs::metadata(&backed.backing)
+        .ok()
+        .and_then(|m| member(&m))
+        .unwrap_or_else(|| backed.backing.display().to_string());
+    Some(format!(
+        "loop device /dev/{} reads from {name} (detach it with 'losetup -d /dev/{}')",
+        backed.device, backed.device
+    ))
 }
 
 /// Every bound loop device with its backing file (`/sys/block/loop*/loop/backing_file`).

@@ -66,7 +66,11 @@ fn inputs(args: &CopyArgs, image: &Location, bmap: Option<&Location>) -> Vec<Inp
             .try_clone_to_owned()
             .ok()
             .and_then(|fd| File::from(fd).metadata().ok());
-        add("image", "standard input reads it".into(), stdin);
+        add(
+            "image",
+            "standard input is redirected from it".into(),
+            stdin,
+        );
     } else if let Location::Local(path) = image {
         add("image", named("image", path), std::fs::metadata(path).ok());
     }
