@@ -466,6 +466,16 @@ fn bmap_and_its_signature_survive_a_copy_onto_themselves() {
     }
 }
 
+/// Only regular files and block devices hold bytes a copy could destroy.
+#[test]
+fn dev_null_as_both_the_image_and_dest_is_not_refused() {
+    let output = run_stdin_file(
+        ["copy", "--nobmap", "-", "/dev/null"],
+        Path::new("/dev/null"),
+    );
+    assert_ok(&output);
+}
+
 #[test]
 fn block_device_reached_through_another_node_is_refused_as_the_image() {
     if !need_loop_devices() || !require(runs("mknod", &["--version"]), "mknod") {

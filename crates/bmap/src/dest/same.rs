@@ -8,11 +8,12 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 
 /// Whether writing the file or device `dest` changes the bytes of `input`: the same
-/// inode, the same block device through any node, or a block device and one of its
-/// partitions.
+/// regular file, the same block device through any node, or a block device and one of
+/// its partitions. Other nodes hold no bytes to destroy (`/dev/null` may well be both
+/// the input and DEST).
 pub fn same_storage(input: &Metadata, dest: &Metadata) -> bool {
-    if input.dev() == dest.dev() && input.ino() == dest.ino() {
-        return true;
+    if input.is_file() && dest.is_file() {
+        return input.dev() == dest.dev() && input.ino() == dest.ino();
     }
     let block = |m: &Metadata| m.file_type().is_block_device().then(|| m.rdev());
     let (Some(a), Some(b)) = (block(input), block(dest)) else {
@@ -59,5 +60,11 @@ mod tests {
         assert!(same_storage(&meta(&file), &meta(&link)));
         assert!(same_storage(&meta(&file), &meta(&symlink)));
         assert!(!same_storage(&meta(&file), &meta(&copy)));
+    }
+
+    #[test]
+    fn dev_null_as_input_and_destination_destroys_nothing() {
+        let null = std::fs::metadata("/dev/null").expect("stat /dev/null");
+        assert!(!same_storage(&null, &null));
     }
 }
