@@ -28,6 +28,7 @@
 
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod copy;
 pub mod create;
 pub mod dest;

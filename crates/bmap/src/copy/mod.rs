@@ -8,7 +8,11 @@
 //!
 //! let bmap = format::parse(&std::fs::read("disk.img.bmap")?)?.bmap;
 //! let image = Image::open(Path::new("disk.img"))?;
-//! let options = dest::Options { image_size: Some(bmap.image_size()), tune: true };
+//! let options = dest::Options {
+//!     image_size: Some(bmap.image_size()),
+//!     mapped_bytes: Some(bmap.mapped_bytes()),
+//!     tune: true,
+//! };
 //! let dest = Dest::open(Path::new("/dev/sdX"), &options)?;
 //! let outcome = copy::copy(image, Some(&bmap), dest, &copy::Options::default())?;
 //! println!("wrote {} bytes", outcome.bytes_written);
@@ -167,6 +171,12 @@ pub fn copy(
     dest: Dest,
     options: &Options,
 ) -> Result<Outcome, Error> {
+    let mut image = image;
+    if let Some(bmap) = bmap {
+        // A block device larger than the image is read up to the image's end; a
+        // smaller one is the size mismatch below.
+        let _ = image.fit_device(bmap.image_size());
+    }
     if let (Some(bmap), Some(actual)) = (bmap, image.size())
         && actual != bmap.image_size()
     {

@@ -1,14 +1,15 @@
-//! Block-device destinations: refuse a device that is mounted, used as swap or held by
-//! another device (device mapper, RAID), open it exclusively (`O_EXCL`), check its
-//! size, and tune it while writing (I/O scheduler `none`, `bdi/max_ratio` 1, as the
-//! reference does) with the old values restored on every exit path.
+//! Block-device destinations: refuse a device that is mounted, used as swap, held by
+//! another device (device mapper, RAID) or read by a loop device (the device or one of
+//! its partitions as a loop's backing file), open it exclusively (`O_EXCL`), check its
+//! size, and tune it while writing ([`super::tuning`]).
 
 use std::fs::{Metadata, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{Dest, Error, Kind, Options};
+use super::tuning::Tuning;
+use super::{Dest, Error, Kind, Options, loops};
 
 /// Opens a block device for writing an image.
 pub(super) fn open(path: &Path, meta: &Metadata, options: &Options) -> Result<Dest, Error> {
@@ -31,10 +32,7 @@ pub(super) fn open(path: &Path, meta: &Metadata, options: &Options) -> Result<De
                          namespace, a RAID or LVM member, or a flashing tool)"
                     .into(),
             },
-            _ => Error::Open {
-                path: path.to_owned(),
-                source,
-            },
+            _ => super::open_error(path, meta, "block device", source),
         })?;
     let device = file.seek(SeekFrom::End(0)).map_err(|source| Error::Io {
         action: "find the size of",
@@ -148,6 +146,9 @@ fn in_use(family: &[(String, u64, PathBuf)]) -> Option<String> {
             }
         }
     }
+    if let Some(reason) = loops::reading_device(family) {
+        return Some(reason);
+    }
     for (name, _, dir) in family {
         let holders: Vec<String> = std::fs::read_dir(dir.join("holders"))
             .map(|entries| {
@@ -185,153 +186,6 @@ fn unescape_mount(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A device setting bmaptool changes while writing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Setting {
-    /// `queue/scheduler`, set to `none` (sequential writes need no reordering).
-    Scheduler,
-    /// `bdi/max_ratio`, set to 1 so that the page cache does not fill with this
-    /// device's dirty pages and stall the system.
-    MaxRatio,
-}
-
-impl Setting {
-    fn file(self) -> &'static str {
-        match self {
-            Setting::Scheduler => "queue/scheduler",
-            Setting::MaxRatio => "bdi/max_ratio",
-        }
-    }
-
-    fn wanted(self) -> &'static str {
-        match self {
-            Setting::Scheduler => "none",
-            Setting::MaxRatio => "1",
-        }
-    }
-}
-
-/// What happened to one setting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SettingChange {
-    /// Changed from `old`; restored when the copy ends.
-    Changed {
-        /// Which setting.
-        setting: Setting,
-        /// The sysfs file.
-        path: PathBuf,
-        /// The value to restore.
-        old: String,
-    },
-    /// Already as wanted.
-    Unchanged(Setting),
-    /// Could not be read or changed (not fatal: the copy is only slower, or the system
-    /// less responsive).
-    Failed {
-        /// Which setting.
-        setting: Setting,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// The settings changed for a copy; restored by [`Tuning::restore`] or on drop.
-#[derive(Debug)]
-pub(super) struct Tuning {
-    changes: Vec<SettingChange>,
-    restored: bool,
-}
-
-impl Tuning {
-    pub(super) fn none() -> Tuning {
-        Tuning {
-            changes: Vec::new(),
-            restored: true,
-        }
-    }
-
-    /// Applies both settings to the disk under `sys` (the parent disk for a partition).
-    fn apply(sys: &Path) -> Tuning {
-        let disk = if sys.join("queue").exists() {
-            sys.to_owned()
-        } else {
-            sys.parent()
-                .map_or_else(|| sys.to_owned(), Path::to_path_buf)
-        };
-        let changes = [Setting::Scheduler, Setting::MaxRatio]
-            .into_iter()
-            .map(|setting| change(&disk, setting))
-            .collect();
-        Tuning {
-            changes,
-            restored: false,
-        }
-    }
-
-    pub(super) fn changes(&self) -> &[SettingChange] {
-        &self.changes
-    }
-
-    /// Puts every changed setting back; reports the first failure.
-    pub(super) fn restore(&mut self) -> Result<(), Error> {
-        if self.restored {
-            return Ok(());
-        }
-        self.restored = true;
-        let mut first_error = None;
-        for change in &self.changes {
-            if let SettingChange::Changed { path, old, .. } = change
-                && let Err(source) = std::fs::write(path, old)
-            {
-                first_error.get_or_insert(Error::Restore {
-                    path: path.clone(),
-                    value: old.clone(),
-                    source,
-                });
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    }
-}
-
-impl Drop for Tuning {
-    fn drop(&mut self) {
-        let _ = self.restore();
-    }
-}
-
-fn change(disk: &Path, setting: Setting) -> SettingChange {
-    let path = disk.join(setting.file());
-    let failed = |e: io::Error| SettingChange::Failed {
-        setting,
-        reason: format!("{}: {e}", path.display()),
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) => return failed(e),
-    };
-    let current = match setting {
-        // "mq-deadline kyber [none]": the bracketed entry is the current one.
-        Setting::Scheduler => text
-            .split_whitespace()
-            .find_map(|s| s.strip_prefix('[').and_then(|s| s.strip_suffix(']')))
-            .unwrap_or_else(|| text.trim())
-            .to_owned(),
-        Setting::MaxRatio => text.trim().to_owned(),
-    };
-    if current == setting.wanted() {
-        return SettingChange::Unchanged(setting);
-    }
-    match std::fs::write(&path, setting.wanted()) {
-        Ok(()) => SettingChange::Changed {
-            setting,
-            path,
-            old: current,
-        },
-        Err(e) => failed(e),
-    }
 }
 
 /// Why a device counts as removable, or not.

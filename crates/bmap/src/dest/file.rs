@@ -4,7 +4,7 @@ use std::fs::{File, Metadata, OpenOptions};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use super::{Dest, Error, Kind, Options, blockdev};
+use super::{Dest, Error, Kind, Options, loops, room};
 
 /// A new file; refused under /dev (except /dev/shm), where a missing path is almost
 /// surely a typo for a device node. A dangling symlink gets the file it points to, as
@@ -15,6 +15,9 @@ pub(super) fn create(path: &Path, options: &Options) -> Result<Dest, Error> {
         if under_dev(named) {
             return Err(Error::MissingDevice(named.to_owned()));
         }
+    }
+    if let Some(needed) = options.mapped_bytes {
+        room::check(&target, None, needed)?;
     }
     let file = OpenOptions::new()
         .write(true)
@@ -30,7 +33,22 @@ pub(super) fn create(path: &Path, options: &Options) -> Result<Dest, Error> {
 }
 
 /// An existing regular file: truncated first, so no old data shows through the holes.
-pub(super) fn truncate_existing(path: &Path, options: &Options) -> Result<Dest, Error> {
+/// Refused, untouched, when a loop device reads from it or its file system cannot hold
+/// the copy.
+pub(super) fn truncate_existing(
+    path: &Path,
+    meta: &Metadata,
+    options: &Options,
+) -> Result<Dest, Error> {
+    if let Some(backed) = loops::backed_by_file(meta) {
+        return Err(Error::BacksLoop {
+            path: path.to_owned(),
+            device: backed.device,
+        });
+    }
+    if let Some(needed) = options.mapped_bytes {
+        room::check(path, Some(meta), needed)?;
+    }
     let file = OpenOptions::new()
         .write(true)
         .truncate(true)
@@ -49,10 +67,7 @@ pub(super) fn open_other(path: &Path, meta: &Metadata) -> Result<Dest, Error> {
     let file = OpenOptions::new()
         .write(true)
         .open(path)
-        .map_err(|source| Error::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| super::open_error(path, meta, "device", source))?;
     let mut dest = new(path, file, Kind::Other, false);
     dest.skip_sync =
         is_dev_null(meta) || meta.file_type().is_fifo() || meta.file_type().is_socket();
@@ -83,7 +98,7 @@ fn new(path: &Path, file: File, kind: Kind, created: bool) -> Dest {
         kind,
         created,
         finished: false,
-        tuning: blockdev::Tuning::none(),
+        tuning: super::tuning::Tuning::none(),
         skip_sync: false,
     }
 }

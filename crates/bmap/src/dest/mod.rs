@@ -1,21 +1,30 @@
-//! Where copied bytes go: a regular file (kept sparse), a block device (opened
+//! Where copied bytes go: a regular file (kept sparse; refused when a loop device reads
+//! from it or its file system has no room for the copy), a block device (opened
 //! exclusively, checked, tuned while writing), or another existing node such as
-//! `/dev/null`. A [`Dest`] writes at offsets, and is either [`finish`](Dest::finish)ed
+//! `/dev/null`. [`same_storage`] tells whether writing a destination would change an
+//! input, whatever names reach the two. A [`Dest`] writes at offsets, and is either [`finish`](Dest::finish)ed
 //! (truncated to the image size, synced, settings restored) or dropped, which undoes
 //! what it can: a file it created is removed, an existing file it truncated is left
 //! empty, device settings are restored.
 
 mod blockdev;
 mod file;
+mod loops;
+mod room;
+mod same;
+mod tuning;
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::access::Access;
 use crate::format::human_size;
 
-pub use blockdev::{Removable, Setting, SettingChange, removable};
+pub use blockdev::{Removable, removable};
+pub use same::same_storage;
+pub use tuning::{Setting, SettingChange};
 
 /// Choices for [`Dest::open`].
 #[derive(Debug, Clone, Default)]
@@ -23,6 +32,10 @@ pub struct Options {
     /// Bytes the image will occupy, when known; checked against a device's size and
     /// used to size a regular file before writing.
     pub image_size: Option<u64>,
+    /// Bytes the copy will write (a bmap's mapped bytes, or the whole image), when
+    /// known: a regular file's file system must have room for them before the old file
+    /// is truncated.
+    pub mapped_bytes: Option<u64>,
     /// Tune a block device while writing (I/O scheduler `none`, `bdi/max_ratio` 1), as
     /// the reference does. Restored by [`Dest::finish`] or on drop.
     pub tune: bool,
@@ -55,6 +68,45 @@ pub enum Error {
         path: PathBuf,
         /// Cause.
         source: io::Error,
+    },
+    /// Opening a device node is not permitted.
+    #[error("permission denied opening {kind} '{path}' for writing: {access}")]
+    PermissionDenied {
+        /// Path.
+        path: PathBuf,
+        /// "block device" or "device".
+        kind: &'static str,
+        /// Who may open it.
+        access: Access,
+    },
+    /// A regular file that a loop device reads from.
+    #[error(
+        "'{path}' is the backing file of loop device /dev/{device}: writing it would corrupt \
+         what uses /dev/{device}; detach it first (losetup -d /dev/{device})"
+    )]
+    BacksLoop {
+        /// Path.
+        path: PathBuf,
+        /// `loopN`.
+        device: String,
+    },
+    /// The file system has no room for the bytes the copy writes.
+    #[error(
+        "not enough free space for the image on the file system of '{path}': the copy \
+         writes {needed} bytes ({}), but only {available} bytes ({}) are free{}; free some \
+         space or choose another destination", human_size(*.needed), human_size(*.available),
+        if *.freed > 0 { format!(" (counting the {freed} bytes the old file's blocks free)") }
+        else { String::new() }
+    )]
+    NoRoom {
+        /// Path.
+        path: PathBuf,
+        /// Bytes the copy writes.
+        needed: u64,
+        /// Bytes free for them.
+        available: u64,
+        /// Of those, bytes the old file occupies (freed when it is truncated).
+        freed: u64,
     },
     /// The device is in use.
     #[error("block device '{path}' is in use: {reason}; unmount it or stop what holds it first")]
@@ -111,7 +163,7 @@ pub struct Dest {
     /// Removed if the copy does not finish.
     created: bool,
     finished: bool,
-    tuning: blockdev::Tuning,
+    tuning: tuning::Tuning,
     /// Skip fsync (`/dev/null`).
     skip_sync: bool,
 }
@@ -128,7 +180,7 @@ impl Dest {
                 source,
             }),
             Ok(meta) if meta.is_dir() => Err(Error::Directory(path.to_owned())),
-            Ok(meta) if meta.is_file() => file::truncate_existing(path, options),
+            Ok(meta) if meta.is_file() => file::truncate_existing(path, &meta, options),
             Ok(meta) => {
                 use std::os::unix::fs::FileTypeExt;
                 if meta.file_type().is_block_device() {
@@ -193,6 +245,22 @@ impl Dest {
             path: self.path.clone(),
             source,
         }
+    }
+}
+
+/// The error for a device node that could not be opened for writing: a refusal by
+/// its permissions says who may open it.
+fn open_error(path: &Path, meta: &Metadata, kind: &'static str, source: io::Error) -> Error {
+    if source.kind() == io::ErrorKind::PermissionDenied {
+        return Error::PermissionDenied {
+            path: path.to_owned(),
+            kind,
+            access: Access::of(meta, true),
+        };
+    }
+    Error::Open {
+        path: path.to_owned(),
+        source,
     }
 }
 

@@ -72,6 +72,16 @@ pub enum Error {
     /// A directory.
     #[error("'{0}' is a directory, not an image")]
     Directory(PathBuf),
+    /// Reading a device node is not permitted.
+    #[error("permission denied reading {kind} '{path}': {access}")]
+    PermissionDenied {
+        /// The path.
+        path: PathBuf,
+        /// "block device" or "device".
+        kind: &'static str,
+        /// Who may read it.
+        access: crate::access::Access,
+    },
     /// The decoder chain could not start (a corrupt header, an archive without a file).
     #[error("cannot read image '{name}' as {format}: {source}")]
     Decode {
@@ -82,6 +92,43 @@ pub enum Error {
         /// Why.
         source: io::Error,
     },
+}
+
+/// A block device read as the image is smaller than the image its bmap describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the block device ({device} bytes) is smaller than the image its bmap describes \
+     ({image} bytes)"
+)]
+pub struct DeviceTooSmall {
+    /// The device's size.
+    pub device: u64,
+    /// The image's size in the bmap.
+    pub image: u64,
+}
+
+/// The error for a local image that cannot be opened: a device node refused by its
+/// permissions says who may read it.
+fn denied(path: &Path, source: io::Error) -> Error {
+    let node = std::fs::metadata(path).ok().filter(|m| {
+        let kind = m.file_type();
+        kind.is_block_device() || kind.is_char_device()
+    });
+    match node {
+        Some(meta) if source.kind() == io::ErrorKind::PermissionDenied => Error::PermissionDenied {
+            path: path.to_owned(),
+            kind: if meta.file_type().is_block_device() {
+                "block device"
+            } else {
+                "device"
+            },
+            access: crate::access::Access::of(&meta, false),
+        },
+        _ => Error::Open {
+            path: path.to_owned(),
+            source,
+        },
+    }
 }
 
 /// An opened image with what was learned about its format.
@@ -272,7 +319,7 @@ impl Image {
             path: path.to_owned(),
             source,
         };
-        let mut file = File::open(path).map_err(open_error)?;
+        let mut file = File::open(path).map_err(|source| denied(path, source))?;
         let meta = file.metadata().map_err(open_error)?;
         let kind = meta.file_type();
         if kind.is_dir() {
@@ -292,6 +339,42 @@ impl Image {
             reader: Box::new(file),
             size: None,
         })
+    }
+
+    /// Whether the image is a block device read at offsets (a flashed card, checked
+    /// against its bmap by copying it to `/dev/null`).
+    pub fn is_block_device(&self) -> bool {
+        match self {
+            Image::File { file, .. } => file
+                .metadata()
+                .is_ok_and(|m| m.file_type().is_block_device()),
+            Image::Ranged { .. } | Image::Stream { .. } => false,
+        }
+    }
+
+    /// Fits a block device read as the image to `size`, the image's size in its bmap:
+    /// a larger device is read up to `size` (returns its own size), a smaller one
+    /// cannot hold the image. Other images are left as they are (`Ok(None)`): their
+    /// size must match exactly.
+    pub fn fit_device(&mut self, size: u64) -> Result<Option<u64>, DeviceTooSmall> {
+        if !self.is_block_device() {
+            return Ok(None);
+        }
+        let Image::File { size: device, .. } = self else {
+            return Ok(None);
+        };
+        match (*device).cmp(&size) {
+            std::cmp::Ordering::Less => Err(DeviceTooSmall {
+                device: *device,
+                image: size,
+            }),
+            std::cmp::Ordering::Equal => Ok(None),
+            std::cmp::Ordering::Greater => {
+                let whole = *device;
+                *device = size;
+                Ok(Some(whole))
+            }
+        }
     }
 
     /// A stream of the image's bytes, of known or unknown length.

@@ -83,3 +83,42 @@ pub fn start_writeback(file: &File) -> io::Result<()> {
 pub fn grow_pipe(file: &File, size: usize) {
     let _ = rustix::pipe::fcntl_setpipe_size(file, size);
 }
+
+/// The name of group `gid` from the system's group database (NSS), `None` when it has
+/// no entry.
+pub fn group_name(gid: u32) -> Option<String> {
+    let mut buf: Vec<libc::c_char> = vec![0; 1024];
+    loop {
+        // SAFETY: `libc::group` is a plain C struct of integers and pointers, for which
+        // all-zero bytes are a valid value; getgrgid_r overwrites it before we read it.
+        #[allow(unsafe_code, reason = "mem::zeroed of a C struct for getgrgid_r")]
+        let mut group: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is to a live local (`group`, `result`) or to `buf`, whose
+        // length is passed with it; getgrgid_r writes strings only inside `buf`.
+        #[allow(unsafe_code, reason = "libc has no safe wrapper for getgrgid_r")]
+        let rc =
+            unsafe { libc::getgrgid_r(gid, &mut group, buf.as_mut_ptr(), buf.len(), &mut result) };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || group.gr_name.is_null() {
+            return None;
+        }
+        // SAFETY: on success `gr_name` points to a NUL-terminated string inside `buf`,
+        // which lives (unchanged) until the end of this block.
+        #[allow(unsafe_code, reason = "reading the C string getgrgid_r returned")]
+        let name = unsafe { std::ffi::CStr::from_ptr(group.gr_name) };
+        return Some(name.to_string_lossy().into_owned());
+    }
+}
+
+/// Whether the process runs with the effective user id 0 (root), which may use the
+/// blocks a file system reserves for root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid takes no arguments, cannot fail and touches no memory of ours.
+    #[allow(unsafe_code, reason = "libc has no safe wrapper for geteuid")]
+    let uid = unsafe { libc::geteuid() };
+    uid == 0
+}

@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,7 +36,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     } else {
         input::locate(&args.image).context("cannot open the image")?
     };
-    let image = open_image(&args.image, &image_location, &remote)?;
+    let mut image = open_image(&args.image, &image_location, &remote)?;
     let bmap_ref = match (&args.bmap, args.nobmap) {
         (_, true) => None,
         (Some(name), false) => Some(BmapRef::new(input::locate(name).with_context(|| {
@@ -45,6 +45,11 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         (None, false) => Some(discover(&args.image, &image_location, &remote)?),
     };
     check_not_overwriting_inputs(args, bmap_ref.as_ref().and_then(BmapRef::local))?;
+    super::preflight::check_dest_is_not_an_input(
+        args,
+        &image_location,
+        bmap_ref.as_ref().map(|b| &b.location),
+    )?;
     let bmap = match bmap_ref {
         Some(bmap_ref) => Some(load_bmap(bmap_ref, &remote, args, interrupt)?),
         None => None,
@@ -52,16 +57,8 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     if args.removable_device {
         check_removable(&args.dest)?;
     }
-    if let (Some((_, bmap)), Some(size)) = (&bmap, image.size())
-        && size != bmap.image_size()
-    {
-        bail!(
-            "the image '{}' is {size} bytes ({}) but its bmap says {} bytes: the bmap does not \
-             belong to this image",
-            Path::new(&args.image).display(),
-            human_size(size),
-            bmap.image_size()
-        );
+    if let Some((_, bmap)) = &bmap {
+        super::preflight::fit_image(&mut image, &args.image.to_string_lossy(), bmap)?;
     }
 
     let image_size = match &bmap {
@@ -72,6 +69,9 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         &args.dest,
         &dest::Options {
             image_size,
+            mapped_bytes: bmap
+                .as_ref()
+                .map_or(image.size(), |(_, b)| Some(b.mapped_bytes())),
             tune: true,
         },
     )?;
@@ -327,7 +327,8 @@ fn discover(image: &OsStr, location: &Location, remote: &remote::Options) -> Res
     )
 }
 
-/// Refuses a DEST that is the image or the bmap.
+/// Refuses a bmap given as the image itself, as the reference does (by path, before
+/// the bmap is parsed); DEST is compared with the inputs by [`super::preflight`].
 fn check_not_overwriting_inputs(args: &CopyArgs, bmap: Option<&Path>) -> Result<()> {
     if let Some(bmap) = bmap
         && bmap == Path::new(&args.image)
@@ -335,27 +336,6 @@ fn check_not_overwriting_inputs(args: &CopyArgs, bmap: Option<&Path>) -> Result<
         bail!(
             "Make sure you are writing your image and not the bmap file (you specified the \
              same path for them)"
-        );
-    }
-    let Ok(dest) = std::fs::metadata(&args.dest) else {
-        return Ok(());
-    };
-    let same = |path: &Path| {
-        std::fs::metadata(path).is_ok_and(|m| m.dev() == dest.dev() && m.ino() == dest.ino())
-    };
-    if args.image != "-"
-        && !args.image.to_string_lossy().contains("://")
-        && same(Path::new(&args.image))
-    {
-        bail!(
-            "the destination '{}' is the image itself",
-            args.dest.display()
-        );
-    }
-    if bmap.is_some_and(same) {
-        bail!(
-            "the destination '{}' is the bmap file itself",
-            args.dest.display()
         );
     }
     Ok(())

@@ -3,4 +3,5 @@
 pub mod copy;
 pub mod create;
 pub mod network;
+mod preflight;
 pub mod signature;
