@@ -81,7 +81,7 @@ sfdisk --dump "$image" | grep -q "start=        2048, size=      126976" \
     || { sfdisk --dump "$image" >&2; echo "make-demo.sh: unexpected partition table" >&2; exit 1; }
 dd if="$image" of="$work/part.img" bs=1M skip=$((part_start / mib)) count=$((part_size / mib)) \
     conv=sparse status=none
-e2fsck -fn "$work/part.img" >/dev/null
+fsck=$(e2fsck -fn "$work/part.img" 2>&1) || { echo "$fsck" >&2; exit 1; }
 debugfs -R "cat /README.txt" "$work/part.img" 2>/dev/null | cmp - "$root/README.txt"
 rm "$work/part.img"
 
