@@ -44,7 +44,7 @@ fn first_command_args() -> Vec<String> {
     let (install, flash) = block[0]
         .split_once(" && ")
         .expect("the first line installs, then flashes");
-    assert_eq!(install, "cargo install --path crates/bmaptool");
+    assert_eq!(install, "cargo install --locked --path crates/bmaptool");
     let args: Vec<String> = flash.split_whitespace().map(str::to_owned).collect();
     assert_eq!(args[..2], ["bmaptool", "copy"], "{flash}");
     args[1..].to_vec()

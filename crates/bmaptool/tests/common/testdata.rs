@@ -31,55 +31,16 @@ pub const BLOCK: u64 = 4096;
 pub const TEST_IMAGE_SIZE: u64 = 821_752;
 
 /// The mapped block ranges of `test.image` (inclusive), as in the reference's bmaps.
+#[rustfmt::skip]
 pub const TEST_IMAGE_RANGES: [(u64, u64); 48] = [
-    (0, 1),
-    (3, 5),
-    (9, 10),
-    (12, 12),
-    (15, 18),
-    (20, 20),
-    (22, 22),
-    (24, 24),
-    (30, 32),
-    (34, 35),
-    (40, 40),
-    (42, 43),
-    (45, 45),
-    (47, 47),
-    (49, 50),
-    (52, 53),
-    (55, 56),
-    (60, 63),
-    (65, 67),
-    (70, 70),
-    (72, 72),
-    (78, 80),
-    (82, 83),
-    (85, 85),
-    (88, 88),
-    (90, 91),
-    (96, 96),
-    (98, 105),
-    (111, 111),
-    (114, 116),
-    (119, 133),
-    (135, 135),
-    (137, 137),
-    (140, 140),
-    (142, 144),
-    (146, 147),
-    (150, 151),
-    (155, 155),
-    (157, 157),
-    (159, 160),
-    (163, 174),
-    (177, 177),
-    (181, 186),
-    (188, 189),
-    (191, 191),
-    (193, 193),
-    (195, 195),
-    (198, 199),
+    (0, 1), (3, 5), (9, 10), (12, 12), (15, 18), (20, 20),
+    (22, 22), (24, 24), (30, 32), (34, 35), (40, 40), (42, 43),
+    (45, 45), (47, 47), (49, 50), (52, 53), (55, 56), (60, 63),
+    (65, 67), (70, 70), (72, 72), (78, 80), (82, 83), (85, 85),
+    (88, 88), (90, 91), (96, 96), (98, 105), (111, 111), (114, 116),
+    (119, 133), (135, 135), (137, 137), (140, 140), (142, 144), (146, 147),
+    (150, 151), (155, 155), (157, 157), (159, 160), (163, 174), (177, 177),
+    (181, 186), (188, 189), (191, 191), (193, 193), (195, 195), (198, 199),
 ];
 
 /// Mapped blocks of `test.image`.
@@ -335,6 +296,33 @@ enum Scheme {
     Sha256,
 }
 
+impl Scheme {
+    fn of(version: &str) -> Scheme {
+        match version {
+            "1.0" | "1.1" | "1.2" => Scheme::Old,
+            "1.3" => Scheme::Sha1,
+            "1.4" | "2.0" => Scheme::Sha256,
+            other => panic!("the fixture writes no bmap of format {other}"),
+        }
+    }
+
+    /// The range attribute's name.
+    fn attribute(self) -> &'static str {
+        match self {
+            Scheme::Old | Scheme::Sha1 => "sha1",
+            Scheme::Sha256 => "chksum",
+        }
+    }
+
+    /// Hex digest of `bytes` with this scheme's algorithm.
+    fn digest(self, bytes: &[u8]) -> String {
+        match self {
+            Scheme::Old | Scheme::Sha1 => hex(&Sha1::digest(bytes)),
+            Scheme::Sha256 => hex(&Sha256::digest(bytes)),
+        }
+    }
+}
+
 /// The bmap of an image in format `version` ("1.2", "1.3", "1.4" or "2.0"), written
 /// by hand from the format's rules: every range carries the digest of its bytes
 /// (clipped at the image's end), and the file's own checksum is the digest of the
@@ -345,26 +333,22 @@ pub fn fixture_bmap(
     block_size: u64,
     ranges: &[(u64, u64)],
 ) -> Vec<u8> {
-    let scheme = match version {
-        "1.0" | "1.1" | "1.2" => Scheme::Old,
-        "1.3" => Scheme::Sha1,
-        "1.4" | "2.0" => Scheme::Sha256,
-        other => panic!("the fixture writes no bmap of format {other}"),
-    };
+    let scheme = Scheme::of(version);
     let size = image.len() as u64;
     let blocks = size.div_ceil(block_size);
     let mapped: u64 = ranges.iter().map(|(a, b)| b - a + 1).sum();
+    let percent = format!("{:.1}", mapped as f64 * 100.0 / blocks.max(1) as f64);
+    let mapped_comment = format!(
+        "Count of mapped blocks: {} or {percent}%",
+        human(mapped * block_size)
+    );
     let mut x = String::new();
     x.push_str("<?xml version=\"1.0\" ?>\n");
     x.push_str("<!-- A block map written by bmaptool's test fixtures from the rules of the\n");
     x.push_str("     bmap format; it lists the blocks of the image that hold data. -->\n\n");
     writeln!(x, "<bmap version=\"{version}\">").expect("write");
-    element(
-        &mut x,
-        &format!("Image size in bytes: {}", human(size)),
-        "ImageSize",
-        size,
-    );
+    let size_comment = format!("Image size in bytes: {}", human(size));
+    element(&mut x, &size_comment, "ImageSize", size);
     element(&mut x, "Size of a block in bytes", "BlockSize", block_size);
     element(
         &mut x,
@@ -372,19 +356,10 @@ pub fn fixture_bmap(
         "BlocksCount",
         blocks,
     );
-    let percent = format!("{:.1}", mapped as f64 * 100.0 / blocks.max(1) as f64);
-    let mapped_comment = format!(
-        "Count of mapped blocks: {} or {percent}%",
-        human(mapped * block_size)
-    );
     if scheme != Scheme::Old {
         element(&mut x, &mapped_comment, "MappedBlocksCount", mapped);
     }
-    let (attribute, digest_len) = match scheme {
-        Scheme::Old | Scheme::Sha1 => ("sha1", 40),
-        Scheme::Sha256 => ("chksum", 64),
-    };
-    let placeholder = "0".repeat(digest_len);
+    let placeholder = "0".repeat(scheme.digest(b"").len());
     match scheme {
         Scheme::Old => {}
         Scheme::Sha1 => {
@@ -404,28 +379,7 @@ pub fn fixture_bmap(
             .expect("write");
         }
     }
-    x.push_str("    <!-- Mapped blocks: single blocks or inclusive ranges, with the digest of\n");
-    x.push_str("         their bytes (up to the image's end) -->\n");
-    x.push_str("    <BlockMap>\n");
-    for &(first, last) in ranges {
-        let start = (first * block_size).min(size) as usize;
-        let end = ((last + 1) * block_size).min(size) as usize;
-        let digest = match scheme {
-            Scheme::Old | Scheme::Sha1 => hex(&Sha1::digest(&image[start..end])),
-            Scheme::Sha256 => hex(&Sha256::digest(&image[start..end])),
-        };
-        let blocks = if first == last {
-            first.to_string()
-        } else {
-            format!("{first}-{last}")
-        };
-        writeln!(
-            x,
-            "        <Range {attribute}=\"{digest}\"> {blocks} </Range>"
-        )
-        .expect("write");
-    }
-    x.push_str("    </BlockMap>\n");
+    block_map(&mut x, scheme, image, block_size, ranges);
     if scheme == Scheme::Old {
         x.push('\n');
         element(&mut x, &mapped_comment, "MappedBlocksCount", mapped);
@@ -434,9 +388,33 @@ pub fn fixture_bmap(
     x.push_str("</bmap>\n");
     match scheme {
         Scheme::Old => x.into_bytes(),
-        Scheme::Sha1 => seal(x, &placeholder, |b| hex(&Sha1::digest(b))),
-        Scheme::Sha256 => seal(x, &placeholder, |b| hex(&Sha256::digest(b))),
+        Scheme::Sha1 | Scheme::Sha256 => seal(x, &placeholder, |b| scheme.digest(b)),
     }
+}
+
+/// The `<BlockMap>` element: one `<Range>` per range, with the digest of its bytes.
+fn block_map(x: &mut String, scheme: Scheme, image: &[u8], block_size: u64, ranges: &[(u64, u64)]) {
+    let size = image.len() as u64;
+    x.push_str("    <!-- Mapped blocks: single blocks or inclusive ranges, with the digest of\n");
+    x.push_str("         their bytes (up to the image's end) -->\n");
+    x.push_str("    <BlockMap>\n");
+    for &(first, last) in ranges {
+        let start = (first * block_size).min(size) as usize;
+        let end = ((last + 1) * block_size).min(size) as usize;
+        let digest = scheme.digest(&image[start..end]);
+        let blocks = if first == last {
+            first.to_string()
+        } else {
+            format!("{first}-{last}")
+        };
+        let attribute = scheme.attribute();
+        writeln!(
+            x,
+            "        <Range {attribute}=\"{digest}\"> {blocks} </Range>"
+        )
+        .expect("write");
+    }
+    x.push_str("    </BlockMap>\n");
 }
 
 /// Whether a bmap's own checksum holds by the format's rule (REFERENCE.md 1.5): the
