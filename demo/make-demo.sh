@@ -31,8 +31,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Fixed dates and identifiers: the same sources give the same image bytes.
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 1700000000)}
+# Fixed dates and identifiers: the same sources give the same image bytes. The date is
+# the last commit that changed what goes into the file system.
+inputs=(README.md crates/bmap/src demo/make-demo.sh)
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct -- "${inputs[@]}" 2>/dev/null || echo 1700000000)}
 export E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH
 disk_id=5b1f9c3e-7a52-4c47-9d0e-6d656d6f2d31
 part_id=5b1f9c3e-7a52-4c47-9d0e-6d656d6f2d32
@@ -46,8 +48,8 @@ part_size=$((62 * mib))     # leaves room for the backup GPT at the end
 echo "--- the files"
 root="$work/root"
 mkdir -p "$root/docs" "$root/src"
-cp README.md "$root/docs/README.md"
-cp -r crates/bmap/src "$root/src/bmap"
+cp "${inputs[0]}" "$root/docs/README.md"
+cp -r "${inputs[1]}" "$root/src/bmap"
 cat >"$root/README.txt" <<'EOF'
 This file system is the demo image of bmaptool (Rust), flashed by the first command
 of the project's README. It holds the project's README and the sources of its bmap
@@ -75,15 +77,26 @@ mkfs.ext4 -q -F -b 4096 -L demo-root -U "$fs_id" \
     -E "offset=$part_start,hash_seed=$fs_id,root_owner=0:0" \
     -d "$root" "$image" "$((part_size / 1024))k"
 
-# Check what was built: the partition table, then the file system on a copy of the
-# partition (e2fsck has no offset option).
+# mkfs.ext4 -d copies each file's times, and reading the files moved their atime while
+# ctime cannot be set from outside: pin all four in the file system. e2fsprogs opens a
+# file system at an offset as "FILE?offset=N".
+fs="$image?offset=$part_start"
+(cd "$root" && find . | sed 's|^\.||; s|^$|/|') | while read -r path; do
+    for field in atime mtime ctime crtime; do
+        echo "set_inode_field \"$path\" $field @$SOURCE_DATE_EPOCH"
+    done
+done >"$work/times"
+debugfs -w -f "$work/times" "$fs" >/dev/null 2>"$work/debugfs.log"
+if grep -v '^debugfs [0-9]' "$work/debugfs.log" >&2; then
+    echo "make-demo.sh: debugfs could not set the times" >&2
+    exit 1
+fi
+
+# Check what was built: the partition table, the file system, a file read back.
 sfdisk --dump "$image" | grep -q "start=        2048, size=      126976" \
     || { sfdisk --dump "$image" >&2; echo "make-demo.sh: unexpected partition table" >&2; exit 1; }
-dd if="$image" of="$work/part.img" bs=1M skip=$((part_start / mib)) count=$((part_size / mib)) \
-    conv=sparse status=none
-fsck=$(e2fsck -fn "$work/part.img" 2>&1) || { echo "$fsck" >&2; exit 1; }
-debugfs -R "cat /README.txt" "$work/part.img" 2>/dev/null | cmp - "$root/README.txt"
-rm "$work/part.img"
+fsck=$(e2fsck -fn "$fs" 2>&1) || { echo "$fsck" >&2; exit 1; }
+debugfs -R "cat /README.txt" "$fs" 2>/dev/null | cmp - "$root/README.txt"
 
 echo "--- the bmap, by this repository's bmaptool create"
 cargo build --quiet -p bmaptool
