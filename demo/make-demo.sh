@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds the demo that the README's first command flashes: a small GPT-partitioned
-# disk image with an ext4 file system holding real files (this project's own README and
-# library sources, MIT OR Apache-2.0), its bmap made by this repository's
+# disk image with an ext4 file system holding real files (the sources of this project's
+# bmap library, MIT OR Apache-2.0), its bmap made by this repository's
 # `bmaptool create`, the image compressed with xz, a detached OpenPGP signature of the
 # bmap by a key generated for the demo, and that key's public half (armored).
 #
@@ -33,7 +33,7 @@ trap cleanup EXIT
 
 # Fixed dates and identifiers: the same sources give the same image bytes. The date is
 # the last commit that changed what goes into the file system.
-inputs=(README.md crates/bmap/src demo/make-demo.sh)
+inputs=(crates/bmap/src demo/make-demo.sh)
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct -- "${inputs[@]}" 2>/dev/null || echo 1700000000)}
 export E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH
 disk_id=5b1f9c3e-7a52-4c47-9d0e-6d656d6f2d31
@@ -47,13 +47,12 @@ part_size=$((62 * mib))     # leaves room for the backup GPT at the end
 
 echo "--- the files"
 root="$work/root"
-mkdir -p "$root/docs" "$root/src"
-cp "${inputs[0]}" "$root/docs/README.md"
-cp -r "${inputs[1]}" "$root/src/bmap"
+mkdir -p "$root/src"
+cp -r "${inputs[0]}" "$root/src/bmap"
 cat >"$root/README.txt" <<'EOF'
 This file system is the demo image of bmaptool (Rust), flashed by the first command
-of the project's README. It holds the project's README and the sources of its bmap
-library (MIT OR Apache-2.0), so that the image has real files in it.
+of the project's README. It holds the sources of the project's bmap library (MIT OR
+Apache-2.0), so that the image has real files in it.
 
 The image is sparse: only the blocks that hold the partition table and this file
 system's data and metadata are mapped, and its bmap lists them. `bmaptool copy`
