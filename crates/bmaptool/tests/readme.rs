@@ -119,6 +119,21 @@ fn readme_first_command_flashes_the_demo_into_a_file_checking_its_signature() {
     }
     assert!(text.contains("image to file 'demo.img'"), "{text}");
     assert!(text.contains("ranges verified"), "{text}");
+    // The summary the README shows is the one printed (the signer, the block counts).
+    let shown = readme();
+    for prefix in [
+        "bmaptool: info: successfully verified",
+        "bmaptool: info: 16384 blocks",
+    ] {
+        let line = shown
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("the README shows no {prefix:?} line"));
+        assert!(
+            text.lines().any(|l| l == line),
+            "the README shows {line:?}, the command printed:\n{text}"
+        );
+    }
     assert!(
         read(&dest) == xz_decompress(&repo().join("demo/demo.img.xz")),
         "the flashed file is not the demo image"
