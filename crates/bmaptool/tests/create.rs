@@ -54,17 +54,33 @@ enum Golden {
     Conformance,
 }
 
+impl Golden {
+    /// Whether this source is there; otherwise skipped (or, strict, failed).
+    fn available(self) -> bool {
+        match self {
+            Golden::InstalledReference => require(
+                have_reference(),
+                "the reference bmaptool (Debian bmap-tools) at /usr/bin/bmaptool, with python3",
+            ),
+            Golden::Conformance => need_conformance(),
+        }
+    }
+
+    /// The bmap the reference writes for golden image `image`.
+    fn bmap(self, image: &Path) -> Vec<u8> {
+        match self {
+            Golden::InstalledReference => reference_create_3_9(image),
+            Golden::Conformance => {
+                golden_bmap(&image.file_name().expect("a name").to_string_lossy())
+            }
+        }
+    }
+}
+
 /// Makes the golden images in `scratch` and checks that `create`, to stdout and with
 /// `-o`, writes the reference's bytes; `method` is the layout method `-d` must name.
 fn check_golden(scratch: &Scratch, method: &str, source: Golden) {
-    let available = match source {
-        Golden::InstalledReference => require(
-            have_reference(),
-            "the reference bmaptool (Debian bmap-tools) at /usr/bin/bmaptool, with python3",
-        ),
-        Golden::Conformance => need_conformance(),
-    };
-    if !available {
+    if !source.available() {
         return;
     }
     let images = scratch.path().join("images");
@@ -72,10 +88,7 @@ fn check_golden(scratch: &Scratch, method: &str, source: Golden) {
     fs::create_dir(&images).expect("mkdir images");
     fs::create_dir(&outputs).expect("mkdir outputs");
     make_golden_images(&images);
-    let expected = |name: &str| match source {
-        Golden::InstalledReference => reference_create_3_9(&images.join(name)),
-        Golden::Conformance => golden_bmap(name),
-    };
+    let expected = |name: &str| source.bmap(&images.join(name));
     for name in GOLDEN_IMAGES {
         let image = images.join(name);
         let golden = expected(name);

@@ -360,6 +360,23 @@ pub fn fixture_bmap(
         element(&mut x, &mapped_comment, "MappedBlocksCount", mapped);
     }
     let placeholder = "0".repeat(scheme.digest(b"").len());
+    checksum_elements(&mut x, scheme, &placeholder);
+    block_map(&mut x, scheme, image, block_size, ranges);
+    if scheme == Scheme::Old {
+        x.push('\n');
+        element(&mut x, &mapped_comment, "MappedBlocksCount", mapped);
+        x.pop(); // no blank line before the end
+    }
+    x.push_str("</bmap>\n");
+    match scheme {
+        Scheme::Old => x.into_bytes(),
+        Scheme::Sha1 | Scheme::Sha256 => seal(x, &placeholder, |b| scheme.digest(b)),
+    }
+}
+
+/// The elements that say how the file is checksummed, the file's own checksum as
+/// `placeholder` (zeros) for now.
+fn checksum_elements(x: &mut String, scheme: Scheme, placeholder: &str) {
     match scheme {
         Scheme::Old => {}
         Scheme::Sha1 => {
@@ -378,17 +395,6 @@ pub fn fixture_bmap(
             )
             .expect("write");
         }
-    }
-    block_map(&mut x, scheme, image, block_size, ranges);
-    if scheme == Scheme::Old {
-        x.push('\n');
-        element(&mut x, &mapped_comment, "MappedBlocksCount", mapped);
-        x.pop(); // no blank line before the end
-    }
-    x.push_str("</bmap>\n");
-    match scheme {
-        Scheme::Old => x.into_bytes(),
-        Scheme::Sha1 | Scheme::Sha256 => seal(x, &placeholder, |b| scheme.digest(b)),
     }
 }
 
