@@ -1,6 +1,7 @@
 //! Black-box tests of `bmaptool copy` with compressed and archived images.
 //!
-//! The reference test image and the golden images are compressed at test time with
+//! The test image (laid out like the reference's `test.image`) and the golden images,
+//! both made at test time with bmaps written by the test fixture, are compressed with
 //! the real tools (gzip, pigz, bzip2, pbzip2, xz, lzop, lz4, zstd, pzstd, tar, zip),
 //! then copied by the real binary and compared byte for byte with the raw image.
 //! Broken streams (cut short, cut inside the trailer, one flipped byte), data in a
@@ -19,10 +20,10 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+#[path = "common/testdata.rs"]
+mod testdata;
+
 const BMAPTOOL: &str = env!("CARGO_BIN_EXE_bmaptool");
-const CONFORMANCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/conformance");
-/// Size of the reference test image once decompressed.
-const TEST_IMAGE_SIZE: usize = 821_752;
 const BLOCK: usize = 4096;
 
 // ---------------------------------------------------------------------------------
@@ -348,53 +349,34 @@ impl Work {
         self.dir().join(format!("{stem}-{n}{ext}"))
     }
 
-    /// The reference's test image (decompressed with the real gzip), with the bmap of
-    /// format `version` ("2.0", "1.3").
-    fn reference(&self, version: &str) -> Option<Image> {
-        if !tools(&["gzip"], "the reference test image") {
-            return None;
-        }
+    /// The test image (laid out like the reference's `test.image`, made at test time),
+    /// with the fixture's bmap of format `version` ("2.0", "1.3").
+    fn reference(&self, version: &str) -> Image {
         let raw = self.dir().join("test.image");
+        let bytes = testdata::test_image_bytes();
         if !raw.exists() {
-            let gz = Path::new(CONFORMANCE).join("reference-test-data/test.image.gz");
-            run_tool(&["gzip", "-dc"], &gz, &raw);
+            fs::write(&raw, &bytes).expect("write test.image");
         }
-        let bytes = fs::read(&raw).expect("read test.image");
-        assert_eq!(
-            bytes.len(),
-            TEST_IMAGE_SIZE,
-            "test.image.gz decompresses to 821,752 bytes"
-        );
-        Some(Image {
+        Image {
             raw,
-            bmap: Path::new(CONFORMANCE)
-                .join(format!("reference-test-data/test.image.bmap.v{version}")),
+            bmap: testdata::test_image_bmap(version),
             bytes,
-        })
+        }
     }
 
-    /// A golden image (written by `golden/make-images.py`) and its reference bmap.
-    fn golden(&self, name: &str) -> Option<Image> {
-        if !tools(&["python3"], "the golden images") {
-            return None;
-        }
+    /// A golden image (the bytes of `golden/make-images.py`) and the fixture's bmap.
+    fn golden(&self, name: &str) -> Image {
         let dir = self.dir().join("golden");
         if !dir.exists() {
-            let status = Command::new("python3")
-                .arg(Path::new(CONFORMANCE).join("golden/make-images.py"))
-                .arg(&dir)
-                .stdout(Stdio::null())
-                .status()
-                .expect("run make-images.py");
-            assert!(status.success(), "make-images.py failed");
+            testdata::write_golden_images(&dir);
         }
         let raw = dir.join(name);
         let bytes = fs::read(&raw).expect("read a golden image");
-        Some(Image {
+        Image {
             raw,
-            bmap: Path::new(CONFORMANCE).join(format!("golden/{name}.bmap")),
+            bmap: testdata::golden_fixture_bmap(name),
             bytes,
-        })
+        }
     }
 
     /// A copy of `bytes` as a raw image file.
@@ -703,13 +685,11 @@ fn matrix(
 #[test]
 fn every_format_of_the_reference_image_by_file_pipe_and_misleading_name() {
     let work = Work::new();
-    let Some(image) = work.reference("2.0") else {
-        return;
-    };
+    let image = work.reference("2.0");
     let (mut failures, mut checked) = matrix(&work, &image, FORMATS, Mode::All, "test.image");
 
     // The SHA-1 bmap (format 1.3) reads the same streams.
-    let v13 = work.reference("1.3").expect("gzip is there");
+    let v13 = work.reference("1.3");
     let (more, n) = matrix(
         &work,
         &v13,
@@ -758,9 +738,7 @@ const DISTINCT: &[&str] = &[
 #[test]
 fn every_kind_of_format_of_the_golden_mixed_image() {
     let work = Work::new();
-    let Some(image) = work.golden("mixed.img") else {
-        return;
-    };
+    let image = work.golden("mixed.img");
     let by_file: Vec<Fmt> = DISTINCT.iter().map(|l| format(l)).collect();
     let (mut failures, mut checked) = matrix(&work, &image, &by_file, Mode::File, "mixed.img");
     let piped = [
@@ -778,9 +756,7 @@ fn every_kind_of_format_of_the_golden_mixed_image() {
 #[test]
 fn the_golden_many_image_through_multi_block_and_multi_frame_streams() {
     let work = Work::new();
-    let Some(image) = work.golden("many.img") else {
-        return;
-    };
+    let image = work.golden("many.img");
     let by_file = [format("xz multi-block"), format("lz4")];
     let (mut failures, mut checked) = matrix(&work, &image, &by_file, Mode::File, "many.img");
     let (more, n) = matrix(&work, &image, &[format("pzstd")], Mode::Pipe, "many.img");
@@ -792,9 +768,7 @@ fn the_golden_many_image_through_multi_block_and_multi_frame_streams() {
 #[test]
 fn a_raw_image_under_a_compressed_name_is_copied_with_a_warning() {
     let work = Work::new();
-    let Some(image) = work.reference("2.0") else {
-        return;
-    };
+    let image = work.reference("2.0");
     let mut failures = Failures::default();
     let mut checked = 0;
     for ext in [".gz", ".xz", ".tar.zst", ".zip", ".tar"] {
@@ -825,9 +799,7 @@ fn a_raw_image_under_a_compressed_name_is_copied_with_a_warning() {
 #[test]
 fn a_stream_whose_first_bytes_arrive_alone_is_still_recognised() {
     let work = Work::new();
-    let Some(image) = work.reference("2.0") else {
-        return;
-    };
+    let image = work.reference("2.0");
     let mut failures = Failures::default();
     let mut checked = 0;
     for (label, first) in [
@@ -937,9 +909,7 @@ fn concatenated(work: &Work, image: &Image, codecs: &[(&str, &[&str], &str)]) ->
 #[test]
 fn concatenated_streams_decode_to_the_end() {
     let work = Work::new();
-    let Some(image) = work.reference("2.0") else {
-        return;
-    };
+    let image = work.reference("2.0");
     let (failures, checked) = concatenated(
         &work,
         &image,
@@ -960,9 +930,7 @@ fn concatenated_streams_decode_to_the_end() {
 #[test]
 fn concatenated_legacy_lz4_streams_decode_to_the_end() {
     let work = Work::new();
-    let Some(image) = work.reference("2.0") else {
-        return;
-    };
+    let image = work.reference("2.0");
     let (failures, checked) = concatenated(
         &work,
         &image,
@@ -977,9 +945,7 @@ fn concatenated_legacy_lz4_streams_decode_to_the_end() {
 #[test]
 fn truncated_or_corrupt_streams_fail_cleanly() {
     let work = Work::new();
-    let Some(image) = work.reference("2.0") else {
-        return;
-    };
+    let image = work.reference("2.0");
     let mut failures = Failures::default();
     let mut checked = 0;
     for f in FORMATS {
@@ -1035,9 +1001,7 @@ fn truncated_or_corrupt_streams_fail_cleanly() {
 #[test]
 fn data_in_a_hole_is_an_error_unless_verification_is_off() {
     let work = Work::new();
-    let Some(image) = work.reference("2.0") else {
-        return;
-    };
+    let image = work.reference("2.0");
     // Block 2 lies between ranges 0-1 and 3-5; block 200 (partial, the last) is the
     // trailing hole after range 198-199.
     let pokes = [
@@ -1107,9 +1071,7 @@ fn data_in_a_hole_is_an_error_unless_verification_is_off() {
 #[test]
 fn an_image_whose_size_disagrees_with_the_bmap_fails() {
     let work = Work::new();
-    let Some(image) = work.reference("2.0") else {
-        return;
-    };
+    let image = work.reference("2.0");
     let mut longer_zeros = image.bytes.clone();
     longer_zeros.extend([0u8; BLOCK]);
     let mut longer_data = image.bytes.clone();
@@ -1171,9 +1133,7 @@ fn an_image_whose_size_disagrees_with_the_bmap_fails() {
 #[test]
 fn nobmap_writes_the_whole_decoded_image_and_refuses_a_cut_stream() {
     let work = Work::new();
-    let Some(image) = work.reference("2.0") else {
-        return;
-    };
+    let image = work.reference("2.0");
     let mut failures = Failures::default();
     let mut checked = 0;
     for f in FORMATS {
@@ -1255,9 +1215,7 @@ fn nobmap_writes_the_whole_decoded_image_and_refuses_a_cut_stream() {
 #[test]
 fn the_bmap_of_a_compressed_image_is_discovered_by_its_uncompressed_name() {
     let work = Work::new();
-    let Some(image) = work.reference("2.0") else {
-        return;
-    };
+    let image = work.reference("2.0");
     let mut failures = Failures::default();
     let mut checked = 0;
     // (format, image name, bmap name)
@@ -1317,9 +1275,7 @@ const SPARSE_TARS: &[Fmt] = &[
 #[test]
 fn sparse_tar_members_are_expanded_as_the_reference_does() {
     let work = Work::new();
-    let Some(image) = work.golden("mixed.img") else {
-        return;
-    };
+    let image = work.golden("mixed.img");
     let mut failures = Failures::default();
     let mut checked = 0;
     for f in SPARSE_TARS {
@@ -1345,9 +1301,7 @@ fn sparse_tar_members_are_expanded_as_the_reference_does() {
 #[test]
 fn a_sparse_tar_member_is_never_written_condensed() {
     let work = Work::new();
-    let Some(image) = work.golden("mixed.img") else {
-        return;
-    };
+    let image = work.golden("mixed.img");
     let mut failures = Failures::default();
     let mut checked = 0;
     for f in SPARSE_TARS {

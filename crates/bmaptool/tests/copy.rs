@@ -1,11 +1,14 @@
-//! Black-box tests of `bmaptool copy`: the real binary on the reference's test data and
-//! the golden images, to new and existing files, from standard input, and to real loop
+//! Black-box tests of `bmaptool copy`: the real binary on the test data (made at test
+//! time: an image laid out like the reference's `test.image` with bmaps of every format
+//! version, and the golden images), to new and existing files, from standard input, and to real loop
 //! devices; refusals on mounted, busy and small devices; corrupt, truncated and too
 //! long images, a full file system; SIGTERM and SIGINT in the middle of a copy; the
-//! psplash pipe; interoperability with the reference tool; messages.
+//! psplash pipe; interoperability with the reference tool; messages; and, as extra
+//! conformance checks, the reference's own test data from `../shared/conformance`.
 //!
-//! Tests that need root, loop devices, mounts, python3 or the reference tool skip when
-//! those are missing, unless `BMAPTOOL_TEST_STRICT=1` (CI), where they fail.
+//! Tests that need root, loop devices, mounts, python3, the reference tool or
+//! `../shared/conformance` skip when those are missing, unless `BMAPTOOL_TEST_STRICT=1`
+//! (CI), where they fail.
 
 mod copy_support;
 
@@ -72,7 +75,7 @@ fn assert_no_partial_image(dest: &Path) {
 }
 
 // ---------------------------------------------------------------------------------
-// 1. The reference's test data, every bmap version
+// 1. The test image, every bmap version
 
 #[test]
 fn test_image_with_each_bmap_version_to_a_new_sparse_file() {
@@ -235,7 +238,7 @@ fn golden_images_copy_exactly_with_their_bmaps() {
     let Some(dir) = golden_dir() else { return };
     for name in GOLDEN_IMAGES {
         let image = dir.path().join(name);
-        let bmap = conformance().join("golden").join(format!("{name}.bmap"));
+        let bmap = golden_fixture_bmap(name);
         let dest = dir.path().join(format!("{name}.out"));
         assert_ok(&run(with_bmap(&bmap, &image, &dest)));
         assert!(read(&dest) == read(&image), "{name}: copy differs");
@@ -249,11 +252,7 @@ fn golden_images_copy_exactly_with_the_discovered_image_dot_bmap() {
     for name in GOLDEN_IMAGES {
         let image = dir.path().join(name);
         let bmap = dir.path().join(format!("{name}.bmap"));
-        fs::copy(
-            conformance().join("golden").join(format!("{name}.bmap")),
-            &bmap,
-        )
-        .expect("copy the golden bmap beside its image");
+        fs::copy(golden_fixture_bmap(name), &bmap).expect("copy the bmap beside its image");
         let dest = dir.path().join(format!("{name}.out"));
         let output = run(copy_args(&[], &image, &dest));
         assert_ok(&output);
@@ -1381,4 +1380,154 @@ fn error_messages_do_not_repeat_the_os_error() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+// ---------------------------------------------------------------------------------
+// 9. Test data: the fixtures' own rules
+
+#[test]
+fn fixture_bmaps_of_every_version_carry_their_checksums_by_the_format_rules() {
+    let image = test_image_bytes();
+    for version in VERSIONS {
+        let values = BmapValues::read(&test_bmap(version));
+        assert_eq!(values.version, version);
+        assert_eq!(values.ranges.len(), TEST_IMAGE_RANGES.len(), "v{version}");
+        let text = read(&test_bmap(version));
+        let expected = match version {
+            "1.2" => None,
+            _ => Some(true),
+        };
+        assert_eq!(self_checksum_holds(&text), expected, "v{version}");
+        let digest_len = if matches!(version, "1.2" | "1.3") {
+            40
+        } else {
+            64
+        };
+        for (range, digest) in &values.ranges {
+            assert_eq!(
+                digest.as_ref().map(String::len),
+                Some(digest_len),
+                "{range}"
+            );
+        }
+    }
+    // Mapped blocks hold data and holes are zero: the layout is the reference's.
+    for block in 0..TEST_IMAGE_SIZE.div_ceil(BLOCK) {
+        let start = (block * BLOCK) as usize;
+        let end = (start + BLOCK as usize).min(image.len());
+        let mapped = TEST_IMAGE_RANGES
+            .iter()
+            .any(|&(a, b)| (a..=b).contains(&block));
+        let data = image[start..end].iter().any(|&b| b != 0);
+        assert_eq!(data, mapped, "block {block}");
+    }
+    let mapped: u64 = TEST_IMAGE_RANGES.iter().map(|(a, b)| b - a + 1).sum();
+    assert_eq!(mapped, TEST_IMAGE_MAPPED_BLOCKS);
+}
+
+// ---------------------------------------------------------------------------------
+// 10. Extra conformance checks: the reference's own data (../shared/conformance)
+
+#[test]
+fn conformance_reference_test_image_copies_with_each_of_its_bmaps_raw_and_gzipped() {
+    if !need_conformance() || !need_python() {
+        return;
+    }
+    let dir = tempdir();
+    let (image, _) = reference_test_image(dir.path());
+    let gz = conformance().join("reference-test-data/test.image.gz");
+    for version in VERSIONS {
+        let bmap = reference_test_bmap(version);
+        for (what, source) in [("raw", &image), ("gz", &gz)] {
+            let dest = dir.path().join(format!("out-{version}-{what}.img"));
+            let output = run(with_bmap(&bmap, source, &dest));
+            assert_ok(&output);
+            assert_eq!(
+                sha256(&dest),
+                REFERENCE_TEST_IMAGE_SHA256,
+                "v{version} from {what}"
+            );
+            assert_sparse_as(&dest, &BmapFacts::read(&bmap));
+        }
+    }
+}
+
+#[test]
+fn conformance_reference_test_image_with_a_corrupt_byte_fails_naming_the_range() {
+    if !need_conformance() {
+        return;
+    }
+    let dir = tempdir();
+    let (image, _) = reference_test_image(dir.path());
+    flip_byte(&image, IN_RANGE_3_5);
+    // Every version, 1.2 included: its `sha1` attributes are verified here.
+    for version in VERSIONS {
+        let dest = dir.path().join(format!("out-{version}.img"));
+        let output = run(with_bmap(&reference_test_bmap(version), &image, &dest));
+        assert_fails(&output, &["checksum mismatch for blocks range 3-5"]);
+        assert!(
+            !dest.exists(),
+            "v{version}: the failed copy was left behind"
+        );
+    }
+}
+
+#[test]
+fn conformance_fixture_bmaps_say_what_the_reference_bmaps_say() {
+    if !need_conformance() {
+        return;
+    }
+    let dir = tempdir();
+    let (_, bytes) = reference_test_image(dir.path());
+    for version in VERSIONS {
+        let theirs = reference_test_bmap(version);
+        let ours = dir.path().join(format!("fixture.v{version}"));
+        fs::write(
+            &ours,
+            fixture_bmap(version, &bytes, BLOCK, &TEST_IMAGE_RANGES),
+        )
+        .expect("write the fixture bmap");
+        assert_eq!(
+            BmapValues::read(&ours),
+            BmapValues::read(&theirs),
+            "v{version}: the fixture and the reference disagree"
+        );
+        assert_eq!(
+            self_checksum_holds(&read(&theirs)),
+            self_checksum_holds(&read(&ours)),
+            "v{version}: the self-checksum rule"
+        );
+    }
+}
+
+#[test]
+fn conformance_golden_images_are_make_images_py_bytes_and_copy_with_the_3_9_bmaps() {
+    if !need_conformance() || !need_python() {
+        return;
+    }
+    let dir = tempdir();
+    let py = dir.path().join("py");
+    let out = Command::new("python3")
+        .arg(conformance().join("golden/make-images.py"))
+        .arg(&py)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "make-images.py failed");
+    for name in GOLDEN_IMAGES {
+        let image = py.join(name);
+        assert!(
+            read(&image) == golden_bytes(name),
+            "{name}: the Rust port differs from make-images.py"
+        );
+        let bmap = conformance().join("golden").join(format!("{name}.bmap"));
+        assert_eq!(
+            BmapValues::read(&bmap).ranges,
+            BmapValues::read(&golden_fixture_bmap(name)).ranges,
+            "{name}: the fixture's ranges or digests differ from the reference 3.9's"
+        );
+        let dest = dir.path().join(format!("{name}.out"));
+        assert_ok(&run(with_bmap(&bmap, &image, &dest)));
+        assert!(read(&dest) == read(&image), "{name}: copy differs");
+        assert_sparse_as(&dest, &BmapFacts::read(&bmap));
+    }
 }

@@ -4,9 +4,14 @@
 //! builders with an in-memory model of their bytes, bmap assertions, and the rule for
 //! tests that need something from the environment.
 //!
-//! Environment rule: a test that needs root, a mount, `python3`, `fallocate` or the
-//! reference tool calls [`require`]. When the need is not met the test is skipped with a
-//! message on stderr, unless `BMAPTOOL_TEST_STRICT=1` (set by CI), where it fails.
+//! The test data (golden images, fixture bmaps) is made at test time by `testdata.rs`;
+//! the reference's own golden output in `../shared/conformance` is read only by the
+//! extra conformance tests.
+//!
+//! Environment rule: a test that needs root, a mount, `python3`, `fallocate`, the
+//! reference tool or `../shared/conformance` calls [`require`]. When the need is not
+//! met the test is skipped with a message on stderr, unless `BMAPTOOL_TEST_STRICT=1`
+//! (set by CI), where it fails.
 
 #![allow(
     dead_code,
@@ -22,6 +27,11 @@ use std::process::{Command as StdCommand, Output, Stdio};
 use bmap::format::{Bmap, ChecksumKind, SelfCheck};
 use tempfile::TempDir;
 
+pub mod testdata;
+
+/// Names of the golden images (the images of `golden/make-images.py`).
+pub const GOLDEN_IMAGES: [&str; 6] = testdata::GOLDEN_IMAGES;
+
 /// The variable that turns missing environment into test failures.
 pub const STRICT_VAR: &str = "BMAPTOOL_TEST_STRICT";
 
@@ -32,16 +42,6 @@ pub const TMPFS_MAGIC: u64 = 0x0102_1994;
 
 /// The Debian `bmap-tools` reference (3.6), a Python script.
 pub const REFERENCE: &str = "/usr/bin/bmaptool";
-
-/// Names of the golden images made by `golden/make-images.py`.
-pub const GOLDEN_IMAGES: [&str; 6] = [
-    "empty.img",
-    "full.img",
-    "many.img",
-    "mixed.img",
-    "one-byte.img",
-    "tail.img",
-];
 
 const MIB: u64 = 1 << 20;
 
@@ -68,12 +68,10 @@ pub fn require(cond: bool, what: &str) -> bool {
 // ---------------------------------------------------------------------------------
 // Paths and environment probes
 
-/// `../shared/conformance`, read-only.
+/// `../shared/conformance`, read-only: the reference's own data, for the extra
+/// conformance tests (after [`need_conformance`]).
 pub fn conformance_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance"
-    ))
+    testdata::conformance_path()
 }
 
 /// `../shared/conformance/golden`.
@@ -81,10 +79,16 @@ pub fn golden_dir() -> PathBuf {
     conformance_dir().join("golden")
 }
 
-/// The golden bmap of image `name`.
+/// The reference 3.9's bmap of golden image `name` (conformance).
 pub fn golden_bmap(name: &str) -> Vec<u8> {
     let path = golden_dir().join(format!("{name}.bmap"));
     fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// Whether `../shared/conformance` is there; otherwise skipped or, strict, failed.
+#[track_caller]
+pub fn need_conformance() -> bool {
+    require(testdata::conformance_present(), testdata::CONFORMANCE_NEED)
 }
 
 /// Whether the tests run as root (the owner of `/proc/self` is the effective uid).
@@ -491,24 +495,9 @@ pub fn merge_ranges(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u
     merged
 }
 
-/// Runs `golden/make-images.py DIR`, which writes the six golden images.
+/// Writes the six golden images into `dir`, the bytes `golden/make-images.py` writes.
 pub fn make_golden_images(dir: &Path) {
-    let out = StdCommand::new("python3")
-        .arg(golden_dir().join("make-images.py"))
-        .arg(dir)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "make-images.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for name in GOLDEN_IMAGES {
-        assert!(
-            dir.join(name).is_file(),
-            "make-images.py did not write {name}"
-        );
-    }
+    testdata::write_golden_images(dir);
 }
 
 // ---------------------------------------------------------------------------------
@@ -533,6 +522,63 @@ pub fn parse_bmap(bytes: &[u8]) -> Bmap {
         }
         Err(e) => panic!("not a valid bmap: {e}\n{}", String::from_utf8_lossy(bytes)),
     }
+}
+
+/// The comments of Debian's bmap-tools 3.6 that 3.9 words differently (its only
+/// differences in `create`'s output, see `../shared/conformance/README.md`).
+const WORDING_3_6_TO_3_9: [(&str, &str); 3] = [
+    (
+        "     The block map an optimization which allows to copy or flash the image to\n     \
+         the image quicker",
+        "     The block map is an optimization which allows to copy or flash the image\n     \
+         to the image quicker",
+    ),
+    ("the checksum has be zero", "the checksum has to be zero"),
+    (
+        "the checksum of this blocks range.",
+        "the checksum of this block range.",
+    ),
+];
+
+/// What the reference 3.9 writes for `create IMAGE`, from the installed reference
+/// (Debian's 3.6): its output with the three comments worded as 3.9 words them and the
+/// bmap's own checksum recomputed by the format's rule. Needs [`have_reference`].
+#[track_caller]
+pub fn reference_create_3_9(image: &Path) -> Vec<u8> {
+    let out = StdCommand::new(REFERENCE)
+        .arg("create")
+        .arg(image)
+        .output()
+        .expect("the reference runs");
+    assert!(
+        out.status.success(),
+        "reference create {}: {}",
+        image.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        testdata::self_checksum_holds(&out.stdout),
+        Some(true),
+        "the reference's own bmap does not verify"
+    );
+    let mut text = String::from_utf8(out.stdout).expect("the reference writes UTF-8");
+    for (old, new) in WORDING_3_6_TO_3_9 {
+        if !text.contains(new) {
+            assert_eq!(
+                text.matches(old).count(),
+                1,
+                "the reference's comment {old:?}"
+            );
+            text = text.replacen(old, new, 1);
+        }
+    }
+    let stored = testdata::element_text(&text, "BmapFileChecksum").expect("BmapFileChecksum");
+    let at = text.find(&stored).expect("the stored checksum");
+    let mut bytes = text.into_bytes();
+    bytes[at..at + stored.len()].fill(b'0');
+    let sum = testdata::sha256_hex(&bytes);
+    bytes[at..at + stored.len()].copy_from_slice(sum.as_bytes());
+    bytes
 }
 
 /// The `(first, last)` pairs of a bmap.

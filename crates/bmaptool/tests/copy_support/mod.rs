@@ -1,12 +1,17 @@
 //! Harness for the black-box tests of `bmaptool copy` (`tests/copy.rs`): running the
-//! real binary, the rule for tests that need the environment, the conformance data,
-//! a bmap reader independent of the product's parser, sparseness checks, and guards
-//! that undo what a test set up (loop devices, mounts, helper processes) even when the
-//! test fails.
+//! real binary, the rule for tests that need the environment, the test data (made at
+//! test time by `common/testdata.rs`; the reference's own data in
+//! `../shared/conformance` only for the extra conformance tests), a bmap reader
+//! independent of the product's parser, sparseness checks, and guards that undo what a
+//! test set up (loop devices, mounts, helper processes) even when the test fails.
 //!
-//! Environment rule: a test that needs root, loop devices, a mount, `python3` or the
-//! reference tool asks [`require`] first. When the need is not met the test is skipped
-//! with a note on stderr, unless `BMAPTOOL_TEST_STRICT=1` (CI), where it fails.
+//! Environment rule: a test that needs root, loop devices, a mount, `python3`, the
+//! reference tool or `../shared/conformance` asks [`require`] first. When the need is
+//! not met the test is skipped with a note on stderr, unless `BMAPTOOL_TEST_STRICT=1`
+//! (CI), where it fails.
+
+#[path = "../common/testdata.rs"]
+mod testdata;
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
@@ -17,27 +22,28 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+#[allow(
+    unused_imports,
+    reason = "each test file that includes this harness uses its own subset"
+)]
+pub use testdata::{
+    BLOCK, GOLDEN_IMAGES, TEST_IMAGE_MAPPED_BLOCKS, TEST_IMAGE_RANGES, TEST_IMAGE_SIZE,
+    element_text, fixture_bmap, golden_bytes, golden_fixture_bmap, self_checksum_holds,
+    test_image_bytes,
+};
 
 /// The variable that turns a missing environment into test failures.
 pub const STRICT_VAR: &str = "BMAPTOOL_TEST_STRICT";
 /// The Debian `bmap-tools` reference (3.6).
 pub const REFERENCE: &str = "/usr/bin/bmaptool";
-/// The four bmap versions of the reference test data.
+/// The four bmap versions the test data comes in.
 pub const VERSIONS: [&str; 4] = ["1.2", "1.3", "1.4", "2.0"];
-/// Size of `test.image`.
-pub const TEST_IMAGE_SIZE: u64 = 821_752;
-/// SHA-256 of `test.image`.
+/// SHA-256 of the generated `test.image` (pins the generator: the same on every machine).
 pub const TEST_IMAGE_SHA256: &str =
+    "164a8efa06a5ceb2bc537f615ddeca0cae45dd050c7dbf2a29a1e854f10f2855";
+/// SHA-256 of the reference's own `test.image` (`../shared/conformance`).
+pub const REFERENCE_TEST_IMAGE_SHA256: &str =
     "d1ff17fa5f20ff1c4fffa079fc466819fcd0b3308ac89e7c13a91da948e09f5b";
-/// Names of the golden images made by `golden/make-images.py`.
-pub const GOLDEN_IMAGES: [&str; 6] = [
-    "empty.img",
-    "full.img",
-    "many.img",
-    "mixed.img",
-    "one-byte.img",
-    "tail.img",
-];
 /// Page size used to describe allocation (all the test bmaps use 4 KiB blocks).
 pub const PAGE: u64 = 4096;
 /// One mebibyte.
@@ -115,19 +121,29 @@ pub fn need_reference() -> bool {
     )
 }
 
+/// `../shared/conformance` (the extra tests against the reference's own data).
+#[track_caller]
+pub fn need_conformance() -> bool {
+    require(testdata::conformance_present(), testdata::CONFORMANCE_NEED)
+}
+
 // ---------------------------------------------------------------------------------
 // Paths and data
 
-/// `../shared/conformance`, read-only.
+/// `../shared/conformance`, read-only: the reference's own test data. Only the extra
+/// conformance tests read it, after [`need_conformance`].
 pub fn conformance() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance"
-    ))
+    testdata::conformance_path()
 }
 
-/// The bmap of `test.image` in format `version`.
+/// The bmap of `test.image` in format `version`: written by the test fixture from the
+/// format's rules (a file under `target/tmp`; do not modify it, copy it).
 pub fn test_bmap(version: &str) -> PathBuf {
+    testdata::test_image_bmap(version)
+}
+
+/// The reference's own bmap of its `test.image` in format `version` (conformance).
+pub fn reference_test_bmap(version: &str) -> PathBuf {
     conformance()
         .join("reference-test-data")
         .join(format!("test.image.bmap.v{version}"))
@@ -141,9 +157,23 @@ pub fn tempdir() -> TempDir {
         .expect("cannot make a temporary directory")
 }
 
-/// Decompresses `test.image.gz` into `dir/test.image`, checks it, returns its path and
-/// bytes.
+/// Writes the generated `test.image` into `dir/test.image`; returns its path and bytes.
 pub fn test_image(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let path = dir.join("test.image");
+    let bytes = test_image_bytes();
+    assert_eq!(bytes.len() as u64, TEST_IMAGE_SIZE);
+    assert_eq!(
+        testdata::sha256_hex(&bytes),
+        TEST_IMAGE_SHA256,
+        "the test image generator no longer makes the same bytes"
+    );
+    fs::write(&path, &bytes).expect("write test.image");
+    (path, bytes)
+}
+
+/// Decompresses the reference's own `test.image.gz` (conformance) into
+/// `dir/test.image` with the real gzip, checks it, returns its path and bytes.
+pub fn reference_test_image(dir: &Path) -> (PathBuf, Vec<u8>) {
     let path = dir.join("test.image");
     let out = Command::new("gzip")
         .arg("-dc")
@@ -153,22 +183,13 @@ pub fn test_image(dir: &Path) -> (PathBuf, Vec<u8>) {
     assert!(out.status.success(), "gzip -dc test.image.gz failed");
     fs::write(&path, &out.stdout).expect("write test.image");
     assert_eq!(out.stdout.len() as u64, TEST_IMAGE_SIZE);
-    assert_eq!(sha256(&path), TEST_IMAGE_SHA256);
+    assert_eq!(sha256(&path), REFERENCE_TEST_IMAGE_SHA256);
     (path, out.stdout)
 }
 
-/// Runs `golden/make-images.py DIR`.
+/// Writes the six golden images (the bytes of `golden/make-images.py`) into `dir`.
 pub fn golden_images(dir: &Path) {
-    let out = Command::new("python3")
-        .arg(conformance().join("golden/make-images.py"))
-        .arg(dir)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "make-images.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    testdata::write_golden_images(dir);
 }
 
 /// SHA-256 of a file, by `sha256sum`.
@@ -314,6 +335,60 @@ impl BmapFacts {
     pub fn is_mapped(&self, offset: u64) -> bool {
         let block = offset / self.block_size;
         self.ranges.iter().any(|&(a, b)| (a..=b).contains(&block))
+    }
+}
+
+/// What a bmap says, read by hand, for comparing two bmaps whatever their comments
+/// and layout: the version, the numbers, the checksum type, every range with its
+/// digest attribute (`chksum` or `sha1`), in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BmapValues {
+    /// The `version` attribute.
+    pub version: String,
+    /// `ImageSize`, `BlockSize`, `BlocksCount`, `MappedBlocksCount`, `ChecksumType`.
+    pub elements: Vec<Option<String>>,
+    /// `(range text, digest)` per `<Range>`.
+    pub ranges: Vec<(String, Option<String>)>,
+}
+
+impl BmapValues {
+    /// Reads a bmap file.
+    pub fn read(path: &Path) -> BmapValues {
+        let text = String::from_utf8(read(path)).expect("bmap is UTF-8");
+        let version = text
+            .split_once("<bmap version=\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .expect("a version attribute")
+            .0
+            .to_owned();
+        let elements = [
+            "ImageSize",
+            "BlockSize",
+            "BlocksCount",
+            "MappedBlocksCount",
+            "ChecksumType",
+        ]
+        .iter()
+        .map(|name| element_text(&text, name))
+        .collect();
+        let mut ranges = Vec::new();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("<Range") {
+            rest = &rest[at..];
+            let tag_end = rest.find('>').expect("<Range> closes");
+            let digest = rest[..tag_end]
+                .split_once("=\"")
+                .and_then(|(_, value)| value.split_once('"'))
+                .map(|(value, _)| value.to_owned());
+            let body_end = rest.find("</Range>").expect("</Range> present");
+            ranges.push((rest[tag_end + 1..body_end].trim().to_owned(), digest));
+            rest = &rest[body_end..];
+        }
+        BmapValues {
+            version,
+            elements,
+            ranges,
+        }
     }
 }
 
