@@ -8,7 +8,11 @@
 //!
 //! let bmap = format::parse(&std::fs::read("disk.img.bmap")?)?.bmap;
 //! let image = Image::open(Path::new("disk.img"))?;
-//! let options = dest::Options { image_size: Some(bmap.image_size()), tune: true };
+//! let options = dest::Options {
+//!     image_size: Some(bmap.image_size()),
+//!     tune: true,
+//!     ..Default::default()
+//! };
 //! let dest = Dest::open(Path::new("/dev/sdX"), &options)?;
 //! let outcome = copy::copy(image, Some(&bmap), dest, &copy::Options::default())?;
 //! println!("wrote {} bytes", outcome.bytes_written);

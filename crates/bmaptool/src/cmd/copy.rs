@@ -15,8 +15,8 @@ use bmap::Interrupt;
 use bmap::copy::{self, Options};
 use bmap::dest::{self, Dest, Kind, Removable, Setting, SettingChange};
 use bmap::format::{self, Bmap, SelfCheck, human_size, human_time};
+use bmap::source;
 use bmap::source::remote::{self, Location};
-use bmap::source::{self, Image};
 use url::Url;
 
 use crate::cli::CopyArgs;
@@ -35,7 +35,12 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     } else {
         remote::locate(&args.image).context("cannot open the image")?
     };
-    let image = open_image(&args.image, &image_location, &remote)?;
+    let source::Opened {
+        image,
+        min_size,
+        later,
+        ..
+    } = open_image(&args.image, &image_location, &remote)?;
     let bmap_ref = match (&args.bmap, args.nobmap) {
         (_, true) => None,
         (Some(name), false) => {
@@ -64,6 +69,17 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
             bmap.image_size()
         );
     }
+    if let (Some((_, bmap)), Some(min)) = (&bmap, min_size)
+        && min > bmap.image_size()
+    {
+        bail!(
+            "the image '{}' holds at least {min} bytes ({}) but its bmap says {} bytes: the bmap \
+             does not belong to this image",
+            args.image,
+            human_size(min),
+            bmap.image_size()
+        );
+    }
 
     let image_size = match &bmap {
         Some((_, bmap)) => Some(bmap.image_size()),
@@ -73,6 +89,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         &args.dest,
         &dest::Options {
             image_size,
+            min_size,
             tune: true,
         },
     )?;
@@ -115,6 +132,9 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     let result = copy::copy(image, bmap.as_ref().map(|(_, b)| b), dest, &options);
     renderer.finish();
     let outcome = result.map_err(|e| explain_failure(e, &args.dest))?;
+    for notice in later.take() {
+        messages::warning(notice);
+    }
     let seconds = started.elapsed().as_secs_f64();
 
     messages::info(format_args!(
@@ -187,7 +207,11 @@ fn remote_options() -> remote::Options {
     }
 }
 
-fn open_image(image: &str, location: &Location, remote: &remote::Options) -> Result<Image> {
+fn open_image(
+    image: &str,
+    location: &Location,
+    remote: &remote::Options,
+) -> Result<source::Opened> {
     let opened = match location {
         _ if image == "-" => {
             let fd = std::io::stdin()
@@ -223,7 +247,7 @@ fn open_image(image: &str, location: &Location, remote: &remote::Options) -> Res
             opened.format
         ));
     }
-    Ok(opened.image)
+    Ok(opened)
 }
 
 /// How a location may be printed: a path, or a URL without credentials.
