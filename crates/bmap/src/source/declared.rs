@@ -33,17 +33,29 @@ pub fn xz_size(source: &mut dyn RandomAccess, len: u64) -> Option<u64> {
     (len > 0).then_some(total)
 }
 
-/// The end of the stream before the zero padding that ends at `end`.
+/// The end of the stream before the zero padding that ends at `end` (read a block at
+/// a time: a remote source answers each read with a request).
 fn skip_padding(source: &mut dyn RandomAccess, mut end: u64) -> Option<u64> {
     let limit = end.saturating_sub(XZ_MAX_PADDING);
-    let mut word = [0u8; 4];
-    while end >= 4 && read_exact_at(source, &mut word, end - 4).ok()? && word == [0; 4] {
-        end -= 4;
+    let mut block = vec![0u8; 4096];
+    loop {
+        let len = end.min(block.len() as u64) & !3;
+        if len == 0 {
+            return Some(end);
+        }
+        let block = &mut block[..len as usize];
+        if !read_exact_at(source, block, end - len).ok()? {
+            return None;
+        }
+        let zeros = block.rchunks(4).take_while(|w| w == &[0; 4]).count() as u64 * 4;
+        end -= zeros;
+        if zeros < len {
+            return Some(end);
+        }
         if end < limit {
             return None;
         }
     }
-    Some(end)
 }
 
 /// The stream that ends at `end`: its start and decoded size.

@@ -23,8 +23,11 @@ const BLOCK_MAGIC: [u8; 6] = [0x31, 0x41, 0x59, 0x26, 0x53, 0x59];
 /// the rest goes to the one-thread decoder.
 const MAX_PIECE: usize = 4 << 20;
 /// Decoded bytes one piece may produce before the rest goes to the one-thread decoder
-/// (a stream of zeros expands a lot).
-const MAX_OUTPUT: usize = 16 << 20;
+/// (a stream of zeros expands a lot). With [`MAX_PIECE`] and the pieces in flight, this
+/// bounds the memory: (threads + 2) x 12 MiB at worst, about 1 MiB a piece for pbzip2.
+const MAX_OUTPUT: usize = 8 << 20;
+/// Most decoding threads.
+const MAX_THREADS: usize = 16;
 /// Output space added at a time while decoding a piece.
 const OUTPUT_STEP: usize = 1 << 20;
 /// Compressed bytes moved from the input at a time.
@@ -47,6 +50,7 @@ enum State<R: BufRead + Send + 'static> {
 impl<R: BufRead + Send + 'static> Decoder<R> {
     /// Decodes `input` on up to `threads` threads (one thread: the plain decoder).
     pub fn new(input: R, threads: usize) -> Decoder<R> {
+        let threads = threads.min(MAX_THREADS);
         let pool = if threads > 1 {
             Pool::new(threads)
         } else {
@@ -56,7 +60,7 @@ impl<R: BufRead + Send + 'static> Decoder<R> {
             Some(pool) => State::Parallel(Box::new(Parallel {
                 splitter: Splitter::new(input),
                 pending: VecDeque::new(),
-                in_flight: threads * 2,
+                in_flight: threads + 2,
                 pool,
                 out: Vec::new(),
                 pos: 0,
