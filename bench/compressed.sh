@@ -46,7 +46,8 @@
 #   per format (the machine is shared; other work in a round skews it).
 #
 # How to run (needs root: losetup, mount, mknod to build the image; the compression
-# takes 10-15 minutes on 2 cores, the timings 30-60 minutes with RUNS=5):
+# takes 15-25 minutes on 2 cores (bzip2 -9 of one stream runs on one core), the timings
+# 40-70 minutes with RUNS=5):
 #   sudo bench/compressed.sh
 #   sudo BENCH_DIR=/var/tmp/bench KEEP_BENCH_DIR=1 bench/compressed.sh 2>&1 | tee compressed.log
 #   (then bench/remote.sh with the same BENCH_DIR reuses the image and its .zst)
