@@ -303,7 +303,7 @@ q() { printf '%q' "$1"; }
 #                                it (needs OURS); reused when REUSE_IMAGE is not 0 and
 #                                an earlier run left both, with a stamp that still
 #                                matches the image (size, mtime, inode, SIZE, FILL_MIB)
-#   bench_compressed IMG FMT     makes IMG.FMT (FMT: gz xz zst bz2 lz4, compressed as
+#   bench_compressed IMG FMT     makes IMG.FMT (FMT: gz xz zst bz2 bz2s lz4, compressed as
 #                                BENCH_COMPRESSOR[FMT] says) unless an earlier run left
 #                                one made from this very image with the same command
 #   bench_run_rounds LABEL PREPARE NAME COMMAND [NAME COMMAND]...
@@ -323,6 +323,7 @@ declare -A BENCH_COMPRESSOR=(
     [xz]="xz -6 -T0 -c"
     [zst]="zstd -3 -T0 -q -c"
     [bz2]="pbzip2 -9 -c"
+    [bz2s]="bzip2 -9 -c"
     [lz4]="lz4 -1 -q -c"
 )
 

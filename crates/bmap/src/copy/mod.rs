@@ -12,6 +12,7 @@
 //!     image_size: Some(bmap.image_size()),
 //!     mapped_bytes: Some(bmap.mapped_bytes()),
 //!     tune: true,
+//!     ..Default::default()
 //! };
 //! let dest = Dest::open(Path::new("/dev/sdX"), &options)?;
 //! let outcome = copy::copy(image, Some(&bmap), dest, &copy::Options::default())?;

@@ -39,12 +39,17 @@ pub(super) fn open(path: &Path, meta: &Metadata, options: &Options) -> Result<De
         path: path.to_owned(),
         source,
     })?;
-    if let Some(image) = options.image_size
+    let (image, at_least) = match options.image_size {
+        Some(size) => (Some(size), false),
+        None => (options.min_size, true),
+    };
+    if let Some(image) = image
         && image > device
     {
         return Err(Error::TooSmall {
             path: path.to_owned(),
             image,
+            at_least,
             device,
         });
     }

@@ -36,6 +36,9 @@ pub struct Options {
     /// known: a regular file's file system must have room for them before the old file
     /// is truncated.
     pub mapped_bytes: Option<u64>,
+    /// Bytes the image occupies at least, when only that is known (a compressed
+    /// stream's declared content size); checked against a device's size.
+    pub min_size: Option<u64>,
     /// Tune a block device while writing (I/O scheduler `none`, `bdi/max_ratio` 1), as
     /// the reference does. Restored by [`Dest::finish`] or on drop.
     pub tune: bool,
@@ -118,14 +121,17 @@ pub enum Error {
     },
     /// The device is too small.
     #[error(
-        "the image ({image} bytes, {}) does not fit on block device '{path}' ({device} bytes, \
-         {})", human_size(*.image), human_size(*.device)
+        "the image ({}{image} bytes, {}) does not fit on block device '{path}' ({device} \
+         bytes, {})", if *.at_least { "at least " } else { "" }, human_size(*.image),
+        human_size(*.device)
     )]
     TooSmall {
         /// Path.
         path: PathBuf,
         /// Image size.
         image: u64,
+        /// Whether the image has at least `image` bytes (more may follow).
+        at_least: bool,
         /// Device size.
         device: u64,
     },

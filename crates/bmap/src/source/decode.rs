@@ -8,12 +8,12 @@
 //! and the compressed offset reached.
 
 use std::io::{self, BufRead, BufReader, Read};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::compression::{self, Codec, Container, Format, SNIFF_LEN};
 use super::lz4watch::Watch;
-use super::{lzop, tar, zip};
+use super::{declared, gzip, lzop, multibz, tar, zip};
 
 /// Input buffer in front of each decoder.
 const BUFFER: usize = 1 << 20;
@@ -33,6 +33,14 @@ pub enum Notice {
         /// What the content is.
         found: Format,
     },
+    /// Zero bytes after the compressed data (a tape or `dd` padded the file), ignored
+    /// as the format's own tool ignores them.
+    Padding {
+        /// The format padded.
+        codec: Codec,
+        /// How many zero bytes followed it.
+        bytes: u64,
+    },
 }
 
 impl std::fmt::Display for Notice {
@@ -42,7 +50,31 @@ impl std::fmt::Display for Notice {
                 f,
                 "the image's name says {named} but its content is {found}; reading it as {found}"
             ),
+            Notice::Padding { codec, bytes } => write!(
+                f,
+                "the {codec} data is followed by {bytes} zero bytes (padding, as a tape or dd \
+                 leaves); they were ignored, as {codec} itself ignores them"
+            ),
         }
+    }
+}
+
+/// Notices a decoder finds while the image is read, after [`decode`] returned: take
+/// them once the image has been read to its end.
+#[derive(Debug, Clone, Default)]
+pub struct Later(Arc<Mutex<Vec<Notice>>>);
+
+impl Later {
+    /// The notices found so far (each is returned once).
+    pub fn take(&self) -> Vec<Notice> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(super) fn push(&self, notice: Notice) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(notice);
     }
 }
 
@@ -54,8 +86,13 @@ pub struct Decoded {
     pub format: Format,
     /// The image's size when the container says it (tar and zip members).
     pub size: Option<u64>,
+    /// A size the image has at least, when the stream declares one (the first zstd
+    /// frame's content size: more frames may follow).
+    pub min_size: Option<u64>,
     /// Things worth telling the user.
     pub notices: Vec<Notice>,
+    /// Things worth telling the user that are found while the image is read.
+    pub later: Later,
 }
 
 impl std::fmt::Debug for Decoded {
@@ -63,6 +100,7 @@ impl std::fmt::Debug for Decoded {
         f.debug_struct("Decoded")
             .field("format", &self.format)
             .field("size", &self.size)
+            .field("min_size", &self.min_size)
             .field("notices", &self.notices)
             .finish_non_exhaustive()
     }
@@ -84,6 +122,7 @@ pub fn decode(
     };
     let (head, input) = sniff(counted)?;
     let mut notices = Vec::new();
+    let later = Later::default();
 
     let sniffed = compression::sniff_codec(&head);
     let codec = match (sniffed, named.map(|f| f.codec)) {
@@ -92,13 +131,17 @@ pub fn decode(
         (None, Some(Codec::Lzma)) => Codec::Lzma,
         _ => Codec::None,
     };
+    let content_size = match codec {
+        Codec::Zstd => declared::zstd_content_size(&head),
+        _ => None,
+    };
     // The decoded stream and its first bytes. An uncompressed stream is passed on as it
     // is (no extra buffer copies): its first bytes are the ones already read.
     let (inner_head, decoded): (Vec<u8>, Box<dyn Read + Send>) = if codec == Codec::None {
         (head, Box::new(input))
     } else {
         let input = BufReader::with_capacity(BUFFER, input);
-        let raw = Guard::new(decoder(codec, input, threads)?, codec, counter);
+        let raw = Guard::new(decoder(codec, input, threads, &later)?, codec, counter);
         let (inner_head, decoded) = sniff(raw)?;
         (inner_head, Box::new(decoded))
     };
@@ -129,7 +172,10 @@ pub fn decode(
         reader,
         format,
         size,
+        // The size of what the stream holds, the image only when no archive wraps it.
+        min_size: content_size.filter(|_| container == Container::None),
         notices,
+        later,
     })
 }
 
@@ -138,16 +184,19 @@ fn decoder<R: BufRead + Send + 'static>(
     codec: Codec,
     input: R,
     threads: u32,
+    later: &Later,
 ) -> io::Result<Box<dyn Read + Send>> {
     Ok(match codec {
         Codec::None => Box::new(input),
-        Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
-        Codec::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
+        Codec::Gzip => Box::new(gzip::Decoder::new(input, later.clone())),
+        Codec::Bzip2 => Box::new(multibz::Decoder::new(input, threads as usize)),
         Codec::Xz => Box::new(Xz::new(input, threads)?),
         Codec::Lzma => {
             let stream =
                 liblzma::stream::Stream::new_lzma_decoder(XZ_MEMLIMIT).map_err(io::Error::other)?;
-            Box::new(liblzma::bufread::XzDecoder::new_stream(input, stream))
+            Box::new(Lzma {
+                inner: liblzma::bufread::XzDecoder::new_stream(input, stream),
+            })
         }
         Codec::Lzo => Box::new(lzop::Decoder::new(input)),
         Codec::Lz4 => Box::new(Lz4::new(input)),
@@ -232,16 +281,16 @@ impl Read for Guard {
 }
 
 /// LZ4: frames one after another (lz4_flex reports the end of each frame as the end
-/// of the stream; we go on while input remains), legacy frames included; the watcher
-/// under the decoder reports a stream cut short.
+/// of the stream; we go on with a new frame decoder while input remains), legacy
+/// frames included; the watcher under the decoder reports a stream cut short.
 struct Lz4<R: BufRead> {
-    inner: lz4_flex::frame::FrameDecoder<Watch<R>>,
+    inner: Option<lz4_flex::frame::FrameDecoder<Watch<R>>>,
 }
 
 impl<R: BufRead> Lz4<R> {
     fn new(input: R) -> Lz4<R> {
         Lz4 {
-            inner: lz4_flex::frame::FrameDecoder::new(Watch::new(input)),
+            inner: Some(lz4_flex::frame::FrameDecoder::new(Watch::new(input))),
         }
     }
 }
@@ -252,11 +301,35 @@ impl<R: BufRead> Read for Lz4<R> {
             return Ok(0);
         }
         loop {
-            let n = self.inner.read(buf)?;
-            if n > 0 || self.inner.get_mut().at_end()? {
+            let inner = self.inner.as_mut().expect("always put back");
+            let n = inner.read(buf)?;
+            if n > 0 || inner.get_mut().at_end()? {
                 return Ok(n);
             }
+            // A legacy stream ends only where the next frame starts: the decoder would
+            // go on reading legacy blocks, so the next frame gets a new one.
+            let watch = self.inner.take().expect("always put back").into_inner();
+            self.inner = Some(lz4_flex::frame::FrameDecoder::new(watch));
         }
+    }
+}
+
+/// `.lzma`: one stream, and nothing after it (as `xz -d`, which calls anything there
+/// corrupt data).
+struct Lzma<R: BufRead> {
+    inner: liblzma::bufread::XzDecoder<R>,
+}
+
+impl<R: BufRead> Read for Lzma<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() && !self.inner.get_mut().fill_buf()?.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "data follows the end of the lzma stream",
+            ));
+        }
+        Ok(n)
     }
 }
 

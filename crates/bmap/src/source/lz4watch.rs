@@ -4,7 +4,9 @@
 //! The watcher follows frame headers, block sizes, end marks, checksums, skippable
 //! frames and legacy blocks over the compressed bytes, and turns an end of input
 //! anywhere but between frames (or between legacy blocks) into an error. It also hides
-//! the magic number of a legacy stream that follows another, which `lz4 -d` reads on.
+//! the magic number of a legacy stream that follows another, which `lz4 -d` reads on,
+//! and ends a legacy stream where a frame of the current format starts (`lz4 -d` reads
+//! that frame on; the caller starts a new frame decoder).
 
 use std::io::{self, BufRead, Read};
 
@@ -53,6 +55,8 @@ pub struct Watch<R> {
     acc: Vec<u8>,
     /// Bytes the current state still needs (header) or skips (data).
     need: u64,
+    /// Bytes taken from `inner` to look at, not yet passed on.
+    peeked: Vec<u8>,
 }
 
 impl<R: BufRead> Watch<R> {
@@ -63,12 +67,30 @@ impl<R: BufRead> Watch<R> {
             state: State::Magic,
             acc: Vec::with_capacity(16),
             need: 4,
+            peeked: Vec::with_capacity(4),
         }
     }
 
     /// Whether the input has no more bytes.
     pub fn at_end(&mut self) -> io::Result<bool> {
-        Ok(self.inner.fill_buf()?.is_empty())
+        Ok(self.peeked.is_empty() && self.inner.fill_buf()?.is_empty())
+    }
+
+    /// The next four bytes (fewer at the end of the input), without passing them on.
+    fn peek_word(&mut self) -> io::Result<Option<u32>> {
+        while self.peeked.len() < 4 {
+            let available = self.inner.fill_buf()?;
+            if available.is_empty() {
+                return Ok(None);
+            }
+            let n = available.len().min(4 - self.peeked.len());
+            self.peeked.extend_from_slice(&available[..n]);
+            self.inner.consume(n);
+        }
+        let word = &self.peeked[..4];
+        Ok(Some(u32::from_le_bytes([
+            word[0], word[1], word[2], word[3],
+        ])))
     }
 
     fn at_boundary(&self) -> bool {
@@ -142,6 +164,12 @@ impl<R: BufRead> Watch<R> {
                 } else if value & 0xFFFF_FFF0 == 0x184D_2A50 {
                     self.state = State::SkippableSize;
                     self.need = 4;
+                } else if legacy && value == 0 {
+                    // `lz4 -d` calls an empty legacy block corrupt (zero padding).
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "corrupt lz4 legacy stream: a block of size 0",
+                    ));
                 } else if legacy {
                     self.skip(u64::from(value), Next::Legacy);
                 } else {
@@ -202,14 +230,30 @@ impl<R: BufRead> Watch<R> {
 
 impl<R: BufRead> Read for Watch<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // Legacy streams one after another (`cat a.lz4 b.lz4`): lz4_flex would take the
-        // next stream's magic number for a block size, so pass over it; the blocks go on.
-        if self.state == State::LegacyBlockSize && self.acc.is_empty() {
-            while self.inner.fill_buf()?.starts_with(&LEGACY.to_le_bytes()) {
-                self.inner.consume(4);
+        // After a legacy block, lz4_flex would take the next stream's magic number for a
+        // block size. Legacy streams one after another (`cat a.lz4 b.lz4`): pass over
+        // it, the blocks go on. A frame of the current format (or a skippable one): end
+        // the legacy stream here, the caller starts a new frame decoder.
+        if self.state == State::LegacyBlockSize && self.acc.is_empty() && !buf.is_empty() {
+            loop {
+                match self.peek_word()? {
+                    Some(LEGACY) => self.peeked.clear(),
+                    Some(word) if word == FRAME || word & 0xFFFF_FFF0 == 0x184D_2A50 => {
+                        self.state = State::Magic;
+                        return Ok(0);
+                    }
+                    _ => break,
+                }
             }
         }
-        let n = self.inner.read(buf)?;
+        let n = if self.peeked.is_empty() {
+            self.inner.read(buf)?
+        } else {
+            let n = buf.len().min(self.peeked.len());
+            buf[..n].copy_from_slice(&self.peeked[..n]);
+            self.peeked.drain(..n);
+            n
+        };
         if n == 0 && !buf.is_empty() && !self.at_boundary() {
             // Not UnexpectedEof: lz4_flex takes that, at a block boundary, for the end.
             return Err(io::Error::new(

@@ -12,15 +12,18 @@ use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
 pub mod compression;
+mod declared;
 mod decode;
+mod gzip;
 mod lz4watch;
 mod lzop;
+mod multibz;
 pub mod remote;
 mod tar;
 mod zip;
 
 pub use compression::{Codec, Container, Format};
-pub use decode::{Decoded, Notice, decode};
+pub use decode::{Decoded, Later, Notice, decode};
 
 /// An image to copy.
 pub enum Image {
@@ -140,6 +143,11 @@ pub struct Opened {
     pub format: Format,
     /// Worth telling the user (a name that disagrees with the content).
     pub notices: Vec<Notice>,
+    /// A size the image has at least, declared by its stream (see [`Decoded::min_size`]);
+    /// an exact size is the image's own.
+    pub min_size: Option<u64>,
+    /// Worth telling the user once the image has been read (padding after the data).
+    pub later: Later,
 }
 
 /// Decoding threads to use (xz): one per core.
@@ -155,7 +163,7 @@ pub fn open(path: &Path) -> Result<Opened, Error> {
     let name = path.to_string_lossy();
     let named = compression::from_name(&name);
     let Image::File { file, size } = image else {
-        return open_stream_named(image_reader(image), Some(&name), None);
+        return open_stream_named(image_reader(image), Some(&name), None, None);
     };
     let mut head = vec![0u8; compression::SNIFF_LEN];
     let got = file.read_at(&mut head, 0).map_err(|source| Error::Open {
@@ -168,9 +176,20 @@ pub fn open(path: &Path) -> Result<Opened, Error> {
             image: Image::File { file, size },
             format: Format::RAW,
             notices,
+            min_size: None,
+            later: Later::default(),
         });
     }
-    open_stream_named(Box::new(file), Some(&name), None)
+    let mut file = file;
+    let declared = declared_size(&head, &mut file, size);
+    open_stream_named(Box::new(file), Some(&name), None, declared)
+}
+
+/// The decoded size an xz file that can be read at offsets declares in its indexes.
+fn declared_size(head: &[u8], source: &mut dyn RandomAccess, size: u64) -> Option<u64> {
+    (compression::sniff_codec(head) == Some(Codec::Xz))
+        .then(|| declared::xz_size(source, size))
+        .flatten()
 }
 
 /// Prepares a pipe to be read as an image (standard input from `cat` or a
@@ -190,13 +209,15 @@ pub fn open_stream(
     name: Option<&str>,
     size: Option<u64>,
 ) -> Result<Opened, Error> {
-    open_stream_named(reader, name, size)
+    open_stream_named(reader, name, size, None)
 }
 
+/// `declared`: the decoded size the compressed stream declares (xz indexes).
 fn open_stream_named(
     reader: Box<dyn Read + Send>,
     name: Option<&str>,
     size: Option<u64>,
+    declared: Option<u64>,
 ) -> Result<Opened, Error> {
     let label = name.unwrap_or("-").to_owned();
     let decoded = decode(reader, name, threads()).map_err(|source| Error::Decode {
@@ -208,6 +229,8 @@ fn open_stream_named(
     })?;
     let size = if decoded.format.is_raw() {
         size
+    } else if decoded.format.container == Container::None {
+        decoded.size.or(declared)
     } else {
         decoded.size
     };
@@ -218,6 +241,8 @@ fn open_stream_named(
         },
         format: decoded.format,
         notices: decoded.notices,
+        min_size: decoded.min_size.filter(|_| size.is_none()),
+        later: decoded.later,
     })
 }
 
@@ -290,9 +315,9 @@ pub fn open_url(url: &url::Url, options: &remote::Options) -> Result<Opened, rem
     };
     match remote::open_random(url, options)? {
         remote::Remote::Stream { reader, size } => {
-            open_stream_named(reader, Some(&name), size).map_err(decode_error)
+            open_stream_named(reader, Some(&name), size, None).map_err(decode_error)
         }
-        remote::Remote::Ranged(ranged) => {
+        remote::Remote::Ranged(mut ranged) => {
             let size = ranged.size();
             let named = compression::from_name(&name);
             if let Some(notices) = raw_image(ranged.head(), named) {
@@ -303,10 +328,19 @@ pub fn open_url(url: &url::Url, options: &remote::Options) -> Result<Opened, rem
                     },
                     format: Format::RAW,
                     notices,
+                    min_size: None,
+                    later: Later::default(),
                 });
             }
-            open_stream_named(Box::new(ranged.into_stream()), Some(&name), Some(size))
-                .map_err(decode_error)
+            let head = ranged.head().to_vec();
+            let declared = declared_size(&head, ranged.as_mut(), size);
+            open_stream_named(
+                Box::new(ranged.into_stream()),
+                Some(&name),
+                Some(size),
+                declared,
+            )
+            .map_err(decode_error)
         }
     }
 }

@@ -16,8 +16,8 @@ use bmap::Interrupt;
 use bmap::copy::{self, Options};
 use bmap::dest::{self, Dest, Kind, Removable, Setting, SettingChange};
 use bmap::format::{self, Bmap, SelfCheck, human_size, human_time};
+use bmap::source;
 use bmap::source::remote::{self, Location};
-use bmap::source::{self, Image};
 
 use crate::cli::CopyArgs;
 use crate::input;
@@ -36,7 +36,12 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     } else {
         input::locate(&args.image).context("cannot open the image")?
     };
-    let mut image = open_image(&args.image, &image_location, &remote)?;
+    let source::Opened {
+        mut image,
+        min_size,
+        later,
+        ..
+    } = open_image(&args.image, &image_location, &remote)?;
     let bmap_ref = match (&args.bmap, args.nobmap) {
         (_, true) => None,
         (Some(name), false) => Some(BmapRef::new(input::locate(name).with_context(|| {
@@ -60,6 +65,17 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     if let Some((_, bmap)) = &bmap {
         super::preflight::fit_image(&mut image, &args.image.to_string_lossy(), bmap)?;
     }
+    if let (Some((_, bmap)), Some(min)) = (&bmap, min_size)
+        && min > bmap.image_size()
+    {
+        bail!(
+            "the image '{}' holds at least {min} bytes ({}) but its bmap says {} bytes: the bmap \
+             does not belong to this image",
+            Path::new(&args.image).display(),
+            human_size(min),
+            bmap.image_size()
+        );
+    }
 
     let image_size = match &bmap {
         Some((_, bmap)) => Some(bmap.image_size()),
@@ -72,6 +88,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
             mapped_bytes: bmap
                 .as_ref()
                 .map_or(image.size(), |(_, b)| Some(b.mapped_bytes())),
+            min_size,
             tune: true,
         },
     )?;
@@ -114,6 +131,9 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     let result = copy::copy(image, bmap.as_ref().map(|(_, b)| b), dest, &options);
     renderer.finish();
     let outcome = result.map_err(|e| explain_failure(e, &args.dest))?;
+    for notice in later.take() {
+        messages::warning(notice);
+    }
     let seconds = started.elapsed().as_secs_f64();
 
     messages::info(format_args!(
@@ -164,7 +184,11 @@ fn explain_failure(error: copy::Error, dest: &Path) -> anyhow::Error {
     }
 }
 
-fn open_image(image: &OsStr, location: &Location, remote: &remote::Options) -> Result<Image> {
+fn open_image(
+    image: &OsStr,
+    location: &Location,
+    remote: &remote::Options,
+) -> Result<source::Opened> {
     let opened = match location {
         _ if image == "-" => {
             let fd = std::io::stdin()
@@ -200,7 +224,7 @@ fn open_image(image: &OsStr, location: &Location, remote: &remote::Options) -> R
             opened.format
         ));
     }
-    Ok(opened.image)
+    Ok(opened)
 }
 
 /// How a location may be printed: a path, or a URL without credentials.
