@@ -8,6 +8,7 @@ mod common;
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
+use std::io::Read as _;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
@@ -712,15 +713,28 @@ fn new_output_gets_mode_0666_less_the_umask() {
     }
 }
 
+/// A child killed and reaped when dropped: a failing test leaves no process behind
+/// (SIGKILL ends a stopped one too).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Spawns `bmaptool ARGS...` with no input and its output discarded.
-fn spawn_quiet(args: &[&OsStr]) -> std::process::Child {
-    StdCommand::new(bin_path())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bmaptool starts")
+fn spawn_quiet(args: &[&OsStr]) -> KillOnDrop {
+    KillOnDrop(
+        StdCommand::new(bin_path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bmaptool starts"),
+    )
 }
 
 /// Sends `signal` (a `kill -s` name) to a child we started; whether `kill` found it.
@@ -741,6 +755,22 @@ fn wait_or_kill(child: &mut std::process::Child) -> Option<std::process::ExitSta
         return None;
     }
     Some(child.wait().expect("reap"))
+}
+
+/// The status and output of a child that has exited (and was reaped).
+fn output_of(child: &mut std::process::Child) -> std::process::Output {
+    let mut output = std::process::Output {
+        status: child.wait().expect("reap"),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_end(&mut output.stdout).expect("read stdout");
+    }
+    if let Some(mut err) = child.stderr.take() {
+        err.read_to_end(&mut output.stderr).expect("read stderr");
+    }
+    output
 }
 
 /// Makes a FIFO with `mkfifo`; `None`: skipped.
@@ -764,7 +794,7 @@ fn fifo_image_is_refused_without_blocking() {
         return;
     }
     let mut child = spawn_quiet(&[OsStr::new("create"), fifo.as_os_str()]);
-    let pid = child.id();
+    let pid = child.0.id();
     // Blocking would be waiting for a writer: in the FIFO's open, or in a read of it.
     let blocks = || procfs::waits_for_fifo_partner(pid) || procfs::waits_reading_a_pipe(pid);
     assert!(
@@ -774,14 +804,14 @@ fn fifo_image_is_refused_without_blocking() {
     );
     if !procfs::exited(pid) {
         let wchans = procfs::wchans(pid);
-        send(&child, "TERM");
-        let status = wait_or_kill(&mut child);
+        send(&child.0, "TERM");
+        let status = wait_or_kill(&mut child.0);
         panic!(
             "create on a FIFO blocked waiting for a writer (wait channels {wchans:?}); \
              after SIGTERM: {status:?}"
         );
     }
-    let status = child.wait().expect("reap");
+    let status = child.0.wait().expect("reap");
     assert_eq!(status.code(), Some(1));
 }
 
@@ -802,7 +832,7 @@ fn sigterm_stops_create_waiting_for_a_fifo_output_reader() {
         image.as_os_str(),
     ];
     let mut child = spawn_quiet(&args);
-    let pid = child.id();
+    let pid = child.0.id();
     assert!(
         procfs::within_hang(|| procfs::waits_for_fifo_partner(pid) || procfs::exited(pid)),
         "create never waited for a reader of the FIFO (wait channel {:?})",
@@ -812,9 +842,9 @@ fn sigterm_stops_create_waiting_for_a_fifo_output_reader() {
         !procfs::exited(pid),
         "create ended although nobody read the FIFO"
     );
-    assert!(send(&child, "TERM"), "kill -s TERM failed");
+    assert!(send(&child.0, "TERM"), "kill -s TERM failed");
     let status =
-        wait_or_kill(&mut child).expect("create waiting for a FIFO reader ignores SIGTERM");
+        wait_or_kill(&mut child.0).expect("create waiting for a FIFO reader ignores SIGTERM");
     assert_eq!(status.code(), Some(143), "{status:?}");
 }
 
@@ -1058,38 +1088,40 @@ struct Interrupted {
 fn create_and_signal(image: &Path, out: &Path, signal: &str, mapped: u64) -> Interrupted {
     const CHUNK: u64 = 1 << 20;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
-    let mut child = StdCommand::new(bin_path())
-        .arg("create")
-        .arg("-o")
-        .arg(out)
-        .arg(image)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("bmaptool starts");
-    let pid = child.id();
+    let mut child = KillOnDrop(
+        StdCommand::new(bin_path())
+            .arg("create")
+            .arg("-o")
+            .arg(out)
+            .arg(image)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("bmaptool starts"),
+    );
+    let pid = child.0.id();
     let dir = out.parent().expect("output has a directory");
     let mut saw_temp = false;
     procfs::within_hang(|| {
         saw_temp = list_dir(dir).iter().any(|n| n.ends_with(".tmp"));
         saw_temp || procfs::exited(pid)
     });
-    assert!(send(&child, "STOP"), "kill -s STOP failed");
+    assert!(send(&child.0, "STOP"), "kill -s STOP failed");
     assert!(
         procfs::within_hang(|| procfs::exited(pid) || procfs::all_threads_stopped(pid)),
         "bmaptool did not stop"
     );
     let caught_hashing = !procfs::exited(pid)
         && procfs::read_chars(pid).is_some_and(|read| read + 4 * threads * CHUNK < mapped);
-    let delivered = send(&child, signal);
-    send(&child, "CONT");
+    let delivered = send(&child.0, signal);
+    send(&child.0, "CONT");
     assert!(
-        wait_or_kill(&mut child).is_some(),
+        wait_or_kill(&mut child.0).is_some(),
         "create still runs {} s after SIG{signal}",
         procfs::HANG.as_secs()
     );
-    let output = child.wait_with_output().expect("bmaptool ends");
+    let output = output_of(&mut child.0);
     Interrupted {
         output,
         saw_temp,
