@@ -406,21 +406,24 @@ pub fn free_port() -> u16 {
 }
 
 /// Waits until `helper` says on stderr that it listens (a line holding every one of
-/// `says`) and `port` accepts connections; `false` when it exits first (the port was
-/// taken: another program, perhaps another run of this suite, bound it after
+/// `says`) and `port` accepts connections; `false` when it exits or says the port is
+/// taken first (another program, perhaps another run of this suite, bound it after
 /// [`free_port`] released it) or [`START_LIMIT`] passes. Its own line, not just a
 /// connection: a connection could reach whatever else took the port.
 fn wait_listening(helper: &mut Helper, port: u16, says: &[&str]) -> bool {
     let deadline = Instant::now() + START_LIMIT;
     while Instant::now() < deadline {
-        let said = helper
-            .log()
+        let log = helper.log();
+        let said = log
             .lines()
             .any(|line| says.iter().all(|s| line.contains(s)));
         if said && TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return true;
         }
-        if helper.child.try_wait().ok().flatten().is_some() {
+        // A server that cannot bind may linger without listening: try another port.
+        if log.contains("Address already in use")
+            || helper.child.try_wait().ok().flatten().is_some()
+        {
             return false;
         }
         std::thread::sleep(Duration::from_millis(20));
