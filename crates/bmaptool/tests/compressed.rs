@@ -18,8 +18,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
+#[path = "common/procfs.rs"]
+mod procfs;
 #[path = "common/testdata.rs"]
 mod testdata;
 
@@ -401,7 +402,8 @@ enum Input<'a> {
     None,
     /// Piped, written as fast as the pipe takes it.
     Pipe(&'a [u8]),
-    /// Piped: the first `usize` bytes, a pause, then the rest.
+    /// Piped: the first `usize` bytes; once bmaptool has taken them and waits for more,
+    /// the rest.
     Trickle(&'a [u8], usize),
 }
 
@@ -457,6 +459,7 @@ fn bmaptool(args: &[&OsStr], input: Input<'_>) -> Run {
             _ => Stdio::piped(),
         });
     let mut child = cmd.spawn().expect("start bmaptool");
+    let pid = child.id();
     let stdin = child.stdin.take();
     let output = std::thread::scope(|scope| {
         if let Some(mut pipe) = stdin {
@@ -467,7 +470,11 @@ fn bmaptool(args: &[&OsStr], input: Input<'_>) -> Run {
                     Input::Pipe(data) => pipe.write_all(data),
                     Input::Trickle(data, first) => pipe.write_all(&data[..first]).and_then(|()| {
                         pipe.flush()?;
-                        std::thread::sleep(Duration::from_millis(300));
+                        // The first bytes alone: taken, and bmaptool asks for more (a
+                        // read of the empty pipe), or it gave up.
+                        procfs::within_hang(|| {
+                            procfs::waits_reading_a_pipe(pid) || procfs::exited(pid)
+                        });
                         pipe.write_all(&data[first..])
                     }),
                 };

@@ -21,7 +21,7 @@ use std::process::{ChildStdin, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use copy_support::*;
 
@@ -449,12 +449,15 @@ fn loop_device_held_open_exclusively_is_refused() {
         Command::new("python3")
             .args([
                 "-c",
-                "import os, sys, time\n\
+                "import os, sys\n\
                  fd = os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL)\n\
                  print('ready', flush=True)\n\
-                 time.sleep(60)",
+                 sys.stdin.read()",
             ])
             .arg(device.path())
+            // Holds the device until the test closes its stdin (or kills it), however
+            // long the test takes.
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 starts"),
@@ -837,13 +840,13 @@ fn start_slow_copy(dest: &Path) -> (KillOnDrop, SlowFeeder) {
     (child, feeder)
 }
 
-/// Sends `sig`, waits up to 2 s, and returns the exit code and stderr.
+/// Sends `sig`, waits for the exit, and returns the exit code and stderr. The feeder
+/// keeps the input open, so an exit is the signal's doing; [`HANG`] only bounds a hang.
 fn interrupt(child: &mut KillOnDrop, sig: &str) -> (Option<i32>, String) {
-    let sent = Instant::now();
     signal(&child.0, sig);
-    let status = wait_for(&mut child.0, Duration::from_secs(2));
+    let status = wait_for(&mut child.0, HANG);
     let Some(status) = status else {
-        panic!("bmaptool still runs {:?} after SIG{sig}", sent.elapsed());
+        panic!("bmaptool still runs {} s after SIG{sig}", HANG.as_secs());
     };
     let mut text = String::new();
     child
@@ -916,7 +919,7 @@ fn interrupt_copy_to_a_loop_device(sig: &str, code: i32) {
     let tuned = || {
         device.sysfs("bdi/max_ratio") == "1" && (!switch_scheduler || device.scheduler() == "none")
     };
-    if !eventually(Duration::from_secs(60), tuned) {
+    if !eventually(HANG, tuned) {
         let (now_ratio, now_scheduler) = (device.sysfs("bdi/max_ratio"), device.scheduler());
         let text = stop_and_read_stderr(&mut child);
         panic!(
@@ -926,9 +929,7 @@ fn interrupt_copy_to_a_loop_device(sig: &str, code: i32) {
     }
     // The copy is in its stride once data reaches the device.
     let before = sectors_written(&device);
-    let flowing = eventually(Duration::from_secs(60), || {
-        sectors_written(&device) >= before + 4 * MIB / 512
-    });
+    let flowing = eventually(HANG, || sectors_written(&device) >= before + 4 * MIB / 512);
     if !flowing {
         let text = stop_and_read_stderr(&mut child);
         panic!(
@@ -972,7 +973,7 @@ fn sigint_during_a_copy_to_a_new_file_removes_it() {
     let dest = dir.path().join("out.img");
     let (mut child, feeder) = start_slow_copy(&dest);
     assert!(
-        eventually(Duration::from_secs(10), || {
+        eventually(HANG, || {
             fs::metadata(&dest).is_ok_and(|m| m.len() >= 4 * MIB)
         }),
         "the copy never got going"
@@ -1003,20 +1004,26 @@ fn sigint_while_stdin_is_idle_exits_promptly() {
     stdin
         .write_all(&[0x5a; 4096])
         .expect("first bytes reach bmaptool");
+    // The copy has started and taken every byte: it waits in a read of the empty pipe.
+    let pid = child.0.id();
     assert!(
-        eventually(Duration::from_secs(10), || dest.exists()),
-        "the copy never started"
+        eventually(HANG, || {
+            (dest.exists() && procfs::waits_reading_a_pipe(pid)) || procfs::exited(pid)
+        }),
+        "the copy never waited for more input (wait channels {:?})",
+        procfs::wchans(pid)
     );
-    std::thread::sleep(Duration::from_millis(200));
+    assert!(dest.exists(), "bmaptool exited before the copy started");
     signal(&child.0, "INT");
-    let status = wait_for(&mut child.0, Duration::from_secs(2));
+    // Promptly: without further input (the pipe stays open until it exits).
+    let status = wait_for(&mut child.0, HANG);
     // Unblock it either way, so that the test ends.
     drop(stdin);
     let status = status.unwrap_or_else(|| {
-        let late = wait_for(&mut child.0, Duration::from_secs(10));
+        let late = wait_for(&mut child.0, HANG);
         panic!(
-            "bmaptool did not exit within 2 s of SIGINT while waiting for input; after the \
-             input closed it exited with {late:?}"
+            "bmaptool did not exit after SIGINT while waiting for input; after the input \
+             closed it exited with {late:?}"
         )
     });
     assert_eq!(status.code(), Some(130));
@@ -1037,11 +1044,19 @@ fn sigint_before_any_input_exits_promptly_without_creating_dest() {
             .expect("bmaptool starts"),
     );
     let stdin = child.0.stdin.take().expect("piped stdin");
-    std::thread::sleep(Duration::from_millis(500));
+    // It waits for the image's first bytes (the signal handlers are installed by then).
+    let pid = child.0.id();
+    assert!(
+        eventually(HANG, || procfs::waits_reading_a_pipe(pid)
+            || procfs::exited(pid)),
+        "bmaptool never waited for its input (wait channels {:?})",
+        procfs::wchans(pid)
+    );
     signal(&child.0, "INT");
-    let status = wait_for(&mut child.0, Duration::from_secs(2));
+    // Promptly: without any input (the pipe stays open until it exits).
+    let status = wait_for(&mut child.0, HANG);
     drop(stdin);
-    let status = status.expect("bmaptool exits within 2 s of SIGINT while no input came");
+    let status = status.expect("bmaptool does not exit after SIGINT while no input came");
     assert_eq!(status.code(), Some(130));
     assert!(
         !dest.exists(),

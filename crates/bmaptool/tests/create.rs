@@ -8,10 +8,10 @@ mod common;
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
+use std::io::Read as _;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
-use std::time::{Duration, Instant};
 
 use bmap::format::ChecksumKind;
 use common::*;
@@ -713,42 +713,64 @@ fn new_output_gets_mode_0666_less_the_umask() {
     }
 }
 
-/// Spawns `bmaptool ARGS...`, waits up to `patience` for it to end by itself, then
-/// sends SIGTERM and waits 2 s more. Returns its status, or `None` (after SIGKILL)
-/// when SIGTERM did not stop it either.
-fn run_with_patience(
-    args: &[&OsStr],
-    patience: Duration,
-) -> (bool, Option<std::process::ExitStatus>) {
-    let mut child = StdCommand::new(bin_path())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bmaptool starts");
-    let wait = |child: &mut std::process::Child, limit: Duration| {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        None
-    };
-    if let Some(status) = wait(&mut child, patience) {
-        return (true, Some(status));
+/// A child killed and reaped when dropped: a failing test leaves no process behind
+/// (SIGKILL ends a stopped one too).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
-    let _ = StdCommand::new("kill")
-        .args(["-s", "TERM", &child.id().to_string()])
-        .status();
-    let status = wait(&mut child, Duration::from_secs(2));
-    if status.is_none() {
+}
+
+/// Spawns `bmaptool ARGS...` with no input and its output discarded.
+fn spawn_quiet(args: &[&OsStr]) -> KillOnDrop {
+    KillOnDrop(
+        StdCommand::new(bin_path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bmaptool starts"),
+    )
+}
+
+/// Sends `signal` (a `kill -s` name) to a child we started; whether `kill` found it.
+fn send(child: &std::process::Child, signal: &str) -> bool {
+    StdCommand::new("kill")
+        .args(["-s", signal, &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Waits for `child` to exit; `None` (after SIGKILL) when it still runs after
+/// [`procfs::HANG`], which only bounds a hang.
+fn wait_or_kill(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
+    let pid = child.id();
+    if !procfs::within_hang(|| procfs::exited(pid)) {
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
+        return None;
     }
-    (false, status)
+    Some(child.wait().expect("reap"))
+}
+
+/// The status and output of a child that has exited (and was reaped).
+fn output_of(child: &mut std::process::Child) -> std::process::Output {
+    let mut output = std::process::Output {
+        status: child.wait().expect("reap"),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_end(&mut output.stdout).expect("read stdout");
+    }
+    if let Some(mut err) = child.stderr.take() {
+        err.read_to_end(&mut output.stderr).expect("read stderr");
+    }
+    output
 }
 
 /// Makes a FIFO with `mkfifo`; `None`: skipped.
@@ -771,16 +793,26 @@ fn fifo_image_is_refused_without_blocking() {
     if make_fifo(&fifo).is_none() {
         return;
     }
-    let (by_itself, status) = run_with_patience(
-        &[OsStr::new("create"), fifo.as_os_str()],
-        Duration::from_secs(3),
-    );
+    let mut child = spawn_quiet(&[OsStr::new("create"), fifo.as_os_str()]);
+    let pid = child.0.id();
+    // Blocking would be waiting for a writer: in the FIFO's open, or in a read of it.
+    let blocks = || procfs::waits_for_fifo_partner(pid) || procfs::waits_reading_a_pipe(pid);
     assert!(
-        status.is_some(),
-        "create on a FIFO hangs and ignores SIGTERM"
+        procfs::within_hang(|| procfs::exited(pid) || blocks()),
+        "create on a FIFO neither ended nor waited for a writer (wait channels {:?})",
+        procfs::wchans(pid)
     );
-    assert!(by_itself, "create on a FIFO blocked until SIGTERM");
-    assert_eq!(status.and_then(|s| s.code()), Some(1));
+    if !procfs::exited(pid) {
+        let wchans = procfs::wchans(pid);
+        send(&child.0, "TERM");
+        let status = wait_or_kill(&mut child.0);
+        panic!(
+            "create on a FIFO blocked waiting for a writer (wait channels {wchans:?}); \
+             after SIGTERM: {status:?}"
+        );
+    }
+    let status = child.0.wait().expect("reap");
+    assert_eq!(status.code(), Some(1));
 }
 
 #[test]
@@ -799,9 +831,20 @@ fn sigterm_stops_create_waiting_for_a_fifo_output_reader() {
         fifo.as_os_str(),
         image.as_os_str(),
     ];
-    let (by_itself, status) = run_with_patience(&args, Duration::from_millis(300));
-    assert!(!by_itself, "create ended although nobody read the FIFO");
-    let status = status.expect("create waiting for a FIFO reader ignores SIGTERM");
+    let mut child = spawn_quiet(&args);
+    let pid = child.0.id();
+    assert!(
+        procfs::within_hang(|| procfs::waits_for_fifo_partner(pid) || procfs::exited(pid)),
+        "create never waited for a reader of the FIFO (wait channel {:?})",
+        procfs::wchan(pid)
+    );
+    assert!(
+        !procfs::exited(pid),
+        "create ended although nobody read the FIFO"
+    );
+    assert!(send(&child.0, "TERM"), "kill -s TERM failed");
+    let status =
+        wait_or_kill(&mut child.0).expect("create waiting for a FIFO reader ignores SIGTERM");
     assert_eq!(status.code(), Some(143), "{status:?}");
 }
 
@@ -1031,61 +1074,67 @@ struct Interrupted {
     saw_temp: bool,
     /// `kill` found the process.
     delivered: bool,
-    /// From the signal to the exit.
-    reaction: Duration,
+    /// When the signal came, the process was stopped with so much of the image still to
+    /// read that a thread had to look at the interrupt flag again before finishing.
+    caught_hashing: bool,
 }
 
-/// Runs `create -o out IMAGE` and sends `signal` about 100 ms after the output's
-/// temporary file appears (the handlers are installed by then).
-fn create_and_signal(image: &Path, out: &Path, signal: &str) -> Interrupted {
-    let mut child = StdCommand::new(bin_path())
-        .arg("create")
-        .arg("-o")
-        .arg(out)
-        .arg(image)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("bmaptool starts");
+/// Runs `create -o out IMAGE` (`mapped` bytes of data) and sends `signal` while it
+/// works, judged by state, not time: once the output's temporary file appears (the
+/// handlers are installed by then), the process is stopped (SIGSTOP, every thread),
+/// the bytes it has read are looked at (`/proc/PID/io`), the signal is sent, and it
+/// goes on (SIGCONT). The hashing threads look at the flag before each chunk they
+/// read; with more than a few chunks per thread still to read, one of them must see it.
+fn create_and_signal(image: &Path, out: &Path, signal: &str, mapped: u64) -> Interrupted {
+    const CHUNK: u64 = 1 << 20;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let mut child = KillOnDrop(
+        StdCommand::new(bin_path())
+            .arg("create")
+            .arg("-o")
+            .arg(out)
+            .arg(image)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("bmaptool starts"),
+    );
+    let pid = child.0.id();
     let dir = out.parent().expect("output has a directory");
-    let started = Instant::now();
     let mut saw_temp = false;
-    while started.elapsed() < Duration::from_secs(10) {
-        if list_dir(dir).iter().any(|n| n.ends_with(".tmp")) {
-            saw_temp = true;
-            break;
-        }
-        if child.try_wait().expect("try_wait").is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    let delivered = StdCommand::new("kill")
-        .args(["-s", signal, &child.id().to_string()])
-        .status()
-        .expect("kill runs")
-        .success();
-    let signalled = Instant::now();
-    while child.try_wait().expect("try_wait").is_none() {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let reaction = signalled.elapsed();
-    let output = child.wait_with_output().expect("bmaptool ends");
+    procfs::within_hang(|| {
+        saw_temp = list_dir(dir).iter().any(|n| n.ends_with(".tmp"));
+        saw_temp || procfs::exited(pid)
+    });
+    assert!(send(&child.0, "STOP"), "kill -s STOP failed");
+    assert!(
+        procfs::within_hang(|| procfs::exited(pid) || procfs::all_threads_stopped(pid)),
+        "bmaptool did not stop"
+    );
+    let caught_hashing = !procfs::exited(pid)
+        && procfs::read_chars(pid).is_some_and(|read| read + 4 * threads * CHUNK < mapped);
+    let delivered = send(&child.0, signal);
+    send(&child.0, "CONT");
+    assert!(
+        wait_or_kill(&mut child.0).is_some(),
+        "create still runs {} s after SIG{signal}",
+        procfs::HANG.as_secs()
+    );
+    let output = output_of(&mut child.0);
     Interrupted {
         output,
         saw_temp,
         delivered,
-        reaction,
+        caught_hashing,
     }
 }
 
 /// Interrupts `create -o OUT` on a large image with `signal` and checks: exit status
 /// `code`, one `interrupted` error line, no temporary file, and OUT absent or, when
-/// `existing` was there before, unchanged. If the run ended before the signal came,
-/// retries with a bigger image; if it went on long after the signal and succeeded, the
-/// signal was ignored.
+/// `existing` was there before, unchanged. If the run was already past its last look
+/// at the flag when the signal came, retries with a bigger image; if it was not and
+/// succeeded, the signal was ignored.
 fn check_interrupt(signal: &str, code: i32, existing: Option<&[u8]>) {
     // In memory when possible: the image is quick to make and to read.
     let images = Scratch::fast();
@@ -1099,17 +1148,18 @@ fn check_interrupt(signal: &str, code: i32, existing: Option<&[u8]>) {
         if let Some(existing) = existing {
             fs::write(&out, existing).expect("write existing output");
         }
-        let result = create_and_signal(&image, &out, signal);
+        // The pattern file is data from start to end: every byte is read.
+        let result = create_and_signal(&image, &out, signal, size);
         fs::remove_file(&image).expect("remove image");
         if !result.output.status.success() {
             break result;
         }
         assert!(
-            result.reaction < Duration::from_secs(1),
-            "create ignored SIG{signal}: it went on for {:?} and succeeded",
-            result.reaction
+            !result.caught_hashing,
+            "create ignored SIG{signal}: it came with most of the image still to read, and \
+             create succeeded"
         );
-        eprintln!("create of {size} bytes finished before SIG{signal}; retrying bigger");
+        eprintln!("create of {size} bytes was nearly done at SIG{signal}; retrying bigger");
         size *= 2;
         let _ = fs::remove_file(&out);
     };

@@ -539,7 +539,7 @@ impl Attached {
 impl Drop for Attached {
     fn drop(&mut self) {
         let path = self.path.to_string_lossy().into_owned();
-        if !eventually(Duration::from_secs(10), || runs("losetup", &["-d", &path])) {
+        if !eventually(Duration::from_secs(30), || runs("losetup", &["-d", &path])) {
             eprintln!("warning: cannot detach {path}");
         }
     }
@@ -562,7 +562,7 @@ fn partitioned(dir: &Path) -> Option<(Attached, PathBuf)> {
         "addpart {dev} failed"
     );
     assert!(
-        eventually(Duration::from_secs(30), || part.exists()),
+        eventually(HANG, || part.exists()),
         "{} never appeared",
         part.display()
     );

@@ -19,14 +19,16 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use copy_support::{
-    assert_fails, assert_no_panic, assert_ok, bmaptool, eventually, mkfifo, random_bytes, require,
-    run, runs, signal, stderr, tempdir, wait_for,
+    HANG, assert_fails, assert_no_panic, assert_ok, bmaptool, eventually, mkfifo, procfs,
+    random_bytes, require, run, runs, signal, stderr, tempdir, wait_for,
 };
 
-/// How long a state may take to appear on a busy machine.
-const STATE: Duration = Duration::from_secs(30);
-/// How soon an interrupted process must be gone ("promptly").
-const PROMPT: Duration = Duration::from_secs(5);
+/// How long a state may take to appear on a busy machine (bounds a hang only).
+const STATE: Duration = HANG;
+/// How long an interrupted process may take to be gone. "Promptly" is checked as
+/// "exits after the signal without further input" (the FIFO writers stay open and
+/// silent), not as a number of seconds: this only bounds a hang.
+const PROMPT: Duration = HANG;
 
 // ---------------------------------------------------------------------------------
 // Fixtures
@@ -133,37 +135,26 @@ fn assert_interrupted(output: &Output, code: i32) {
 }
 
 // ---------------------------------------------------------------------------------
-// The process under test, seen through /proc
+// The process under test, seen through /proc (common/procfs.rs)
 
-/// The kernel function the main thread of `pid` sleeps in.
 fn wchan(child: &Child) -> String {
-    fs::read_to_string(format!("/proc/{}/wchan", child.id())).unwrap_or_default()
+    procfs::wchan(child.id())
 }
 
-/// Whether the main thread waits in the kernel for the other end of a FIFO to open
-/// (`wait_for_partner`, inlined into `fifo_open` on some kernels).
 fn waits_for_fifo_partner(child: &Child) -> bool {
-    matches!(wchan(child).as_str(), "wait_for_partner" | "fifo_open")
+    procfs::waits_for_fifo_partner(child.id())
 }
 
-/// The run state letter of `pid` (`R`, `S`, `T`, `Z`...).
 fn run_state(child: &Child) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{}/stat", child.id())).ok()?;
-    stat.rsplit_once(") ")?.1.chars().next()
+    procfs::run_state(child.id())
 }
 
-/// Whether `pid` has `path` open.
 fn has_open(child: &Child, path: &Path) -> bool {
-    let Ok(fds) = fs::read_dir(format!("/proc/{}/fd", child.id())) else {
-        return false;
-    };
-    fds.filter_map(Result::ok)
-        .any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target == path))
+    procfs::has_open(child.id(), path)
 }
 
-/// Whether the child has exited (it is a zombie until reaped, or gone).
 fn exited(child: &Child) -> bool {
-    matches!(run_state(child), None | Some('Z'))
+    procfs::exited(child.id())
 }
 
 // ---------------------------------------------------------------------------------

@@ -1464,7 +1464,7 @@ fn ssh_refused_login_fails_without_prompting() {
     let dest = tmp.path().join("dest.img");
     let mut cmd = copy_cmd(Some(&local_bmap(&served)), &url, &dest);
     sshd.apply_env(&mut cmd);
-    let run = run_within(&mut cmd, Duration::from_secs(30));
+    let run = remote_support::run(&mut cmd);
     assert_fails(&run, &[]);
     assert_no_dest(&dest);
 }

@@ -27,6 +27,7 @@ use std::process::{Command as StdCommand, Output, Stdio};
 use bmap::format::{Bmap, ChecksumKind, SelfCheck};
 use tempfile::TempDir;
 
+pub mod procfs;
 pub mod testdata;
 
 /// Names of the golden images (the images of `golden/make-images.py`).

@@ -13,6 +13,9 @@
 #[path = "../common/testdata.rs"]
 mod testdata;
 
+#[path = "../common/procfs.rs"]
+pub mod procfs;
+
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -21,6 +24,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[allow(
+    unused_imports,
+    reason = "each test file that includes this harness uses its own subset"
+)]
+pub use procfs::HANG;
 use tempfile::TempDir;
 #[allow(
     unused_imports,
@@ -758,7 +766,7 @@ impl Drop for LoopDevice {
         }
         let path = self.path.to_string_lossy().into_owned();
         // A just-closed device can be briefly busy (udev probing it): retry.
-        let detached = eventually(Duration::from_secs(5), || runs("losetup", &["-d", &path]));
+        let detached = eventually(Duration::from_secs(30), || runs("losetup", &["-d", &path]));
         if !detached {
             eprintln!("warning: cannot detach {path}");
         }
@@ -808,7 +816,7 @@ impl Mount {
 impl Drop for Mount {
     fn drop(&mut self) {
         let dir = self.dir.path().to_string_lossy().into_owned();
-        let unmounted = eventually(Duration::from_secs(5), || runs("umount", &[&dir]))
+        let unmounted = eventually(Duration::from_secs(30), || runs("umount", &[&dir]))
             || runs("umount", &["-l", &dir]);
         if !unmounted {
             eprintln!("warning: cannot unmount {dir}");

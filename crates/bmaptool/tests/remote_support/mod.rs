@@ -54,10 +54,13 @@ pub const TEST_IMAGE_RANGES: usize = 54;
 pub const BLOCK: u64 = 4096;
 /// One mebibyte.
 pub const MIB: u64 = 1 << 20;
-/// How long a run of the binary may take before the test kills it and fails.
-pub const RUN_LIMIT: Duration = Duration::from_secs(60);
-/// How long a helper server may take to say which port it listens on.
-const START_LIMIT: Duration = Duration::from_secs(20);
+/// How long a run of the binary may take before the test kills it and fails. It only
+/// bounds a hang: a run over the local test servers takes seconds even on a busy
+/// machine.
+pub const RUN_LIMIT: Duration = Duration::from_secs(300);
+/// How long a helper server may take to start (to say which port it listens on, or
+/// to listen) on a busy machine; it only bounds a hang.
+const START_LIMIT: Duration = Duration::from_secs(120);
 /// Variables that choose proxies; removed from every run unless a test sets them.
 pub const PROXY_VARS: [&str; 10] = [
     "http_proxy",
@@ -414,14 +417,25 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-/// Waits until something accepts connections on `port`, or `limit` passes.
-fn wait_listening(port: u16, limit: Duration, child: &mut Child) -> bool {
-    let deadline = Instant::now() + limit;
+/// Waits until `helper` says on stderr that it listens (a line holding every one of
+/// `says`) and `port` accepts connections; `false` when it exits or says the port is
+/// taken first (another program, perhaps another run of this suite, bound it after
+/// [`free_port`] released it) or [`START_LIMIT`] passes. Its own line, not just a
+/// connection: a connection could reach whatever else took the port.
+fn wait_listening(helper: &mut Helper, port: u16, says: &[&str]) -> bool {
+    let deadline = Instant::now() + START_LIMIT;
     while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        let log = helper.log();
+        let said = log
+            .lines()
+            .any(|line| says.iter().all(|s| line.contains(s)));
+        if said && TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return true;
         }
-        if child.try_wait().ok().flatten().is_some() {
+        // A server that cannot bind may linger without listening: try another port.
+        if log.contains("Address already in use")
+            || helper.child.try_wait().ok().flatten().is_some()
+        {
             return false;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -689,7 +703,7 @@ impl HttpServer {
         let mut stream =
             TcpStream::connect(("127.0.0.1", self.port)).expect("connect to the test server");
         stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
+            .set_read_timeout(Some(START_LIMIT))
             .expect("set_read_timeout");
         let head = format!(
             "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
@@ -900,7 +914,9 @@ impl Squid {
             let Some((mut helper, _)) = Helper::start("squid", cmd) else {
                 panic!("the squid wrapper did not start");
             };
-            if wait_listening(port, Duration::from_secs(60), &mut helper.child) {
+            // Squid's -d 1 copies this line of cache.log to stderr.
+            let local = format!(" local=127.0.0.1:{port} ");
+            if wait_listening(&mut helper, port, &["Accepting HTTP Socket", &local]) {
                 return Some(Squid { helper, dir, port });
             }
             eprintln!("squid did not listen on {port}; log:\n{}", helper.log());
@@ -922,7 +938,7 @@ impl Squid {
     /// logs a request when it ends, a tunnel when it closes); returns that line.
     #[track_caller]
     pub fn wait_for_line(&self, needles: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + START_LIMIT;
         loop {
             let log = self.access_log();
             if let Some(line) = log.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
@@ -1073,7 +1089,7 @@ impl SshServer {
                 "Host 127.0.0.1 localhost {SSH_ALIAS}\n  HostName 127.0.0.1\n  Port {port}\n\
                  \x20 IdentityFile {d}/client_key\n  IdentitiesOnly yes\n\
                  \x20 StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n\
-                 \x20 LogLevel ERROR\n  ConnectTimeout 10\n",
+                 \x20 LogLevel ERROR\n  ConnectTimeout 60\n",
                 d = d.display()
             );
             fs::write(d.join("ssh_config"), &client).expect("write ssh_config");
@@ -1101,7 +1117,8 @@ impl SshServer {
             let Some((mut helper, _)) = Helper::start("sshd", cmd) else {
                 panic!("sshd wrapper did not start");
             };
-            if wait_listening(port, Duration::from_secs(10), &mut helper.child) {
+            let says = format!("Server listening on 127.0.0.1 port {port}.");
+            if wait_listening(&mut helper, port, &[&says]) {
                 return Some(SshServer { helper, dir, port });
             }
             eprintln!("sshd did not listen on {port}; log:\n{}", helper.log());
@@ -1157,6 +1174,11 @@ pub fn passwd_home() -> Option<PathBuf> {
 
 static USER_LOCK: Mutex<()> = Mutex::new(());
 
+/// The lock that one process of this suite holds while it uses the throwaway user: the
+/// user database is the machine's, and two runs of the suite at once would otherwise
+/// change each other's password, or delete the user under the other's login.
+const USER_LOCK_FILE: &str = "/tmp/bmaptool-test-throwaway-user.lock";
+
 /// A local user `bmaptooltest` (home `/`, shell `/bin/sh`) with a random password, for
 /// password logins through sshpass; removed again on drop. One test at a time uses it.
 #[derive(Debug)]
@@ -1166,6 +1188,8 @@ pub struct ThrowawayUser {
     /// Its password (letters and digits only).
     pub password: String,
     _lock: MutexGuard<'static, ()>,
+    /// Holds `USER_LOCK_FILE` (flock) until dropped.
+    _machine_lock: File,
 }
 
 impl ThrowawayUser {
@@ -1181,6 +1205,14 @@ impl ThrowawayUser {
             return None;
         }
         let lock = USER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let machine_lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(USER_LOCK_FILE)
+            .unwrap_or_else(|e| panic!("cannot open {USER_LOCK_FILE}: {e}"));
+        rustix::fs::flock(&machine_lock, rustix::fs::FlockOperation::LockExclusive)
+            .unwrap_or_else(|e| panic!("cannot lock {USER_LOCK_FILE}: {e}"));
         let name = "bmaptooltest";
         if !runs("id", &[name]) {
             let ok = runs("useradd", &["-M", "-d", "/", "-s", "/bin/sh", name]);
@@ -1206,6 +1238,7 @@ impl ThrowawayUser {
             name,
             password,
             _lock: lock,
+            _machine_lock: machine_lock,
         })
     }
 }
