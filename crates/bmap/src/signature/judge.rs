@@ -226,7 +226,14 @@ impl Candidate<'_> {
             signer: signer.clone(),
             state,
         };
-        let bound = validity::before(self.key, self.subkey, now).map_err(&refused)?;
+        let bound =
+            validity::before(self.key, self.subkey, now).map_err(|refusal| match refusal {
+                validity::Refusal::State(state) => refused(state),
+                validity::Refusal::Unsupported { key, reason } => Error::Unsupported {
+                    fingerprint: key,
+                    reason,
+                },
+            })?;
         let key_created = match self.subkey {
             None => Date::from(primary.created_at()),
             Some(subkey) => Date::from(subkey.key.created_at()),

@@ -51,20 +51,50 @@ impl SelfSignature<'_> {
     }
 }
 
+/// Why the checks before the cryptography did not let a key through.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    /// The key may not sign (or not now).
+    State(State),
+    /// The key's own signatures use an algorithm or curve this build cannot check, so
+    /// nothing can be said of it (gpgv may accept it).
+    Unsupported {
+        /// Fingerprint of the key.
+        key: String,
+        /// What is not supported.
+        reason: String,
+    },
+}
+
+impl From<State> for Refusal {
+    fn from(state: State) -> Refusal {
+        Refusal::State(state)
+    }
+}
+
 /// The checks made before the cryptography; `subkey` is the signing subkey, `None`
 /// when the primary key signed.
 pub(super) fn before<'a>(
     key: &'a SignedPublicKey,
     subkey: Option<&'a SignedPublicSubKey>,
     now: Date,
-) -> Result<Bound<'a>, State> {
+) -> Result<Bound<'a>, Refusal> {
     let primary = &key.primary_key;
     let primary_fpr = fingerprint(primary);
     not_in_the_future(primary, now)?;
-    let (self_signature, user_id) = self_signature(key).ok_or_else(|| State::NotForSigning {
-        key: primary_fpr.clone(),
-        why: "it has no valid self-signature".into(),
-    })?;
+    let Some((self_signature, user_id)) = self_signature(key) else {
+        if let Some(reason) = unsupported(key) {
+            return Err(Refusal::Unsupported {
+                key: primary_fpr,
+                reason,
+            });
+        }
+        return Err(State::NotForSigning {
+            key: primary_fpr,
+            why: "it has no valid self-signature".into(),
+        }
+        .into());
+    };
     let Some(subkey) = subkey else {
         let flags = self_signature.find(|s| flags_of(s).map(|()| s.key_flags()));
         can_sign(flags, primary.algorithm()).map_err(|why| State::NotForSigning {
@@ -103,7 +133,8 @@ pub(super) fn before<'a>(
     if back.is_none() {
         return Err(not_for_signing(
             "it has no valid back-signature (cross-certification) of its primary key",
-        ));
+        )
+        .into());
     }
     Ok(Bound {
         primary: self_signature,
@@ -206,6 +237,32 @@ fn self_signature(key: &SignedPublicKey) -> Option<(SelfSignature<'_>, String)> 
         direct,
     };
     Some((signature, user_id))
+}
+
+/// Why the primary key's self-signatures cannot be checked here, when that is why none
+/// of them verified (an algorithm or curve rPGP does not implement, such as brainpool).
+fn unsupported(key: &SignedPublicKey) -> Option<String> {
+    let primary = &key.primary_key;
+    let certifications = key.details.users.iter().flat_map(|user| {
+        user.signatures
+            .iter()
+            .filter(|s| is_self_certification(s))
+            .map(move |s| s.verify_certification(&LowS(primary), Tag::UserId, &user.id))
+    });
+    let direct = key
+        .details
+        .direct_signatures
+        .iter()
+        .map(|s| s.verify_key(&LowS(primary)));
+    certifications
+        .chain(direct)
+        .find_map(|checked| match checked {
+            Err(
+                e @ (pgp::errors::Error::Unsupported { .. }
+                | pgp::errors::Error::Unimplemented { .. }),
+            ) => Some(e.to_string()),
+            _ => None,
+        })
 }
 
 fn is_self_certification(s: &Signature) -> bool {
