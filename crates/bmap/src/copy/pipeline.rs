@@ -13,6 +13,12 @@
 //! computed as the bytes pass; different ranges hash on different cores while the
 //! writer `pwrite`s at the range's offset. The first error from any stage is kept,
 //! every stage stops at its next chunk, and the error is returned.
+//!
+//! The buffers are aligned to the destination's direct-I/O alignment (4096 at least),
+//! and the bytes for image offset `o` are placed at index `o % alignment`: memory and
+//! file offsets then agree, so every whole aligned block of a chunk can be written
+//! with `O_DIRECT`, whatever offset its range starts at; only partial blocks go
+//! through the page cache ([`Dest::write_at`]).
 
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -21,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{Error, Mismatch, Options, Outcome};
-use crate::dest::Dest;
+use crate::dest::{AlignedBuf, Dest, MIN_ALIGN};
 use crate::format::{Bmap, Digest, Hasher};
 use crate::source::{Image, RandomAccess};
 
@@ -31,7 +37,8 @@ const CHUNK: usize = 1 << 20;
 const POOL: usize = 16;
 /// Hashing threads.
 const HASHERS: usize = 2;
-/// Bytes written between two starts of writeback.
+/// Bytes written through the page cache between two starts of writeback (direct
+/// writes need none).
 const WRITEBACK_EVERY: u64 = 16 << 20;
 /// How often a thread waiting for a buffer looks at the stop flags.
 const POLL: Duration = Duration::from_millis(20);
@@ -47,7 +54,9 @@ struct Segment {
 }
 
 struct Chunk {
-    buf: Vec<u8>,
+    buf: AlignedBuf,
+    /// Where the bytes start in `buf`: `offset % alignment`.
+    start: usize,
     len: usize,
     offset: u64,
     segment: usize,
@@ -58,6 +67,12 @@ struct Chunk {
 /// State all stages share: the plan, the first error, and the stop flags. Owned (in
 /// an `Arc`) so that a stage stuck in a blocking read can be left behind on an
 /// interrupt or error: it ends by itself when its read returns.
+impl Chunk {
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
 struct Shared {
     options: Options,
     segments: Vec<Segment>,
@@ -98,10 +113,11 @@ pub(super) fn run(
         error: Mutex::new(None),
         verified: AtomicU64::new(0),
     });
-    let (pool_tx, pool_rx) = mpsc::sync_channel::<Vec<u8>>(POOL);
+    let align = dest.alignment().max(MIN_ALIGN);
+    let (pool_tx, pool_rx) = mpsc::sync_channel::<AlignedBuf>(POOL);
     for _ in 0..POOL {
         pool_tx
-            .send(vec![0u8; CHUNK])
+            .send(AlignedBuf::new(CHUNK + align, align))
             .expect("the pool has room for its buffers");
     }
     let (write_tx, write_rx) = mpsc::sync_channel::<Chunk>(POOL);
@@ -124,6 +140,7 @@ pub(super) fn run(
         // its end, so that the archive's and the decoder's trailers are checked.
         expected: bmap.map(Bmap::image_size).or(image.size()),
         block_size: bmap.map_or(4096, Bmap::block_size),
+        align: align as u64,
     };
     let reader = spawn("bmap-read", move || reader.run(image))?;
     let bytes_written = write(write_rx, pool_tx, dest, &shared);
@@ -202,12 +219,14 @@ fn plan(bmap: Option<&Bmap>, image_size: Option<u64>) -> Vec<Segment> {
 
 struct Reader {
     shared: Arc<Shared>,
-    pool: Receiver<Vec<u8>>,
+    pool: Receiver<AlignedBuf>,
     hashers: Vec<SyncSender<Chunk>>,
     /// The image size the bmap gives.
     expected: Option<u64>,
     /// Block size, to name blocks in errors.
     block_size: u64,
+    /// The buffers' alignment: data for offset `o` starts at `o % align`.
+    align: u64,
 }
 
 impl Reader {
@@ -248,7 +267,8 @@ impl Reader {
                 };
                 let want = usize::try_from(len - done).map_or(CHUNK, |n| n.min(CHUNK));
                 let offset = segment.start + done;
-                let got = read_full_at(file, &mut buf[..want], offset)
+                let start = self.place(offset);
+                let got = read_full_at(file, &mut buf[start..start + want], offset)
                     .map_err(|source| Error::Read { offset, source })?;
                 if got < want {
                     return Err(self.truncated(offset + got as u64, Some(segment)));
@@ -256,6 +276,7 @@ impl Reader {
                 done += want as u64;
                 let chunk = Chunk {
                     buf,
+                    start,
                     len: want,
                     offset,
                     segment: index,
@@ -292,9 +313,12 @@ impl Reader {
                 let want = remaining.map_or(CHUNK, |r| {
                     usize::try_from(r).map_or(CHUNK, |r| r.min(CHUNK))
                 });
-                let got = read_full(reader, &mut buf[..want]).map_err(|source| Error::Read {
-                    offset: pos,
-                    source,
+                let start = self.place(pos);
+                let got = read_full(reader, &mut buf[start..start + want]).map_err(|source| {
+                    Error::Read {
+                        offset: pos,
+                        source,
+                    }
                 })?;
                 if got == 0 && segment.len.is_none() {
                     break;
@@ -305,6 +329,7 @@ impl Reader {
                 done += got as u64;
                 let chunk = Chunk {
                     buf,
+                    start,
                     len: got,
                     offset: pos,
                     segment: index,
@@ -399,7 +424,13 @@ impl Reader {
             .unwrap_or(0)
     }
 
-    fn take_buffer(&self) -> Option<Vec<u8>> {
+    /// Where the bytes for image offset `offset` start in a buffer.
+    fn place(&self, offset: u64) -> usize {
+        // Below `align`, which is a buffer's slack.
+        (offset % self.align) as usize
+    }
+
+    fn take_buffer(&self) -> Option<AlignedBuf> {
         loop {
             if self.shared.stopped() {
                 return None;
@@ -435,7 +466,7 @@ fn hash(rx: Receiver<Chunk>, write_tx: SyncSender<Chunk>, index: usize, shared: 
             state = expected.map(|d| d.kind().hasher());
         }
         if let Some(hasher) = state.as_mut() {
-            hasher.update(&chunk.buf[..chunk.len]);
+            hasher.update(chunk.data());
         }
         if chunk.last
             && let (Some(hasher), Some(expected)) = (state.take(), expected)
@@ -460,10 +491,11 @@ fn hash(rx: Receiver<Chunk>, write_tx: SyncSender<Chunk>, index: usize, shared: 
     }
 }
 
-/// The writing stage: `pwrite`s each chunk, reports progress, recycles the buffer.
-fn write(rx: Receiver<Chunk>, pool: SyncSender<Vec<u8>>, dest: &Dest, shared: &Shared) -> u64 {
+/// The writing stage: `pwrite`s each chunk through [`Dest::write_at`], reports
+/// progress, recycles the buffer.
+fn write(rx: Receiver<Chunk>, pool: SyncSender<AlignedBuf>, dest: &Dest, shared: &Shared) -> u64 {
     let mut written = 0u64;
-    let mut since_writeback = 0u64;
+    let mut buffered_at_writeback = dest.buffered_bytes();
     loop {
         // Wait with a timeout, so that an interrupt is seen even while the reader is
         // blocked on an idle input.
@@ -476,17 +508,19 @@ fn write(rx: Receiver<Chunk>, pool: SyncSender<Vec<u8>>, dest: &Dest, shared: &S
         if shared.stopped() {
             break;
         }
-        if let Err(error) = dest.write_at(&chunk.buf[..chunk.len], chunk.offset) {
+        if let Err(error) = dest.write_at(chunk.data(), chunk.offset) {
             shared.fail(error.into());
             break;
         }
         written += chunk.len as u64;
-        since_writeback += chunk.len as u64;
-        if since_writeback >= WRITEBACK_EVERY {
+        let buffered = dest.buffered_bytes();
+        if buffered - buffered_at_writeback >= WRITEBACK_EVERY {
             // Keep the disk busy while we go on, instead of leaving everything to the
-            // final fsync (the dirty limit of a large machine holds gigabytes).
+            // final fsync (the dirty limit of a large machine holds gigabytes). Only
+            // what went through the page cache needs it: direct writes are on the
+            // device when they return.
             dest.start_writeback();
-            since_writeback = 0;
+            buffered_at_writeback = buffered;
         }
         shared.options.progress.written(chunk.len as u64);
         // Never blocks: the pool has room for every buffer there is.

@@ -3,13 +3,39 @@
 //! its partitions as a loop's backing file), open it exclusively (`O_EXCL`), check its
 //! size, and tune it while writing ([`super::tuning`]).
 
-use std::fs::{Metadata, OpenOptions};
+use std::fs::Metadata;
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use super::handle::Handle;
 use super::tuning::Tuning;
-use super::{Dest, Error, Kind, Options, loops};
+use super::{Dest, Error, Options, loops};
+
+/// A block device destination, opened exclusively (`O_EXCL`); tuned while written,
+/// its settings restored when finished or dropped.
+#[derive(Debug)]
+pub struct BlockDevice {
+    pub(super) io: Handle,
+    pub(super) tuning: Tuning,
+    /// The logical block size (`BLKSSZGET`), the unit of a discard.
+    logical_block: u64,
+}
+
+impl BlockDevice {
+    /// Discards the whole logical blocks inside `len` bytes at `offset`.
+    pub(super) fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        let block = self.logical_block;
+        let start = offset.div_ceil(block) * block;
+        let end = offset.saturating_add(len) / block * block;
+        if end <= start {
+            return Ok(());
+        }
+        // Through the descriptor that holds the O_EXCL claim: the kernel refuses a
+        // discard on a device another descriptor holds exclusively.
+        crate::sys::discard_device(self.io.file(), start, end - start)
+    }
+}
 
 /// Opens a block device for writing an image.
 pub(super) fn open(path: &Path, meta: &Metadata, options: &Options) -> Result<Dest, Error> {
@@ -21,10 +47,7 @@ pub(super) fn open(path: &Path, meta: &Metadata, options: &Options) -> Result<De
             reason,
         });
     }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_EXCL)
-        .open(path)
+    let (mut file, readable) = super::file::open_rw(path, |o| o.custom_flags(libc::O_EXCL))
         .map_err(|source| match source.raw_os_error() {
             Some(libc::EBUSY) => Error::Busy {
                 path: path.to_owned(),
@@ -53,20 +76,23 @@ pub(super) fn open(path: &Path, meta: &Metadata, options: &Options) -> Result<De
             device,
         });
     }
+    let logical_block = crate::sys::logical_block_size(&file).ok();
+    let mut io = Handle::buffered(path, file);
+    io.enable_direct(readable, logical_block)
+        .map_err(|source| Error::Open {
+            path: path.to_owned(),
+            source,
+        })?;
     let tuning = if options.tune {
         Tuning::apply(&sys)
     } else {
         Tuning::none()
     };
-    Ok(Dest {
-        path: path.to_owned(),
-        file,
-        kind: Kind::BlockDevice,
-        created: false,
-        finished: false,
+    Ok(Dest::BlockDevice(BlockDevice {
+        io,
         tuning,
-        skip_sync: false,
-    })
+        logical_block: logical_block.map_or(512, u64::from).max(1),
+    }))
 }
 
 /// `/sys/dev/block/MAJ:MIN`, resolved.

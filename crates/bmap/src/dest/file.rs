@@ -1,10 +1,44 @@
 //! Regular-file (and other non-device) destinations.
 
 use std::fs::{File, Metadata, OpenOptions};
+use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use super::{Dest, Error, Kind, Options, loops, room};
+use super::handle::Handle;
+use super::{Dest, Error, Options, loops, room};
+
+/// A regular file destination: written sparse, sized to the image, removed (when
+/// this copy created it) or left empty (when it was truncated) unless finished.
+#[derive(Debug)]
+pub struct RegularFile {
+    pub(super) io: Handle,
+    /// Removed if the copy does not finish.
+    created: bool,
+    pub(super) finished: bool,
+}
+
+impl Drop for RegularFile {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if self.created {
+            let _ = std::fs::remove_file(self.io.path());
+        } else {
+            // It was truncated when opened: leave it empty rather than half-written.
+            let _ = self.io.file().set_len(0);
+        }
+    }
+}
+
+/// A character device, FIFO or socket: written as it is, never with `O_DIRECT`.
+#[derive(Debug)]
+pub struct OtherNode {
+    pub(super) io: Handle,
+    /// No fsync: `/dev/null`, a FIFO, a socket.
+    pub(super) skip_sync: bool,
+}
 
 /// A new file; refused under /dev (except /dev/shm), where a missing path is almost
 /// surely a typo for a device node. A dangling symlink gets the file it points to, as
@@ -20,6 +54,7 @@ pub(super) fn create(path: &Path, options: &Options) -> Result<Dest, Error> {
         room::check(&target, None, needed)?;
     }
     let file = OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .open(&target)
@@ -27,9 +62,15 @@ pub(super) fn create(path: &Path, options: &Options) -> Result<Dest, Error> {
             path: target.clone(),
             source,
         })?;
-    let mut dest = new(&target, file, Kind::File, true);
-    presize(&mut dest, options)?;
-    Ok(dest)
+    // From here on, a failure removes the new file (on drop).
+    let mut dest = RegularFile {
+        io: Handle::buffered(&target, file),
+        created: true,
+        finished: false,
+    };
+    presize(&dest, options)?;
+    with_direct(&mut dest, true)?;
+    Ok(Dest::File(dest))
 }
 
 /// An existing regular file: truncated first, so no old data shows through the holes.
@@ -49,29 +90,34 @@ pub(super) fn truncate_existing(
     if let Some(needed) = options.mapped_bytes {
         room::check(path, Some(meta), needed)?;
     }
-    let file = OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|source| Error::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-    let mut dest = new(path, file, Kind::File, false);
-    presize(&mut dest, options)?;
-    Ok(dest)
+    let (file, readable) = open_rw(path, |o| o.truncate(true)).map_err(|source| Error::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut dest = RegularFile {
+        io: Handle::buffered(path, file),
+        created: false,
+        finished: false,
+    };
+    presize(&dest, options)?;
+    with_direct(&mut dest, readable)?;
+    Ok(Dest::File(dest))
 }
 
 /// Character devices, FIFOs and sockets: written as they are.
 pub(super) fn open_other(path: &Path, meta: &Metadata) -> Result<Dest, Error> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|source| super::open_error(path, meta, "device", source))?;
-    let mut dest = new(path, file, Kind::Other, false);
-    dest.skip_sync =
-        is_dev_null(meta) || meta.file_type().is_fifo() || meta.file_type().is_socket();
-    Ok(dest)
+    let stream = meta.file_type().is_fifo() || meta.file_type().is_socket();
+    // A FIFO opened for reading too would not wait for its reader: write-only.
+    let opened = if stream {
+        OpenOptions::new().write(true).open(path)
+    } else {
+        open_rw(path, |o| o).map(|(file, _)| file)
+    };
+    let file = opened.map_err(|source| super::open_error(path, meta, "device", source))?;
+    Ok(Dest::Other(OtherNode {
+        io: Handle::buffered(path, file),
+        skip_sync: is_dev_null(meta) || stream,
+    }))
 }
 
 /// Where a dangling symlink (through further links) points, or `path` itself when it
@@ -91,25 +137,39 @@ fn dangling_target(path: &Path) -> PathBuf {
     current
 }
 
-fn new(path: &Path, file: File, kind: Kind, created: bool) -> Dest {
-    Dest {
-        path: path.to_owned(),
-        file,
-        kind,
-        created,
-        finished: false,
-        tuning: super::tuning::Tuning::none(),
-        skip_sync: false,
+/// Opens `path` read-write, or write-only where reading is not permitted; says
+/// whether it is readable. `extra` adds options (truncation).
+pub(super) fn open_rw(
+    path: &Path,
+    extra: impl Fn(&mut OpenOptions) -> &mut OpenOptions,
+) -> io::Result<(File, bool)> {
+    match extra(OpenOptions::new().read(true).write(true)).open(path) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            extra(OpenOptions::new().write(true))
+                .open(path)
+                .map(|f| (f, false))
+        }
+        other => other.map(|f| (f, true)),
     }
+}
+
+/// Adds the `O_DIRECT` descriptor where the file system accepts it.
+fn with_direct(dest: &mut RegularFile, readable: bool) -> Result<(), Error> {
+    dest.io
+        .enable_direct(readable, None)
+        .map_err(|source| Error::Open {
+            path: dest.io.path().to_owned(),
+            source,
+        })
 }
 
 /// Sizes the file to the image before writing (XFS speculative preallocation otherwise
 /// makes mapped-looking blocks, intel/bmap-tools#6).
-fn presize(dest: &mut Dest, options: &Options) -> Result<(), Error> {
+fn presize(dest: &RegularFile, options: &Options) -> Result<(), Error> {
     if let Some(size) = options.image_size {
-        dest.file.set_len(size).map_err(|source| Error::Io {
+        dest.io.file().set_len(size).map_err(|source| Error::Io {
             action: "set the size of",
-            path: dest.path.clone(),
+            path: dest.io.path().to_owned(),
             source,
         })?;
     }

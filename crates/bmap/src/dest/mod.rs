@@ -2,27 +2,33 @@
 //! from it or its file system has no room for the copy), a block device (opened
 //! exclusively, checked, tuned while writing), or another existing node such as
 //! `/dev/null`. [`same_storage`] tells whether writing a destination would change an
-//! input, whatever names reach the two. A [`Dest`] writes at offsets, and is either [`finish`](Dest::finish)ed
-//! (truncated to the image size, synced, settings restored) or dropped, which undoes
-//! what it can: a file it created is removed, an existing file it truncated is left
-//! empty, device settings are restored.
+//! input, whatever names reach the two. A [`Dest`] writes and reads at offsets
+//! (bypassing the page cache with `O_DIRECT` where the kernel allows it, see
+//! `handle.rs`), discards, syncs, and is either [`finish`](Dest::finish)ed (truncated to
+//! the image size, synced, settings restored) or dropped, which undoes what it can: a
+//! file it created is removed, an existing file it truncated is left empty, device
+//! settings are restored.
 
+mod aligned;
 mod blockdev;
 mod file;
+mod handle;
 mod loops;
 mod room;
 mod same;
 mod tuning;
 
-use std::fs::{File, Metadata};
+use std::fs::Metadata;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::access::Access;
 use crate::format::human_size;
 
-pub use blockdev::{Removable, removable};
+pub use aligned::AlignedBuf;
+pub use blockdev::{BlockDevice, Removable, removable};
+pub use file::{OtherNode, RegularFile};
+pub use handle::MIN_ALIGN;
 pub use same::same_storage;
 pub use tuning::{Setting, SettingChange};
 
@@ -160,24 +166,26 @@ pub enum Error {
     },
 }
 
-/// An open destination.
+/// An open destination, by what it is. Each kind undoes what it can when dropped
+/// before [`finish`](Dest::finish): a file it created is removed, an existing file it
+/// truncated is left empty, device settings are restored.
 #[derive(Debug)]
-pub struct Dest {
-    path: PathBuf,
-    file: File,
-    kind: Kind,
-    /// Removed if the copy does not finish.
-    created: bool,
-    finished: bool,
-    tuning: tuning::Tuning,
-    /// Skip fsync (`/dev/null`).
-    skip_sync: bool,
+pub enum Dest {
+    /// A regular file, kept sparse.
+    File(RegularFile),
+    /// A block device, opened exclusively.
+    BlockDevice(BlockDevice),
+    /// Another node (a character device such as `/dev/null`, a FIFO, a socket),
+    /// written as it is.
+    Other(OtherNode),
 }
 
 impl Dest {
     /// Opens `path` for writing an image: a block device exclusively after checking it
     /// is not mounted, used as swap or held, and is large enough; an existing regular
-    /// file is truncated; a missing one is created (except under /dev).
+    /// file is truncated; a missing one is created (except under /dev). Files and
+    /// devices are opened read-write (write-only where reading is not permitted), and
+    /// a second time with `O_DIRECT` where the kernel accepts it.
     pub fn open(path: &Path, options: &Options) -> Result<Dest, Error> {
         match std::fs::metadata(path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => file::create(path, options),
@@ -198,57 +206,142 @@ impl Dest {
         }
     }
 
+    fn io(&self) -> &handle::Handle {
+        match self {
+            Dest::File(file) => &file.io,
+            Dest::BlockDevice(device) => &device.io,
+            Dest::Other(other) => &other.io,
+        }
+    }
+
     /// The destination's path.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.io().path()
     }
 
     /// What kind of destination this is.
     pub fn kind(&self) -> Kind {
-        self.kind
+        match self {
+            Dest::File(_) => Kind::File,
+            Dest::BlockDevice(_) => Kind::BlockDevice,
+            Dest::Other(_) => Kind::Other,
+        }
     }
 
     /// Device settings changed for the copy (or that could not be changed).
     pub fn setting_changes(&self) -> &[SettingChange] {
-        self.tuning.changes()
+        match self {
+            Dest::BlockDevice(device) => device.tuning.changes(),
+            _ => &[],
+        }
     }
 
-    /// Writes all of `buf` at `offset`.
+    /// Whether aligned writes and reads bypass the page cache (`O_DIRECT`): false when
+    /// the kernel refused it, at open or on the first direct write.
+    pub fn is_direct(&self) -> bool {
+        self.io().is_direct()
+    }
+
+    /// The alignment (of memory, file offset and length) that lets a transfer bypass
+    /// the page cache: at least 4096, the logical block size of a device where larger.
+    /// Buffers from [`AlignedBuf::new`] with this alignment, holding data for offset
+    /// `o` at index `o % alignment`, are written directly except for partial blocks.
+    pub fn alignment(&self) -> usize {
+        self.io().align()
+    }
+
+    /// Writes all of `buf` at `offset`. Whole aligned blocks bypass the page cache
+    /// where the destination allows it; partial blocks go through it, so bytes next
+    /// to `buf` are kept.
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
-        self.file
-            .write_all_at(buf, offset)
+        self.io()
+            .write_at(buf, offset)
             .map_err(|source| self.io_error("write to", source))
     }
 
-    /// Starts writing back what was written so far, without waiting (ignored where the
-    /// kernel cannot: a FIFO, `/dev/null`).
+    /// Reads into `buf` from `offset` until it is full or the destination ends;
+    /// returns the bytes read. Aligned parts (see [`alignment`](Dest::alignment))
+    /// bypass the page cache where the destination allows it, so they show what
+    /// reached the medium.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, Error> {
+        self.io()
+            .read_at(buf, offset)
+            .map_err(|source| self.io_error("read from", source))
+    }
+
+    /// Says that the `len` bytes at `offset` are not needed: a hole punched in a
+    /// regular file (reads back as zeros), a discard on a block device (reads back
+    /// as zeros or anything; only the whole logical blocks inside the span are
+    /// discarded). Unsupported for other nodes.
+    pub fn discard(&self, offset: u64, len: u64) -> Result<(), Error> {
+        let result = match self {
+            Dest::File(file) => crate::sys::punch_hole(file.io.file(), offset, len),
+            Dest::BlockDevice(device) => device.discard(offset, len),
+            Dest::Other(_) => Err(io::Error::from(io::ErrorKind::Unsupported)),
+        };
+        result.map_err(|source| self.io_error("discard blocks of", source))
+    }
+
+    /// Bytes written through the page cache so far (all of them without `O_DIRECT`;
+    /// only partial blocks with it): what [`start_writeback`](Dest::start_writeback)
+    /// has to push.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.io().buffered_bytes()
+    }
+
+    /// Starts writing back what went through the page cache, without waiting
+    /// (ignored where the kernel cannot: a FIFO, `/dev/null`).
     pub fn start_writeback(&self) {
-        if !self.skip_sync {
-            let _ = crate::sys::start_writeback(&self.file);
+        if self.syncs() {
+            self.io().start_writeback();
         }
+    }
+
+    /// Syncs everything written so far to the medium (nothing for `/dev/null`, a FIFO
+    /// or a socket).
+    pub fn sync(&self) -> Result<(), Error> {
+        if !self.syncs() {
+            return Ok(());
+        }
+        self.io()
+            .sync()
+            .map_err(|source| self.io_error("synchronize", source))
+    }
+
+    fn syncs(&self) -> bool {
+        !matches!(
+            self,
+            Dest::Other(OtherNode {
+                skip_sync: true,
+                ..
+            })
+        )
     }
 
     /// Makes a regular file exactly `size` bytes (holes stay holes), syncs everything to
     /// the medium, restores device settings. Only after this has the copy succeeded.
-    pub fn finish(mut self, size: u64) -> Result<(), Error> {
-        if self.kind == Kind::File {
-            self.file
+    pub fn finish(self, size: u64) -> Result<(), Error> {
+        if let Dest::File(file) = &self {
+            file.io
+                .file()
                 .set_len(size)
                 .map_err(|source| self.io_error("set the size of", source))?;
         }
-        if !self.skip_sync {
-            self.file
-                .sync_all()
-                .map_err(|source| self.io_error("synchronize", source))?;
+        self.sync()?;
+        match self {
+            Dest::File(mut file) => {
+                file.finished = true;
+                Ok(())
+            }
+            Dest::BlockDevice(mut device) => device.tuning.restore(),
+            Dest::Other(_) => Ok(()),
         }
-        self.finished = true;
-        self.tuning.restore()
     }
 
     fn io_error(&self, action: &'static str, source: io::Error) -> Error {
         Error::Io {
             action,
-            path: self.path.clone(),
+            path: self.path().to_owned(),
             source,
         }
     }
@@ -267,20 +360,5 @@ fn open_error(path: &Path, meta: &Metadata, kind: &'static str, source: io::Erro
     Error::Open {
         path: path.to_owned(),
         source,
-    }
-}
-
-impl Drop for Dest {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        if self.created {
-            let _ = std::fs::remove_file(&self.path);
-        } else if self.kind == Kind::File {
-            // It was truncated when opened: leave it empty rather than half-written.
-            let _ = self.file.set_len(0);
-        }
-        // Tuning restores itself on drop.
     }
 }

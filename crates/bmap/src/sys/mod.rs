@@ -1,12 +1,14 @@
 //! The only place that talks to the kernel below `std`: ioctls and file-system facts.
 //! Every `unsafe` block of the crate lives here, each with a `SAFETY:` note.
 
+mod direct;
 mod fiemap;
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 
+pub use direct::{dio_alignment, discard_device, logical_block_size, page_size, punch_hole};
 pub use fiemap::fiemap;
 
 /// The file system's block size for `file` (`FIGETBSZ`), the unit of its extents.
