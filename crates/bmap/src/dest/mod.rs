@@ -362,3 +362,43 @@ fn open_error(path: &Path, meta: &Metadata, kind: &'static str, source: io::Erro
         source,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_file_reads_back_what_was_written_and_is_removed_unless_finished() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("dest.img");
+        let options = Options {
+            image_size: Some(3 * 4096 + 100),
+            ..Default::default()
+        };
+        let dest = Dest::open(&path, &options).expect("open");
+        assert_eq!(dest.kind(), Kind::File);
+        let align = dest.alignment();
+        let mut data = AlignedBuf::new(2 * align, align);
+        data.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
+        // Aligned, then straddling blocks from unaligned memory.
+        dest.write_at(&data, 0).expect("write");
+        dest.write_at(&data[1..301], 2 * align as u64 - 50)
+            .expect("write");
+        let mut back = AlignedBuf::new(2 * align + 250, align);
+        assert_eq!(dest.read_at(&mut back, 0).expect("read"), back.len());
+        assert!(back[..2 * align - 50] == data[..2 * align - 50]);
+        assert!(back[2 * align - 50..] == data[1..301]);
+        drop(dest);
+        assert!(!path.exists(), "the unfinished new file was kept");
+    }
+
+    #[test]
+    fn dev_null_takes_writes_refuses_discards_and_finishes() {
+        let dest = Dest::open(Path::new("/dev/null"), &Options::default()).expect("open");
+        assert!(matches!(dest, Dest::Other(_)));
+        assert!(!dest.is_direct());
+        dest.write_at(b"bytes", 7).expect("write");
+        assert!(dest.discard(0, 4096).is_err());
+        dest.finish(0).expect("finish");
+    }
+}
