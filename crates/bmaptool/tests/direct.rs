@@ -15,7 +15,7 @@ mod copy_support;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
@@ -445,6 +445,42 @@ fn tmpfs_destination_gets_an_exact_sparse_copy() {
         "the copy differs from the image"
     );
     assert_sparse_as(&dest, &BmapFacts::read(&bmap));
+}
+
+#[test]
+fn a_new_file_the_umask_makes_read_only_is_still_copied_by_an_ordinary_user() {
+    if !require(is_root(), "root (to run the tool as nobody)")
+        || !require(runs("setpriv", &["--version"]), "setpriv (util-linux)")
+    {
+        return;
+    }
+    let dir = tempdir();
+    let layout = odd_sized();
+    let (image, bmap) = layout.write(dir.path());
+    for path in [dir.path(), &image, &bmap] {
+        let mode = if path.is_dir() { 0o777 } else { 0o644 };
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let dest = dir.path().join("out.img");
+    // The file is created with mode 0444: a second open for writing (the O_DIRECT one)
+    // is refused, so the copy goes buffered instead of failing.
+    let output = std::process::Command::new("sh")
+        .args(["-c", "umask 0222 && exec \"$@\"", "sh", "setpriv"])
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_bmaptool"))
+        .args(copy_args(&bmap, &image, &dest))
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh runs");
+    assert_ok(&output);
+    assert_eq!(
+        fs::metadata(&dest).expect("stat").permissions().mode() & 0o777,
+        0o444
+    );
+    assert!(
+        read(&dest) == layout.bytes,
+        "the copy differs from the image"
+    );
 }
 
 // ---------------------------------------------------------------------------------

@@ -257,6 +257,9 @@ fn reopen_direct(path: &Path, file: &File, readable: bool) -> io::Result<Option<
     match reopened {
         Ok(direct) => Ok(Some(direct)),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        // A file created with a mode that does not let its owner write (umask 0222):
+        // the first open was allowed by O_CREAT, a second one is not.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Ok(None),
         Err(e) => Err(e),
     }
 }
