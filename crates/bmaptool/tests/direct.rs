@@ -322,11 +322,11 @@ fn regular_file_is_written_with_o_direct_where_its_file_system_accepts_it() {
 // 2. Small blocks on a device with 4096-byte sectors
 
 /// An image in `block_size` blocks whose ranges start and end inside 4096-byte
-/// blocks, share 4096-byte blocks with each other, span whole aligned blocks, and end
-/// with the image's partial last block.
+/// blocks, share 4096-byte blocks with each other, span whole aligned blocks (one of
+/// them over several 1 MiB chunks), and end with the image's partial last block.
 fn small_blocks(block_size: u64) -> Layout {
     let per_page = 4096 / block_size;
-    let size: u64 = 300 * 1024 + 700;
+    let size: u64 = 3 * MIB + 700;
     let blocks = size.div_ceil(block_size);
     Layout::new(
         size,
@@ -339,6 +339,11 @@ fn small_blocks(block_size: u64) -> Layout {
             (per_page * 2 + 1, per_page * 9 + 1),
             // Whole aligned 4096-byte blocks only.
             (per_page * 12, per_page * 16 - 1),
+            // 2.5 MiB from inside a 4096-byte block: several chunks.
+            (
+                per_page * 20 + 3,
+                per_page * 20 + 3 + (5 * MIB / 2) / block_size,
+            ),
             // The last block, partial, sharing its 4096-byte block with a hole.
             (blocks - 1, blocks - 1),
         ],
@@ -355,7 +360,7 @@ fn bmaps_with_512_and_1024_byte_blocks_on_a_4096_sector_device_keep_neighbouring
         for from_stdin in [false, true] {
             let dir = tempdir();
             let (image, bmap) = layout.write(dir.path());
-            let device = loop_device(MIB, 4096);
+            let device = loop_device(4 * MIB, 4096);
             let output = if from_stdin {
                 run_stdin_file(copy_args(&bmap, "-", device.path()), &image)
             } else {

@@ -17,8 +17,9 @@
 //! The buffers are aligned to the destination's direct-I/O alignment (4096 at least),
 //! and the bytes for image offset `o` are placed at index `o % alignment`: memory and
 //! file offsets then agree, so every whole aligned block of a chunk can be written
-//! with `O_DIRECT`, whatever offset its range starts at; only partial blocks go
-//! through the page cache ([`Dest::write_at`]).
+//! with `O_DIRECT`, whatever offset its range starts at. A range's first chunk is cut
+//! short so that the next ones start aligned; only a range's partial first and last
+//! blocks go through the page cache ([`Dest::write_at`]).
 
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -117,7 +118,7 @@ pub(super) fn run(
     let (pool_tx, pool_rx) = mpsc::sync_channel::<AlignedBuf>(POOL);
     for _ in 0..POOL {
         pool_tx
-            .send(AlignedBuf::new(CHUNK + align, align))
+            .send(AlignedBuf::new(CHUNK, align))
             .expect("the pool has room for its buffers");
     }
     let (write_tx, write_rx) = mpsc::sync_channel::<Chunk>(POOL);
@@ -265,9 +266,10 @@ impl Reader {
                 let Some(mut buf) = self.take_buffer() else {
                     return Ok(());
                 };
-                let want = usize::try_from(len - done).map_or(CHUNK, |n| n.min(CHUNK));
                 let offset = segment.start + done;
                 let start = self.place(offset);
+                let room = CHUNK - start;
+                let want = usize::try_from(len - done).map_or(room, |n| n.min(room));
                 let got = read_full_at(file, &mut buf[start..start + want], offset)
                     .map_err(|source| Error::Read { offset, source })?;
                 if got < want {
@@ -310,10 +312,10 @@ impl Reader {
                 let Some(mut buf) = self.take_buffer() else {
                     return Ok(None);
                 };
-                let want = remaining.map_or(CHUNK, |r| {
-                    usize::try_from(r).map_or(CHUNK, |r| r.min(CHUNK))
-                });
                 let start = self.place(pos);
+                let room = CHUNK - start;
+                let want =
+                    remaining.map_or(room, |r| usize::try_from(r).map_or(room, |r| r.min(room)));
                 let got = read_full(reader, &mut buf[start..start + want]).map_err(|source| {
                     Error::Read {
                         offset: pos,
@@ -424,9 +426,11 @@ impl Reader {
             .unwrap_or(0)
     }
 
-    /// Where the bytes for image offset `offset` start in a buffer.
+    /// Where the bytes for image offset `offset` start in a buffer. A chunk that
+    /// starts there holds at most `CHUNK - place` bytes, so that it ends, and the next
+    /// chunk of its range starts, on an aligned offset.
     fn place(&self, offset: u64) -> usize {
-        // Below `align`, which is a buffer's slack.
+        // Below `align`, which is at most CHUNK.
         (offset % self.align) as usize
     }
 
