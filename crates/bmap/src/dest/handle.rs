@@ -271,7 +271,58 @@ fn same_file(a: &File, b: &File) -> io::Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Step, step};
+    use super::*;
+
+    /// A file in the temporary directory with a direct descriptor, when its file
+    /// system gives one and checks alignment (not tmpfs, which takes any); `None`
+    /// elsewhere.
+    fn strict_direct_file(dir: &Path) -> Option<Handle> {
+        let path = dir.join("file");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .expect("create");
+        const TMPFS_MAGIC: u64 = 0x0102_1994;
+        if crate::sys::filesystem_type(&file).ok() == Some(TMPFS_MAGIC) {
+            return None;
+        }
+        let mut handle = Handle::buffered(&path, file);
+        handle.enable_direct(true, None).expect("reopen");
+        handle.is_direct().then_some(handle)
+    }
+
+    #[test]
+    fn einval_on_the_first_direct_write_turns_direct_io_off_and_the_bytes_still_land() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let Some(mut handle) = strict_direct_file(dir.path()) else {
+            return;
+        };
+        // Pretend any alignment will do: the kernel refuses an odd offset and address.
+        handle.align = 1;
+        let bytes: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        handle.write_at(&bytes[1..], 3).expect("falls back");
+        assert!(!handle.is_direct(), "direct I/O still on after EINVAL");
+        let mut back = vec![0u8; 999];
+        assert_eq!(handle.read_at(&mut back, 3).expect("read"), 999);
+        assert!(back[..] == bytes[1..]);
+    }
+
+    #[test]
+    fn einval_after_a_direct_write_worked_is_an_error() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let Some(mut handle) = strict_direct_file(dir.path()) else {
+            return;
+        };
+        let mut block = crate::dest::AlignedBuf::new(handle.align(), handle.align());
+        block.fill(1);
+        handle.write_at(&block, 0).expect("an aligned direct write");
+        handle.align = 1;
+        let error = handle.write_at(&block[1..100], 3).expect_err("EINVAL");
+        assert_eq!(error.raw_os_error(), Some(libc::EINVAL));
+        assert!(handle.is_direct());
+    }
 
     #[test]
     fn aligned_pieces_go_direct_and_the_rest_buffered() {
