@@ -542,6 +542,15 @@ impl Drop for Attached {
         if !eventually(Duration::from_secs(30), || runs("losetup", &["-d", &path])) {
             eprintln!("warning: cannot detach {path}");
         }
+        // While another process (udev probing it) has the device open, `losetup -d`
+        // only marks it for detaching at the last close: wait until its backing file
+        // is gone, or the next test still sees it reading from its old backing.
+        let backing = PathBuf::from("/sys/block")
+            .join(self.name())
+            .join("loop/backing_file");
+        if !eventually(HANG, || !backing.exists()) {
+            eprintln!("warning: {path} still has a backing file");
+        }
     }
 }
 
