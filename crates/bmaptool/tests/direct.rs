@@ -139,8 +139,10 @@ fn loop_device(size: u64, sector: u32) -> LoopDevice {
     let device = LoopDevice::new(size, OLD);
     if sector != 512 {
         let path = device.path().to_string_lossy().into_owned();
+        // The kernel may refuse for a moment while udev probes the new device.
+        let size = sector.to_string();
         assert!(
-            runs("losetup", &["--sector-size", &sector.to_string(), &path]),
+            eventually(HANG, || runs("losetup", &["--sector-size", &size, &path])),
             "losetup --sector-size {sector} {path} failed"
         );
     }
