@@ -9,7 +9,8 @@
 //!
 //! `O_DIRECT` is refused with `EINVAL`, at open (ramfs, tmpfs before Linux 6.6, some
 //! FUSE file systems) or on the first direct write: then everything is buffered, as
-//! `dd` does.
+//! `dd` does. A second open that the file's mode refuses (a new file the umask made
+//! read-only) also leaves it buffered; any other failure is an error.
 
 use std::fs::{File, OpenOptions};
 use std::io;
