@@ -36,7 +36,6 @@ pub mod discover;
 pub mod format;
 mod interrupt;
 pub mod layout;
-pub mod progress;
 pub mod signature;
 pub mod source;
 mod sys;

@@ -1,116 +1,216 @@
-//! Rendering copy progress: a bar on stderr when it is a terminal (bytes written, rate,
-//! ETA), otherwise a plain line every few seconds (so short copies stay quiet and logs
-//! stay short), nothing with `-q`; and `PROGRESS N` lines to a psplash pipe, as the
-//! reference writes them.
+//! Rendering a copy's events, on a thread of its own (the writer only sends them down a
+//! channel): a bar on stderr when it is a terminal (bytes written, average rate, ETA,
+//! then a "synchronizing" spinner during the final sync), otherwise a plain line every
+//! few seconds with the rate and ETA (so short copies stay quiet and logs stay short)
+//! and a line when the final sync starts; nothing with `-q`; and `PROGRESS N` lines to
+//! a psplash pipe, as the reference writes them.
 
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bmap::format::human_size;
-use bmap::progress::Progress;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use bmap::copy::{Event, Phase};
+use bmap::format::{human_size, human_time};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::messages;
 
 /// Time between plain progress lines.
 const LINE_EVERY: Duration = Duration::from_secs(5);
+/// How often the renderer wakes without events.
+const TICK: Duration = Duration::from_millis(200);
 
 /// How progress is shown.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Bytes the copy writes, when known.
+    pub total: Option<u64>,
+    /// False with `-q`.
+    pub show: bool,
+    /// Whether stderr is a terminal (a bar) or not (plain lines).
+    pub terminal: bool,
+    /// `--psplash-pipe`.
+    pub psplash: Option<PathBuf>,
+    /// How the destination is named in the synchronizing line.
+    pub dest: String,
+}
+
+/// The rendering thread and the channel that feeds it.
 #[derive(Debug)]
-pub struct Renderer {
-    total: Option<u64>,
-    written: AtomicU64,
-    started: Instant,
-    /// When the last plain line was printed, in milliseconds since `started`.
-    last_line: AtomicU64,
-    last_psplash: AtomicU64,
-    bar: Option<ProgressBar>,
-    lines: bool,
+pub struct Progress {
+    events: Sender<Event>,
+    thread: JoinHandle<()>,
+}
+
+impl Progress {
+    /// Starts rendering; `events` then takes the copy's events.
+    pub fn start(settings: Settings) -> std::io::Result<Progress> {
+        let (events, rx) = mpsc::channel();
+        let psplash = settings.psplash.clone().filter(check_pipe);
+        let thread = std::thread::Builder::new()
+            .name("progress".into())
+            .spawn(move || Renderer::new(settings, psplash).run(rx))?;
+        Ok(Progress { events, thread })
+    }
+
+    /// The sink to hand to the copy.
+    pub fn events(&mut self) -> &mut Sender<Event> {
+        &mut self.events
+    }
+
+    /// Waits for the renderer to take the last events; the bar is cleared.
+    pub fn finish(self) {
+        drop(self.events);
+        let _ = self.thread.join();
+    }
+}
+
+struct Renderer {
+    settings: Settings,
     psplash: Option<PathBuf>,
+    bar: Option<ProgressBar>,
+    written: u64,
+    /// When writing started.
+    started: Option<Instant>,
+    last_line: Option<Instant>,
+    last_percent: Option<u64>,
 }
 
 impl Renderer {
-    /// A renderer for `total` bytes (when known). `show` is false with `-q`.
-    pub fn new(
-        total: Option<u64>,
-        show: bool,
-        terminal: bool,
-        psplash: Option<PathBuf>,
-    ) -> Renderer {
-        let bar = (show && terminal).then(|| {
-            let bar = match total {
-                Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()),
-                None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-            };
-            let template = if total.is_some() {
-                "bmaptool: {percent:>3}% [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}"
-            } else {
-                "bmaptool: {spinner} {bytes} written, {binary_bytes_per_sec}"
-            };
-            if let Ok(style) = ProgressStyle::with_template(template) {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            bar
-        });
+    fn new(settings: Settings, psplash: Option<PathBuf>) -> Renderer {
         Renderer {
-            total,
-            written: AtomicU64::new(0),
-            started: Instant::now(),
-            last_line: AtomicU64::new(0),
-            last_psplash: AtomicU64::new(u64::MAX),
-            lines: show && !terminal,
-            bar,
-            psplash: psplash.filter(check_pipe),
+            settings,
+            psplash,
+            bar: None,
+            written: 0,
+            started: None,
+            last_line: None,
+            last_percent: None,
         }
     }
 
-    /// Removes the bar from the screen.
-    pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
+    fn run(mut self, rx: Receiver<Event>) {
+        loop {
+            match rx.recv_timeout(TICK) {
+                Ok(event) => self.take(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.plain_line();
+        }
+        if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
     }
 
-    fn percent(&self, written: u64) -> Option<u64> {
-        self.total.map(|total| {
-            written
-                .saturating_mul(100)
-                .checked_div(total)
-                .unwrap_or(100)
-        })
+    fn take(&mut self, event: Event) {
+        match event {
+            Event::Phase(Phase::Writing) => self.writing(),
+            Event::Phase(Phase::Syncing) => self.syncing(),
+            Event::Phase(Phase::Done) => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+            }
+            Event::Written(bytes) => {
+                self.written += bytes;
+                if let Some(bar) = &self.bar {
+                    bar.inc(bytes);
+                }
+                self.psplash();
+            }
+            _ => {}
+        }
     }
 
-    fn plain_line(&self, written: u64) {
-        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let last = self.last_line.load(Ordering::Relaxed);
-        let step = u64::try_from(LINE_EVERY.as_millis()).unwrap_or(u64::MAX);
-        if now < last.saturating_add(step)
-            || self
-                .last_line
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
+    fn writing(&mut self) {
+        let now = Instant::now();
+        self.started = Some(now);
+        self.last_line = Some(now);
+        if !(self.settings.show && self.settings.terminal) {
             return;
         }
-        let rate = human_size((written as f64 / (now.max(1) as f64 / 1000.0)) as u64);
-        match self.percent(written) {
-            Some(percent) => messages::info(format_args!(
-                "{percent}% copied ({} of {}, {rate}/sec)",
-                human_size(written),
-                human_size(self.total.unwrap_or(0))
-            )),
-            None => messages::info(format_args!("{} copied ({rate}/sec)", human_size(written))),
+        let total = self.settings.total;
+        let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+        let template = if total.is_some() {
+            "bmaptool: {percent:>3}% [{wide_bar}] {bytes}/{total_bytes} {average} ETA {eta}"
+        } else {
+            "bmaptool: {spinner} {bytes} written, {average}"
+        };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style.with_key("average", average).progress_chars("=> "));
         }
+        self.bar = Some(bar);
     }
 
-    fn psplash(&self, written: u64) {
-        let (Some(path), Some(percent)) = (&self.psplash, self.percent(written)) else {
+    /// All data is written: the bar becomes a spinner, so that a slow card does not
+    /// look hung; a plain line says the same.
+    fn syncing(&mut self) {
+        if let Some(bar) = &self.bar {
+            let template = "bmaptool: {spinner} synchronizing {msg}: {bytes} written, \
+                            {average}, {elapsed}";
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style.with_key("average", average));
+            }
+            bar.set_message(self.settings.dest.clone());
+            bar.enable_steady_tick(Duration::from_millis(120));
+        } else if self.settings.show {
+            messages::info(format_args!(
+                "synchronizing {} ({} written)",
+                self.settings.dest,
+                human_size(self.written)
+            ));
+        }
+        // No more lines: the sync has its own.
+        self.started = None;
+    }
+
+    /// A plain line when one is due: percent, bytes, average rate, ETA.
+    fn plain_line(&mut self) {
+        if !self.settings.show || self.settings.terminal {
+            return;
+        }
+        let (Some(started), Some(last)) = (self.started, self.last_line) else {
             return;
         };
-        if self.last_psplash.swap(percent, Ordering::Relaxed) == percent {
+        if last.elapsed() < LINE_EVERY {
+            return;
+        }
+        self.last_line = Some(Instant::now());
+        let seconds = started.elapsed().as_secs_f64().max(1e-3);
+        let rate = self.written as f64 / seconds;
+        let shown_rate = human_size(rate as u64);
+        match self.settings.total {
+            Some(total) => {
+                let percent = percent(self.written, total);
+                let left = total.saturating_sub(self.written) as f64;
+                let eta = if rate > 0.0 {
+                    human_time(left / rate)
+                } else {
+                    "unknown".to_owned()
+                };
+                messages::info(format_args!(
+                    "{percent}% copied ({} of {}, {shown_rate}/sec, ETA {eta})",
+                    human_size(self.written),
+                    human_size(total)
+                ));
+            }
+            None => messages::info(format_args!(
+                "{} copied ({shown_rate}/sec)",
+                human_size(self.written)
+            )),
+        }
+    }
+
+    fn psplash(&mut self) {
+        let (Some(path), Some(total)) = (&self.psplash, self.settings.total) else {
+            return;
+        };
+        let percent = percent(self.written, total);
+        if self.last_percent.replace(percent) == Some(percent) {
             return;
         }
         // As the reference: open non-blocking, write, close; a missing reader is no error.
@@ -124,6 +224,25 @@ impl Renderer {
     }
 }
 
+fn percent(written: u64, total: u64) -> u64 {
+    written
+        .saturating_mul(100)
+        .checked_div(total)
+        .unwrap_or(100)
+}
+
+/// The bar's rate: bytes written over the time since writing started, the same
+/// average the summary's speed is (indicatif's own rate is a recent estimate, which
+/// disagrees with the summary at the end).
+fn average(state: &ProgressState, out: &mut dyn std::fmt::Write) {
+    let seconds = state.elapsed().as_secs_f64().max(1e-3);
+    let _ = write!(
+        out,
+        "{}/s",
+        human_size((state.pos() as f64 / seconds) as u64)
+    );
+}
+
 /// `--psplash-pipe` must name a FIFO; otherwise the reference's warning, and no psplash.
 fn check_pipe(path: &PathBuf) -> bool {
     let is_fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
@@ -134,20 +253,4 @@ fn check_pipe(path: &PathBuf) -> bool {
         ));
     }
     is_fifo
-}
-
-impl Progress for Renderer {
-    fn written(&self, bytes: u64) {
-        let written = self.written.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if let Some(bar) = &self.bar {
-            bar.inc(bytes);
-        } else if self.lines {
-            self.plain_line(written);
-        }
-        self.psplash(written);
-    }
-
-    fn syncing(&self) {
-        self.finish();
-    }
 }

@@ -1,45 +1,49 @@
-//! The copy engine: an [`Image`] and its (already parsed and trusted) [`Bmap`] -> a
-//! [`Dest`], writing only the mapped ranges and verifying each range's digest as its
-//! bytes pass. See [`pipeline`] for how the work is spread over threads.
+//! The copy engine: an [`Image`] and its (already parsed and trusted) [`Bmap`] become a
+//! [`Plan`] (every check that needs no destination, done once), which runs into a
+//! [`RangeSink`] (writing to a [`Dest`] is [`DestWriter`]), reporting [`Event`]s to a
+//! sink the caller owns and returning an [`Outcome`]. See [`pipeline`] for how the work
+//! is spread over threads.
 //!
 //! ```no_run
 //! use std::path::Path;
-//! use bmap::{copy, dest::{self, Dest}, format, source::Image};
+//! use bmap::{copy, dest::Dest, format, source::Image};
 //!
 //! let bmap = format::parse(&std::fs::read("disk.img.bmap")?)?.bmap;
-//! let image = Image::open(Path::new("disk.img"))?;
-//! let options = dest::Options {
-//!     image_size: Some(bmap.image_size()),
-//!     mapped_bytes: Some(bmap.mapped_bytes()),
-//!     tune: true,
-//!     ..Default::default()
-//! };
-//! let dest = Dest::open(Path::new("/dev/sdX"), &options)?;
-//! let outcome = copy::copy(image, Some(&bmap), dest, &copy::Options::default())?;
-//! println!("wrote {} bytes", outcome.bytes_written);
+//! let plan = copy::Plan::new(Image::open(Path::new("disk.img"))?, Some(bmap), None)?;
+//! let dest = Dest::open(Path::new("/dev/sdX"), &plan.dest_options(true))?;
+//! let mut events = Vec::new();
+//! let outcome = plan.run(
+//!     &mut copy::DestWriter::new(dest),
+//!     &mut events,
+//!     &copy::Options::default(),
+//! )?;
+//! println!("wrote {} bytes in {:?}", outcome.bytes_written, outcome.timings.copying());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod events;
 mod pipeline;
+mod plan;
+mod sink;
 
 use std::io;
-use std::sync::Arc;
 
 use crate::Interrupt;
 use crate::dest::{self, Dest};
-use crate::format::{Bmap, Digest};
-use crate::progress::{NoProgress, Progress};
+use crate::format::{Bmap, Digest, human_size};
 use crate::source::Image;
 
-/// Choices for [`copy`].
-#[derive(Clone)]
+pub use events::{Event, Events, NoEvents, Outcome, Phase, RangeOutcome, RangeResult, Timings};
+pub use plan::{Plan, Span};
+pub use sink::{DestWriter, RangeSink, Verdict};
+
+/// Choices for [`Plan::run`].
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Verify each range's digest (`--no-verify` turns this off).
     pub verify: bool,
     /// Checked between chunks; when raised the copy stops with [`Error::Interrupted`].
     pub interrupt: Interrupt,
-    /// Receives progress events.
-    pub progress: Arc<dyn Progress>,
 }
 
 impl Default for Options {
@@ -47,31 +51,8 @@ impl Default for Options {
         Options {
             verify: true,
             interrupt: Interrupt::new(),
-            progress: Arc::new(NoProgress),
         }
     }
-}
-
-impl std::fmt::Debug for Options {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Options")
-            .field("verify", &self.verify)
-            .field("interrupt", &self.interrupt)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Facts about a finished copy.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outcome {
-    /// Size of the image in bytes (learned while reading when it was not known).
-    pub image_size: u64,
-    /// Image bytes written to the destination.
-    pub bytes_written: u64,
-    /// Ranges whose digest was checked and matched.
-    pub ranges_verified: u64,
-    /// Ranges copied without a check (no digest in the bmap, or `verify` off).
-    pub ranges_unverified: u64,
 }
 
 /// A range whose bytes do not hash to the bmap's digest.
@@ -137,8 +118,8 @@ pub enum Error {
     },
     /// The image's known size differs from the bmap's.
     #[error(
-        "the image is {actual} bytes but its bmap says {expected}: the bmap does not belong \
-         to this image"
+        "the image is {actual} bytes ({}) but its bmap says {expected} bytes: the bmap does \
+         not belong to this image", human_size(*.actual)
     )]
     SizeMismatch {
         /// The bmap's ImageSize.
@@ -146,6 +127,32 @@ pub enum Error {
         /// The image's size.
         actual: u64,
     },
+    /// A block device read as the image is smaller than the image its bmap gives.
+    #[error(
+        "the block device ({device} bytes, {}) is smaller than the image its bmap describes \
+         ({image} bytes, {}): it cannot hold this image", human_size(*.device),
+        human_size(*.image)
+    )]
+    DeviceTooSmall {
+        /// The device's size.
+        device: u64,
+        /// The bmap's ImageSize.
+        image: u64,
+    },
+    /// The image's stream declares more bytes than the bmap gives.
+    #[error(
+        "the image holds at least {declared} bytes ({}) but its bmap says {expected} bytes: \
+         the bmap does not belong to this image", human_size(*.declared)
+    )]
+    DeclaredTooLarge {
+        /// The size the stream declares it has at least.
+        declared: u64,
+        /// The bmap's ImageSize.
+        expected: u64,
+    },
+    /// The range sink was used after it was finished.
+    #[error("the destination was already finished")]
+    Finished,
     /// Reading the image failed.
     #[error("cannot read the image at byte {offset}: {source}")]
     Read {
@@ -165,29 +172,14 @@ pub enum Error {
 /// Copies `image` to `dest`: with a bmap, only its ranges (verified unless
 /// `options.verify` is off); without, the whole image. Finishes the destination
 /// (final size, fsync, settings restored) on success; on failure the destination is
-/// dropped, which removes a file it created.
+/// dropped, which removes a file it created. The short form of [`Plan::new`] and
+/// [`Plan::run`] into a [`DestWriter`], without events.
 pub fn copy(
     image: Image,
     bmap: Option<&Bmap>,
     dest: Dest,
     options: &Options,
 ) -> Result<Outcome, Error> {
-    let mut image = image;
-    if let Some(bmap) = bmap {
-        // A block device larger than the image is read up to the image's end; a
-        // smaller one is the size mismatch below.
-        let _ = image.fit_device(bmap.image_size());
-    }
-    if let (Some(bmap), Some(actual)) = (bmap, image.size())
-        && actual != bmap.image_size()
-    {
-        return Err(Error::SizeMismatch {
-            expected: bmap.image_size(),
-            actual,
-        });
-    }
-    let outcome = pipeline::run(image, bmap, &dest, options)?;
-    options.progress.syncing();
-    dest.finish(outcome.image_size)?;
-    Ok(outcome)
+    let plan = Plan::new(image, bmap.cloned(), None)?;
+    plan.run(&mut DestWriter::new(dest), &mut NoEvents, options)
 }

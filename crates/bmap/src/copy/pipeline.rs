@@ -27,9 +27,11 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Error, Mismatch, Options, Outcome};
-use crate::dest::{AlignedBuf, Dest, MIN_ALIGN};
-use crate::format::{Bmap, Digest, Hasher};
+use super::events::{Event, Events, Outcome, RangeOutcome, RangeResult};
+use super::sink::{RangeSink, Verdict};
+use super::{Error, Mismatch, Options, Span};
+use crate::dest::{AlignedBuf, MIN_ALIGN};
+use crate::format::Hasher;
 use crate::source::{Image, RandomAccess};
 
 /// Bytes per buffer.
@@ -38,20 +40,17 @@ const CHUNK: usize = 1 << 20;
 const POOL: usize = 16;
 /// Hashing threads.
 const HASHERS: usize = 2;
-/// Bytes written through the page cache between two starts of writeback (direct
-/// writes need none).
-const WRITEBACK_EVERY: u64 = 16 << 20;
 /// How often a thread waiting for a buffer looks at the stop flags.
 const POLL: Duration = Duration::from_millis(20);
 
-/// A run of image bytes to copy: a bmap range, or the whole image without a bmap.
-struct Segment {
-    first_block: u64,
-    last_block: u64,
-    start: u64,
-    /// `None`: up to the end of a stream of unknown length.
-    len: Option<u64>,
-    digest: Option<Digest>,
+/// What to copy: the plan's spans, and what the reader checks the image against.
+pub(super) struct Job {
+    /// The spans, in image order.
+    pub spans: Vec<Span>,
+    /// The image size the bmap gives.
+    pub expected: Option<u64>,
+    /// Block size, to name blocks in errors.
+    pub block_size: u64,
 }
 
 struct Chunk {
@@ -63,6 +62,8 @@ struct Chunk {
     segment: usize,
     first: bool,
     last: bool,
+    /// Set by the hasher on a range's last chunk.
+    verdict: Option<Verdict>,
 }
 
 /// State all stages share: the plan, the first error, and the stop flags. Owned (in
@@ -76,11 +77,12 @@ impl Chunk {
 
 struct Shared {
     options: Options,
-    segments: Vec<Segment>,
+    segments: Vec<Span>,
     pending: Vec<AtomicUsize>,
     failed: AtomicBool,
     error: Mutex<Option<Error>>,
-    verified: AtomicU64,
+    /// Image bytes read so far.
+    read: AtomicU64,
 }
 
 impl Shared {
@@ -99,22 +101,24 @@ impl Shared {
     }
 }
 
-/// Runs the pipeline; returns what was copied. Does not finish `dest`.
+/// Runs the pipeline into `sink`; returns what was copied (without timings). Does not
+/// finish `sink`.
 pub(super) fn run(
     image: Image,
-    bmap: Option<&Bmap>,
-    dest: &Dest,
+    job: Job,
+    sink: &mut dyn RangeSink,
+    events: &mut dyn Events,
     options: &Options,
 ) -> Result<Outcome, Error> {
     let shared = Arc::new(Shared {
         options: options.clone(),
-        segments: plan(bmap, image.size()),
+        segments: job.spans,
         pending: (0..HASHERS).map(|_| AtomicUsize::new(0)).collect(),
         failed: AtomicBool::new(false),
         error: Mutex::new(None),
-        verified: AtomicU64::new(0),
+        read: AtomicU64::new(0),
     });
-    let align = dest.alignment().max(MIN_ALIGN);
+    let align = sink.alignment().max(MIN_ALIGN);
     let (pool_tx, pool_rx) = mpsc::sync_channel::<AlignedBuf>(POOL);
     for _ in 0..POOL {
         pool_tx
@@ -139,12 +143,21 @@ pub(super) fn run(
         hashers: hasher_txs,
         // Without a bmap a stream of known size (a tar or zip member) is still read to
         // its end, so that the archive's and the decoder's trailers are checked.
-        expected: bmap.map(Bmap::image_size).or(image.size()),
-        block_size: bmap.map_or(4096, Bmap::block_size),
+        expected: job.expected.or(image.size()),
+        block_size: job.block_size,
         align: align as u64,
     };
     let reader = spawn("bmap-read", move || reader.run(image))?;
-    let bytes_written = write(write_rx, pool_tx, dest, &shared);
+    let mut writer = Writer {
+        sink,
+        events,
+        shared: &shared,
+        written: 0,
+        read: 0,
+        open: Vec::new(),
+        ranges: Vec::new(),
+    };
+    writer.run(write_rx, &pool_tx);
 
     // On an error or interrupt, do not wait: the reader may be blocked in a read (an
     // idle pipe, a stalled network) and will end when that read returns.
@@ -165,12 +178,22 @@ pub(super) fn run(
     if let Some(error) = shared.take_error() {
         return Err(error);
     }
-    let verified = shared.verified.load(Ordering::SeqCst);
+    writer.close_open()?;
+    writer.report_read();
+    let bytes_written = writer.written;
+    let verified = writer
+        .ranges
+        .iter()
+        .filter(|r| matches!(r.result, RangeResult::Verified(_)))
+        .count() as u64;
     Ok(Outcome {
         image_size: image_size.unwrap_or(bytes_written),
+        bytes_read: writer.read,
         bytes_written,
         ranges_verified: verified,
         ranges_unverified: shared.segments.len() as u64 - verified,
+        ranges: writer.ranges,
+        timings: Default::default(),
     })
 }
 
@@ -182,40 +205,6 @@ fn spawn<T: Send + 'static>(
         .name(name.to_owned())
         .spawn(work)
         .map_err(|source| Error::Read { offset: 0, source })
-}
-
-/// The segments to copy, in image order.
-fn plan(bmap: Option<&Bmap>, image_size: Option<u64>) -> Vec<Segment> {
-    match bmap {
-        Some(bmap) => bmap
-            .ranges()
-            .iter()
-            .map(|range| {
-                let (start, len) = bmap.byte_span(range);
-                Segment {
-                    first_block: range.first(),
-                    last_block: range.last(),
-                    start,
-                    len: Some(len),
-                    digest: range.digest().copied(),
-                }
-            })
-            .collect(),
-        None => {
-            if image_size == Some(0) {
-                return Vec::new();
-            }
-            let block_size = 4096;
-            vec![Segment {
-                first_block: 0,
-                last_block: image_size
-                    .map_or(u64::MAX, |s| s.div_ceil(block_size).saturating_sub(1)),
-                start: 0,
-                len: image_size,
-                digest: None,
-            }]
-        }
-    }
 }
 
 struct Reader {
@@ -284,6 +273,7 @@ impl Reader {
                     segment: index,
                     first: done == want as u64,
                     last: done == len,
+                    verdict: None,
                 };
                 if !self.send(hasher, chunk) {
                     return Ok(());
@@ -337,6 +327,7 @@ impl Reader {
                     segment: index,
                     first: done == got as u64,
                     last: remaining == Some(got as u64),
+                    verdict: None,
                 };
                 pos += got as u64;
                 if !self.send(hasher, chunk) {
@@ -394,6 +385,7 @@ impl Reader {
                 });
             }
             done += got as u64;
+            self.shared.read.fetch_add(got as u64, Ordering::Relaxed);
             if got < want {
                 break;
             }
@@ -401,7 +393,7 @@ impl Reader {
         Ok(done)
     }
 
-    fn truncated(&self, offset: u64, segment: Option<&Segment>) -> Error {
+    fn truncated(&self, offset: u64, segment: Option<&Span>) -> Error {
         Error::Truncated {
             offset,
             expected: self.expected_size(),
@@ -450,16 +442,20 @@ impl Reader {
     /// Hands a chunk to a hasher; `false` when the pipeline is shutting down.
     fn send(&self, hasher: usize, chunk: Chunk) -> bool {
         self.shared.pending[hasher].fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .read
+            .fetch_add(chunk.len as u64, Ordering::Relaxed);
         self.hashers[hasher].send(chunk).is_ok() && !self.shared.stopped()
     }
 }
 
-/// A hashing stage: digests its ranges' chunks in order and passes them on.
+/// A hashing stage: digests its ranges' chunks in order and passes them on, the last
+/// chunk of each range with its verdict.
 fn hash(rx: Receiver<Chunk>, write_tx: SyncSender<Chunk>, index: usize, shared: &Shared) {
     let pending = &shared.pending[index];
     let segments = &shared.segments;
     let mut state: Option<Hasher> = None;
-    for chunk in rx {
+    for mut chunk in rx {
         pending.fetch_sub(1, Ordering::Relaxed);
         if shared.stopped() {
             return;
@@ -472,22 +468,18 @@ fn hash(rx: Receiver<Chunk>, write_tx: SyncSender<Chunk>, index: usize, shared: 
         if let Some(hasher) = state.as_mut() {
             hasher.update(chunk.data());
         }
-        if chunk.last
-            && let (Some(hasher), Some(expected)) = (state.take(), expected)
-        {
-            let actual = hasher.finish();
-            if actual != expected {
-                shared.fail(Error::ChecksumMismatch(Box::new(Mismatch {
-                    first: segment.first_block,
-                    last: segment.last_block,
-                    start: segment.start,
-                    end: segment.start + segment.len.unwrap_or(0),
-                    expected,
-                    actual,
-                })));
-                return;
-            }
-            shared.verified.fetch_add(1, Ordering::Relaxed);
+        if chunk.last {
+            chunk.verdict = Some(match (state.take(), expected) {
+                (Some(hasher), Some(expected)) => {
+                    let actual = hasher.finish();
+                    if actual == expected {
+                        Verdict::Verified(actual)
+                    } else {
+                        Verdict::Mismatched { expected, actual }
+                    }
+                }
+                _ => Verdict::Unverified,
+            });
         }
         if write_tx.send(chunk).is_err() {
             return;
@@ -495,42 +487,129 @@ fn hash(rx: Receiver<Chunk>, write_tx: SyncSender<Chunk>, index: usize, shared: 
     }
 }
 
-/// The writing stage: `pwrite`s each chunk through [`Dest::write_at`], reports
-/// progress, recycles the buffer.
-fn write(rx: Receiver<Chunk>, pool: SyncSender<AlignedBuf>, dest: &Dest, shared: &Shared) -> u64 {
-    let mut written = 0u64;
-    let mut buffered_at_writeback = dest.buffered_bytes();
-    loop {
-        // Wait with a timeout, so that an interrupt is seen even while the reader is
-        // blocked on an idle input.
-        let chunk = match rx.recv_timeout(POLL) {
-            Ok(chunk) => chunk,
-            Err(RecvTimeoutError::Timeout) if shared.stopped() => break,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        if shared.stopped() {
-            break;
+/// The last stage, on the calling thread: hands each chunk to the sink, reports
+/// events, recycles the buffer.
+struct Writer<'a> {
+    sink: &'a mut dyn RangeSink,
+    events: &'a mut dyn Events,
+    shared: &'a Shared,
+    written: u64,
+    /// Bytes read reported so far.
+    read: u64,
+    /// Ranges begun and not ended, with the bytes passed so far.
+    open: Vec<(usize, u64)>,
+    ranges: Vec<RangeOutcome>,
+}
+
+impl Writer<'_> {
+    fn run(&mut self, rx: Receiver<Chunk>, pool: &SyncSender<AlignedBuf>) {
+        loop {
+            // Wait with a timeout, so that an interrupt is seen even while the reader
+            // is blocked on an idle input.
+            let chunk = match rx.recv_timeout(POLL) {
+                Ok(chunk) => chunk,
+                Err(RecvTimeoutError::Timeout) if self.shared.stopped() => break,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if self.shared.stopped() {
+                break;
+            }
+            if let Err(error) = self.take(&chunk) {
+                self.shared.fail(error);
+                break;
+            }
+            // Never blocks: the pool has room for every buffer there is.
+            let _ = pool.send(chunk.buf);
         }
-        if let Err(error) = dest.write_at(chunk.data(), chunk.offset) {
-            shared.fail(error.into());
-            break;
-        }
-        written += chunk.len as u64;
-        let buffered = dest.buffered_bytes();
-        if buffered - buffered_at_writeback >= WRITEBACK_EVERY {
-            // Keep the disk busy while we go on, instead of leaving everything to the
-            // final fsync (the dirty limit of a large machine holds gigabytes). Only
-            // what went through the page cache needs it: direct writes are on the
-            // device when they return.
-            dest.start_writeback();
-            buffered_at_writeback = buffered;
-        }
-        shared.options.progress.written(chunk.len as u64);
-        // Never blocks: the pool has room for every buffer there is.
-        let _ = pool.send(chunk.buf);
     }
-    written
+
+    fn take(&mut self, chunk: &Chunk) -> Result<(), Error> {
+        let span = &self.shared.segments[chunk.segment];
+        if chunk.first {
+            self.sink.begin(span)?;
+            self.open.push((chunk.segment, 0));
+        }
+        self.report_read();
+        if let Some(Verdict::Mismatched { expected, actual }) = &chunk.verdict {
+            let outcome = RangeOutcome::new(
+                span,
+                span.start + span.len.unwrap_or(0),
+                RangeResult::Mismatched {
+                    expected: *expected,
+                    actual: *actual,
+                },
+            );
+            self.events.event(Event::Range(outcome.clone()));
+            self.ranges.push(outcome);
+            self.sink
+                .end(span, chunk.verdict.as_ref().expect("just matched"))?;
+            return Err(Error::ChecksumMismatch(Box::new(Mismatch {
+                first: span.first_block,
+                last: span.last_block,
+                start: span.start,
+                end: span.start + span.len.unwrap_or(0),
+                expected: *expected,
+                actual: *actual,
+            })));
+        }
+        if let Err(error) = self.sink.chunk(chunk.data(), chunk.offset) {
+            let outcome = RangeOutcome::new(
+                span,
+                span.start + span.len.unwrap_or(0),
+                RangeResult::WriteFailed {
+                    offset: chunk.offset,
+                },
+            );
+            self.events.event(Event::Range(outcome.clone()));
+            self.ranges.push(outcome);
+            return Err(error);
+        }
+        self.written += chunk.len as u64;
+        if let Some(open) = self.open.iter_mut().find(|(i, _)| *i == chunk.segment) {
+            open.1 += chunk.len as u64;
+        }
+        self.events.event(Event::Written(chunk.len as u64));
+        if let Some(verdict) = &chunk.verdict {
+            self.end(chunk.segment, verdict)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the open range `segment` with `verdict`.
+    fn end(&mut self, segment: usize, verdict: &Verdict) -> Result<(), Error> {
+        let Some(at) = self.open.iter().position(|(i, _)| *i == segment) else {
+            return Ok(());
+        };
+        let (_, passed) = self.open.swap_remove(at);
+        let span = &self.shared.segments[segment];
+        self.sink.end(span, verdict)?;
+        let result = match verdict {
+            Verdict::Verified(digest) => RangeResult::Verified(*digest),
+            _ => RangeResult::Written,
+        };
+        let outcome = RangeOutcome::new(span, span.start + passed, result);
+        self.events.event(Event::Range(outcome.clone()));
+        self.ranges.push(outcome);
+        Ok(())
+    }
+
+    /// Ends the ranges still open when the input ended (a stream of unknown length).
+    fn close_open(&mut self) -> Result<(), Error> {
+        while let Some(&(segment, _)) = self.open.first() {
+            self.end(segment, &Verdict::Unverified)?;
+        }
+        Ok(())
+    }
+
+    /// Reports the bytes read since the last report.
+    fn report_read(&mut self) {
+        let read = self.shared.read.load(Ordering::Relaxed);
+        if read > self.read {
+            self.events.event(Event::Read(read - self.read));
+            self.read = read;
+        }
+    }
 }
 
 /// Reads until `buf` is full or the end of the file; returns the bytes read.

@@ -8,12 +8,10 @@ use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use bmap::Interrupt;
-use bmap::copy::{self, Options};
+use bmap::copy::{self, DestWriter, Options};
 use bmap::dest::{self, Dest, Kind, Removable, Setting, SettingChange};
 use bmap::format::{self, Bmap, SelfCheck, human_size, human_time};
 use bmap::source;
@@ -22,9 +20,10 @@ use bmap::source::remote::{self, Location};
 use crate::cli::CopyArgs;
 use crate::input;
 use crate::messages::{self, Level};
-use crate::progress::Renderer;
+use crate::progress::{Progress, Settings};
 
-/// Runs `copy`.
+/// Runs `copy`: the trusted bmap, the plan (image and bmap checked against each
+/// other), the destination, then the plan runs while its events are rendered.
 pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     if args.nobmap && args.bmap.is_some() {
         bail!("--nobmap and --bmap cannot be used together");
@@ -36,132 +35,139 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     } else {
         input::locate(&args.image).context("cannot open the image")?
     };
-    let source::Opened {
-        mut image,
-        min_size,
-        later,
-        ..
-    } = open_image(&args.image, &image_location, &remote)?;
-    let bmap_ref = match (&args.bmap, args.nobmap) {
-        (_, true) => None,
-        (Some(name), false) => Some(BmapRef::new(input::locate(name).with_context(|| {
-            format!("cannot open bmap file '{}'", Path::new(name).display())
-        })?)),
-        (None, false) => Some(discover(&args.image, &image_location, &remote)?),
-    };
-    check_not_overwriting_inputs(args, bmap_ref.as_ref().and_then(BmapRef::local))?;
-    super::preflight::check_dest_is_not_an_input(
-        args,
-        &image_location,
-        bmap_ref.as_ref().map(|b| &b.location),
-    )?;
-    let bmap = match bmap_ref {
-        Some(bmap_ref) => Some(load_bmap(bmap_ref, &remote, args, interrupt)?),
-        None => None,
-    };
+    let opened = open_image(&args.image, &image_location, &remote)?;
+    let bmap = trusted_bmap(args, &image_location, &remote, interrupt)?;
     if args.removable_device {
         check_removable(&args.dest)?;
     }
-    if let Some((_, bmap)) = &bmap {
-        super::preflight::fit_image(&mut image, &args.image.to_string_lossy(), bmap)?;
-    }
-    if let (Some((_, bmap)), Some(min)) = (&bmap, min_size)
-        && min > bmap.image_size()
-    {
-        bail!(
-            "the image '{}' holds at least {min} bytes ({}) but its bmap says {} bytes: the bmap \
-             does not belong to this image",
-            Path::new(&args.image).display(),
-            human_size(min),
-            bmap.image_size()
-        );
-    }
-
-    let image_size = match &bmap {
-        Some((_, bmap)) => Some(bmap.image_size()),
-        None => image.size(),
-    };
-    let dest = open_dest(
-        &args.dest,
-        &dest::Options {
-            image_size,
-            mapped_bytes: bmap
-                .as_ref()
-                .map_or(image.size(), |(_, b)| Some(b.mapped_bytes())),
-            min_size,
-            tune: true,
-        },
-    )?;
+    let later = opened.later.clone();
+    let shown_bmap = bmap.as_ref().map(|(shown, _)| shown.clone());
+    let plan = plan(args, opened, bmap.map(|(_, bmap)| bmap))?;
+    let dest = open_dest(&args.dest, &plan.dest_options(true))?;
     report_tuning(&dest);
     let dest_label = match dest.kind() {
         Kind::BlockDevice => format!("block device '{}'", args.dest.display()),
         _ => format!("file '{}'", basename(&args.dest.to_string_lossy())),
     };
-    let total = match &bmap {
-        Some((shown, bmap)) => {
+    announce(args, &plan, shown_bmap.as_deref(), &dest_label);
+    let mut progress = Progress::start(Settings {
+        total: plan.bytes_to_write(),
+        show: messages::enabled(Level::Info),
+        terminal: std::io::stderr().is_terminal(),
+        psplash: args.psplash_pipe.clone(),
+        dest: dest_label.clone(),
+    })
+    .context("cannot start the progress display")?;
+    let options = Options {
+        verify: !args.no_verify,
+        interrupt: interrupt.clone(),
+    };
+    let has_bmap = plan.bmap().is_some();
+    let result = plan.run(&mut DestWriter::new(dest), progress.events(), &options);
+    progress.finish();
+    let outcome = result.map_err(|e| explain_failure(e, &args.dest))?;
+    for notice in later.take() {
+        messages::warning(notice);
+    }
+    summarize(args, &outcome, has_bmap, &dest_label);
+    Ok(())
+}
+
+/// The bmap to copy with, found, fetched, signature-checked and parsed; `None` with
+/// `--nobmap`.
+fn trusted_bmap(
+    args: &CopyArgs,
+    image_location: &Location,
+    remote: &remote::Options,
+    interrupt: &Interrupt,
+) -> Result<Option<BmapFile>> {
+    let bmap_ref = match (&args.bmap, args.nobmap) {
+        (_, true) => None,
+        (Some(name), false) => Some(BmapRef::new(input::locate(name).with_context(|| {
+            format!("cannot open bmap file '{}'", Path::new(name).display())
+        })?)),
+        (None, false) => Some(discover(&args.image, image_location, remote)?),
+    };
+    check_not_overwriting_inputs(args, bmap_ref.as_ref().and_then(BmapRef::local))?;
+    super::preflight::check_dest_is_not_an_input(
+        args,
+        image_location,
+        bmap_ref.as_ref().map(|b| &b.location),
+    )?;
+    bmap_ref
+        .map(|bmap_ref| load_bmap(bmap_ref, remote, args, interrupt))
+        .transpose()
+}
+
+/// The image and the bmap checked against each other, once (see [`copy::Plan::new`]).
+fn plan(args: &CopyArgs, opened: source::Opened, bmap: Option<Bmap>) -> Result<copy::Plan> {
+    let shown = Path::new(&args.image).display().to_string();
+    let plan = copy::Plan::new(opened.image, bmap, opened.min_size)
+        .with_context(|| format!("cannot copy the image '{shown}'"))?;
+    if let (Some(device), Some(wanted)) = (plan.device_size(), plan.image_size()) {
+        messages::info(format_args!(
+            "reading the first {wanted} bytes ({}) of block device '{shown}' ({}), the \
+             image's size in its bmap",
+            human_size(wanted),
+            human_size(device)
+        ));
+    }
+    Ok(plan)
+}
+
+/// Says what is about to be copied where.
+fn announce(args: &CopyArgs, plan: &copy::Plan, shown_bmap: Option<&str>, dest_label: &str) {
+    match (plan.bmap(), shown_bmap) {
+        (Some(bmap), Some(shown)) => {
             describe(bmap);
             messages::info(format_args!(
                 "copying image '{}' to {dest_label} using bmap file '{}'",
                 basename(&args.image.to_string_lossy()),
                 basename(shown)
             ));
-            Some(bmap.mapped_bytes())
         }
-        None => {
-            messages::info(format_args!(
-                "no bmap given, copy entire image to '{}'",
-                args.dest.display()
-            ));
-            image.size()
-        }
-    };
-
-    let renderer = Arc::new(Renderer::new(
-        total,
-        messages::enabled(Level::Info) && !messages::enabled(Level::Debug),
-        std::io::stderr().is_terminal(),
-        args.psplash_pipe.clone(),
-    ));
-    let options = Options {
-        verify: !args.no_verify,
-        interrupt: interrupt.clone(),
-        progress: renderer.clone(),
-    };
-    let started = Instant::now();
-    let result = copy::copy(image, bmap.as_ref().map(|(_, b)| b), dest, &options);
-    renderer.finish();
-    let outcome = result.map_err(|e| explain_failure(e, &args.dest))?;
-    for notice in later.take() {
-        messages::warning(notice);
+        _ => messages::info(format_args!(
+            "no bmap given, copy entire image to '{}'",
+            args.dest.display()
+        )),
     }
-    let seconds = started.elapsed().as_secs_f64();
+}
 
+/// The closing lines: time and speed (the same average the bar showed), what was
+/// written and verified.
+fn summarize(args: &CopyArgs, outcome: &copy::Outcome, has_bmap: bool, dest_label: &str) {
+    let seconds = outcome.timings.copying().as_secs_f64();
     messages::info(format_args!(
         "copying time: {}, copying speed {}/sec",
         human_time(seconds),
         human_size((outcome.bytes_written as f64 / seconds.max(1e-3)) as u64)
     ));
-    let checked = if bmap.is_none() {
-        "no bmap, so nothing to verify".to_owned()
-    } else {
+    messages::debug(format_args!(
+        "checking {}, writing {}, synchronizing {}",
+        human_time(outcome.timings.checking.as_secs_f64()),
+        human_time(outcome.timings.writing.as_secs_f64()),
+        human_time(outcome.timings.syncing.as_secs_f64()),
+    ));
+    let checked = if has_bmap {
         format!(
             "{} of {} ranges verified",
             outcome.ranges_verified,
             outcome.ranges_verified + outcome.ranges_unverified
         )
+    } else {
+        "no bmap, so nothing to verify".to_owned()
     };
     messages::info(format_args!(
         "wrote {} of a {} image to {dest_label}; {checked}",
         human_size(outcome.bytes_written),
         human_size(outcome.image_size),
     ));
-    if bmap.is_some() && !args.no_verify && outcome.ranges_unverified > 0 {
+    if has_bmap && !args.no_verify && outcome.ranges_unverified > 0 {
         messages::warning(format_args!(
             "{} ranges have no checksum in the bmap: their data was copied unverified",
             outcome.ranges_unverified
         ));
     }
-    Ok(())
 }
 
 /// Adds what the user should know about the destination's state to a copy error.

@@ -1,7 +1,6 @@
-//! Checks `copy` makes before DEST is opened for writing: DEST is none of the inputs
-//! (the image, the bmap, its signature, the keyring), whatever names reach them, and
-//! the image has the size its bmap gives (a block device read as the image may be
-//! larger: it is read up to the image's size).
+//! The check `copy` makes before DEST is opened for writing: DEST is none of the inputs
+//! (the image, the bmap, its signature, the keyring), whatever names reach them. (The
+//! image's size against its bmap's is checked by the library's `copy::Plan`.)
 
 use std::fs::{File, Metadata};
 use std::os::fd::AsFd;
@@ -9,12 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use bmap::dest::same_storage;
-use bmap::format::{Bmap, human_size};
-use bmap::source::Image;
 use bmap::source::remote::Location;
 
 use crate::cli::CopyArgs;
-use crate::messages;
 
 /// An input of the copy, and how to name it.
 struct Input {
@@ -117,38 +113,4 @@ fn signatures(args: &CopyArgs, bmap: Option<&PathBuf>) -> Vec<PathBuf> {
     }
     bmap.map(|path| bmap::discover::signature_candidate_paths(path))
         .unwrap_or_default()
-}
-
-/// Checks the image's size against its bmap's: equal for a file; a block device read
-/// as the image (a flashed card, checked by copying it to /dev/null) may be larger and
-/// is then read up to the image's size, but a smaller one cannot hold the image.
-pub fn fit_image(image: &mut Image, shown: &str, bmap: &Bmap) -> Result<()> {
-    let wanted = bmap.image_size();
-    match image.fit_device(wanted) {
-        Err(e) => bail!(
-            "the block device '{shown}' ({} bytes, {}) is smaller than the image its bmap \
-             describes ({} bytes, {}): it cannot hold this image",
-            e.device,
-            human_size(e.device),
-            e.image,
-            human_size(e.image)
-        ),
-        Ok(Some(device)) => messages::info(format_args!(
-            "reading the first {wanted} bytes ({}) of block device '{shown}' ({}), the \
-             image's size in its bmap",
-            human_size(wanted),
-            human_size(device)
-        )),
-        Ok(None) => {}
-    }
-    if let Some(size) = image.size()
-        && size != wanted
-    {
-        bail!(
-            "the image '{shown}' is {size} bytes ({}) but its bmap says {wanted} bytes: the \
-             bmap does not belong to this image",
-            human_size(size),
-        );
-    }
-    Ok(())
 }

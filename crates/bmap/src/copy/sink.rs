@@ -1,0 +1,119 @@
+//! The last stage of a copy: a [`RangeSink`] takes each range's bytes after they were
+//! hashed. [`DestWriter`], writing to one [`Dest`], is one implementation; a read-back
+//! check, several destinations or a verify-only pass are others, and the reader and
+//! the hashers do not change for them.
+
+use super::{Error, Span};
+use crate::dest::{Dest, MIN_ALIGN};
+use crate::format::Digest;
+
+/// How a range ended, as the hashers found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not checked (no digest, verification off, or no bmap).
+    Unverified,
+    /// The bytes hash to the bmap's digest.
+    Verified(Digest),
+    /// The bytes do not hash to the bmap's digest; the range's last chunk is not
+    /// passed to [`RangeSink::chunk`], and the copy stops after [`RangeSink::end`].
+    Mismatched {
+        /// The bmap's digest.
+        expected: Digest,
+        /// The digest of the bytes read.
+        actual: Digest,
+    },
+}
+
+/// Takes the copy's ranges. Called from one thread, the one that runs the copy.
+///
+/// The chunks of one range come in order, between its `begin` and `end`; up to two
+/// ranges (one per hasher) may be open at once, so chunks of different ranges can
+/// interleave. A chunk's bytes sit in memory at `offset % alignment()` of an aligned
+/// buffer, so that whole aligned blocks can be written with `O_DIRECT`.
+pub trait RangeSink {
+    /// The alignment the buffers must have for this sink (at least [`MIN_ALIGN`]).
+    fn alignment(&self) -> usize {
+        MIN_ALIGN
+    }
+
+    /// A range starts; its chunks follow.
+    fn begin(&mut self, span: &Span) -> Result<(), Error> {
+        let _ = span;
+        Ok(())
+    }
+
+    /// Bytes of the image at `offset`, in the range last begun at or before it.
+    fn chunk(&mut self, data: &[u8], offset: u64) -> Result<(), Error>;
+
+    /// A range ended with `verdict`.
+    fn end(&mut self, span: &Span, verdict: &Verdict) -> Result<(), Error> {
+        let _ = (span, verdict);
+        Ok(())
+    }
+
+    /// Every range was taken; the image is `image_size` bytes. A destination is sized,
+    /// synced and its settings restored here.
+    fn finish(&mut self, image_size: u64) -> Result<(), Error>;
+}
+
+/// Bytes written through the page cache between two starts of writeback (direct
+/// writes need none).
+const WRITEBACK_EVERY: u64 = 16 << 20;
+
+/// Writes the ranges to one [`Dest`] at their offsets, and finishes it (final size,
+/// fsync, settings restored). Dropped unfinished, the destination undoes what it can
+/// (a file it created is removed).
+#[derive(Debug)]
+pub struct DestWriter {
+    dest: Option<Dest>,
+    buffered_at_writeback: u64,
+}
+
+impl DestWriter {
+    /// A writer to `dest`.
+    pub fn new(dest: Dest) -> DestWriter {
+        DestWriter {
+            buffered_at_writeback: dest.buffered_bytes(),
+            dest: Some(dest),
+        }
+    }
+
+    /// The destination, until it is finished.
+    pub fn dest(&self) -> Option<&Dest> {
+        self.dest.as_ref()
+    }
+
+    fn live(&self) -> Result<&Dest, Error> {
+        self.dest.as_ref().ok_or(Error::Finished)
+    }
+}
+
+impl RangeSink for DestWriter {
+    fn alignment(&self) -> usize {
+        self.dest
+            .as_ref()
+            .map_or(MIN_ALIGN, Dest::alignment)
+            .max(MIN_ALIGN)
+    }
+
+    fn chunk(&mut self, data: &[u8], offset: u64) -> Result<(), Error> {
+        let dest = self.live()?;
+        dest.write_at(data, offset)?;
+        let buffered = dest.buffered_bytes();
+        if buffered - self.buffered_at_writeback >= WRITEBACK_EVERY {
+            // Keep the disk busy while we go on, instead of leaving everything to the
+            // final fsync (the dirty limit of a large machine holds gigabytes). Only
+            // what went through the page cache needs it: direct writes are on the
+            // device when they return.
+            dest.start_writeback();
+            self.buffered_at_writeback = buffered;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, image_size: u64) -> Result<(), Error> {
+        let dest = self.dest.take().ok_or(Error::Finished)?;
+        dest.finish(image_size)?;
+        Ok(())
+    }
+}
