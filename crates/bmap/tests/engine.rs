@@ -147,7 +147,7 @@ fn the_bytes_in_the_events_add_up_to_the_outcome() {
 fn a_mismatch_event_names_the_range_and_the_sink_is_not_finished() {
     let (mut image, bmap) = sample(11, 4096, 300, 0);
     let victim = bmap.ranges().len() / 2;
-    let range = bmap.ranges()[victim].clone();
+    let range = bmap.ranges()[victim];
     let (start, _) = bmap.byte_span(&range);
     image.bytes[usize::try_from(start).expect("small") + 1] ^= 0x40;
     let (result, sink, events) = run(stream(&image.bytes, None), Some(bmap));
