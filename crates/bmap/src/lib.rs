@@ -9,6 +9,7 @@
 //! - [`layout`]: which blocks of a local file are mapped (FIEMAP, SEEK_DATA/SEEK_HOLE);
 //! - [`create`]: an image -> its bmap, hashing ranges on all cores;
 //! - [`source`] and [`dest`]: where image bytes come from and go to;
+//! - [`trust`]: find, fetch, signature-check and parse the bmap for an image;
 //! - [`copy`]: an image and its bmap -> a file or block device, verifying as it goes.
 //!
 //! The library never prints, reads environment variables or installs signal handlers:
@@ -39,5 +40,6 @@ pub mod layout;
 pub mod signature;
 pub mod source;
 mod sys;
+pub mod trust;
 
 pub use interrupt::Interrupt;

@@ -13,9 +13,10 @@ use anyhow::{Context, Result, bail};
 use bmap::Interrupt;
 use bmap::copy::{self, DestWriter, Options};
 use bmap::dest::{self, Dest, Kind, Removable, Setting, SettingChange};
-use bmap::format::{self, Bmap, SelfCheck, human_size, human_time};
+use bmap::format::{Bmap, SelfCheck, human_size, human_time};
 use bmap::source;
 use bmap::source::remote::{self, Location};
+use bmap::trust::{self, Trusted};
 
 use crate::cli::CopyArgs;
 use crate::input;
@@ -41,8 +42,8 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         check_removable(&args.dest)?;
     }
     let later = opened.later.clone();
-    let shown_bmap = bmap.as_ref().map(|(shown, _)| shown.clone());
-    let plan = plan(args, opened, bmap.map(|(_, bmap)| bmap))?;
+    let shown_bmap = bmap.as_ref().map(|trusted| trusted.shown.clone());
+    let plan = plan(args, opened, bmap.map(|trusted| trusted.bmap))?;
     let dest = open_dest(&args.dest, &plan.dest_options(true))?;
     report_tuning(&dest);
     let dest_label = match dest.kind() {
@@ -73,30 +74,60 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     Ok(())
 }
 
-/// The bmap to copy with, found, fetched, signature-checked and parsed; `None` with
-/// `--nobmap`.
+/// The bmap to copy with, found, fetched, signature-checked and parsed by the
+/// library's trust step; `None` with `--nobmap`. DEST is checked against the inputs
+/// once the bmap's location is known, before anything is read from it.
 fn trusted_bmap(
     args: &CopyArgs,
     image_location: &Location,
     remote: &remote::Options,
     interrupt: &Interrupt,
-) -> Result<Option<BmapFile>> {
-    let bmap_ref = match (&args.bmap, args.nobmap) {
-        (_, true) => None,
-        (Some(name), false) => Some(BmapRef::new(input::locate(name).with_context(|| {
-            format!("cannot open bmap file '{}'", Path::new(name).display())
-        })?)),
-        (None, false) => Some(discover(&args.image, image_location, remote)?),
+) -> Result<Option<Trusted>> {
+    if args.nobmap {
+        super::preflight::check_dest_is_not_an_input(args, image_location, None)?;
+        return Ok(None);
+    }
+    let found =
+        match &args.bmap {
+            Some(name) => trust::Found::named(input::locate(name).with_context(|| {
+                format!("cannot open bmap file '{}'", Path::new(name).display())
+            })?),
+            None => {
+                let image = (args.image != "-").then_some(image_location);
+                // Remote candidates are fetched: let a signal end a stalled transfer.
+                let found = crate::signals::blocking(|| trust::find(image, remote))
+                    .map_err(super::signature::explain)?;
+                messages::info(format_args!("discovered bmap file '{}'", found.shown));
+                found
+            }
+        };
+    let local = match &found.location {
+        Location::Local(path) => Some(path.as_path()),
+        Location::Url(_) => None,
     };
-    check_not_overwriting_inputs(args, bmap_ref.as_ref().and_then(BmapRef::local))?;
-    super::preflight::check_dest_is_not_an_input(
-        args,
-        image_location,
-        bmap_ref.as_ref().map(|b| &b.location),
-    )?;
-    bmap_ref
-        .map(|bmap_ref| load_bmap(bmap_ref, remote, args, interrupt))
-        .transpose()
+    check_not_overwriting_inputs(args, local)?;
+    super::preflight::check_dest_is_not_an_input(args, image_location, Some(&found.location))?;
+    let options = super::signature::trust_options(args, remote, interrupt)?;
+    let trusted = crate::signals::blocking(|| trust::trust(found, &options))
+        .map_err(super::signature::explain)?;
+    super::signature::report(&trusted);
+    let shown = &trusted.shown;
+    for warning in &trusted.warnings {
+        messages::warning(format_args!("bmap file '{shown}': {warning}"));
+    }
+    let version = trusted.bmap.version();
+    if trusted.self_check == SelfCheck::Absent {
+        messages::debug(format_args!(
+            "bmap file '{shown}' (format {version}) carries no checksum of itself"
+        ));
+    }
+    if trusted.bmap.checksum_kind().is_none() && !args.no_verify {
+        messages::warning(format_args!(
+            "bmap file '{shown}' (format {version}) has no checksums: the copy will not be \
+             verified"
+        ));
+    }
+    Ok(Some(trusted))
 }
 
 /// The image and the bmap checked against each other, once (see [`copy::Plan::new`]).
@@ -226,135 +257,11 @@ fn open_image(
     if !opened.format.is_raw() {
         messages::info(format_args!(
             "reading '{}' as {}",
-            basename(&shown(location)),
+            basename(&trust::shown(location)),
             opened.format
         ));
     }
     Ok(opened)
-}
-
-/// How a location may be printed: a path, or a URL without credentials.
-fn shown(location: &Location) -> String {
-    match location {
-        Location::Local(path) => path.display().to_string(),
-        Location::Url(url) => remote::redact(url),
-    }
-}
-
-/// A bmap to read, and how to name it.
-struct BmapRef {
-    location: Location,
-    shown: String,
-    /// Its bytes, when discovery already fetched them.
-    bytes: Option<Vec<u8>>,
-}
-
-impl BmapRef {
-    fn new(location: Location) -> BmapRef {
-        BmapRef {
-            shown: shown(&location),
-            location,
-            bytes: None,
-        }
-    }
-
-    fn local(&self) -> Option<&Path> {
-        match &self.location {
-            Location::Local(path) => Some(path),
-            Location::Url(_) => None,
-        }
-    }
-}
-
-/// Reads and parses the bmap (its own checksum verified).
-fn load_bmap(
-    bmap: BmapRef,
-    remote: &remote::Options,
-    args: &CopyArgs,
-    interrupt: &Interrupt,
-) -> Result<BmapFile> {
-    let no_verify = args.no_verify;
-    let shown = bmap.shown.clone();
-    let bytes = match (bmap.bytes, &bmap.location) {
-        (Some(bytes), _) => bytes,
-        (None, Location::Local(path)) => input::read(path, &input::BMAP, interrupt)
-            .with_context(|| format!("cannot open bmap file '{shown}'"))?,
-        (None, Location::Url(url)) => {
-            crate::signals::blocking(|| remote::fetch(url, remote, input::BMAP.bytes))
-                .with_context(|| format!("cannot open bmap file '{shown}'"))?
-        }
-    };
-    let bytes = super::signature::verify(args, &bmap.location, &shown, bytes, remote, interrupt)?;
-    let parsed =
-        format::parse(&bytes).with_context(|| format!("cannot use bmap file '{shown}'"))?;
-    for warning in &parsed.warnings {
-        messages::warning(format_args!("bmap file '{shown}': {warning}"));
-    }
-    if parsed.self_check == SelfCheck::Absent {
-        messages::debug(format_args!(
-            "bmap file '{shown}' (format {}) carries no checksum of itself",
-            parsed.bmap.version()
-        ));
-    }
-    if parsed.bmap.checksum_kind().is_none() && !no_verify {
-        messages::warning(format_args!(
-            "bmap file '{shown}' (format {}) has no checksums: the copy will not be verified",
-            parsed.bmap.version()
-        ));
-    }
-    Ok((shown, parsed.bmap))
-}
-
-/// A parsed bmap and the name to show for it.
-type BmapFile = (String, Bmap);
-
-/// Finds the bmap beside the image in the reference's order; for a URL the candidates
-/// are fetched, and one that is not found (404, or 403 as some stores answer) moves on.
-fn discover(image: &OsStr, location: &Location, remote: &remote::Options) -> Result<BmapRef> {
-    match location {
-        _ if image == "-" => {}
-        Location::Local(path) => {
-            // The path, not the argument: a file:// URL names a local path.
-            for candidate in bmap::discover::bmap_candidate_paths(path) {
-                if candidate.is_file() {
-                    messages::info(format_args!(
-                        "discovered bmap file '{}'",
-                        candidate.display()
-                    ));
-                    return Ok(BmapRef::new(Location::Local(candidate)));
-                }
-            }
-        }
-        Location::Url(url) => {
-            for candidate in remote::bmap_candidates(url) {
-                let fetched = crate::signals::blocking(|| {
-                    remote::fetch(&candidate, remote, input::BMAP.bytes)
-                });
-                match fetched {
-                    Ok(bytes) => {
-                        let mut found = BmapRef::new(Location::Url(candidate));
-                        messages::info(format_args!("discovered bmap file '{}'", found.shown));
-                        found.bytes = Some(bytes);
-                        return Ok(found);
-                    }
-                    Err(e)
-                        if e.is_not_found()
-                            || matches!(e, remote::Error::Status { status: 403, .. }) =>
-                    {
-                        messages::debug(format_args!(
-                            "no bmap at '{}'",
-                            remote::redact(&candidate)
-                        ));
-                    }
-                    Err(e) => return Err(e).context("cannot look for the bmap beside the image"),
-                }
-            }
-        }
-    }
-    bail!(
-        "bmap file not found, please, use --bmap to name it, or --nobmap to flash the whole \
-         image without bmap"
-    )
 }
 
 /// Refuses a bmap given as the image itself, as the reference does (by path, before

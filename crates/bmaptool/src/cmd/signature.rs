@@ -1,13 +1,14 @@
-//! The bmap's OpenPGP signature, for `copy`: option checks, discovery of a detached
-//! signature beside the bmap, the keyring, and the verdict. Runs before the bmap is
-//! parsed and before anything is written.
+//! The bmap's OpenPGP signature, for `copy`: option checks, the library's trust
+//! options from the arguments (and the user's GnuPG home), advice for its errors in
+//! the CLI's words, and what the check found, told to the user.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bmap::Interrupt;
-use bmap::signature::{self, Keyring, Verified};
-use bmap::source::remote::{self, Location};
+use bmap::signature::Verified;
+use bmap::source::remote;
+use bmap::trust::{self, Keys, SignatureCheck, SignatureSource, Trusted};
 
 use crate::cli::CopyArgs;
 use crate::input;
@@ -30,70 +31,130 @@ pub fn check_options(args: &CopyArgs) -> Result<()> {
     Ok(())
 }
 
-/// Verifies the bmap's signature as the options say; returns the bmap bytes to parse
-/// (a clearsigned bmap's signed text).
-pub fn verify(
+/// The library's trust options for these arguments: which signature, which keys
+/// (`--keyring`, or the user's GnuPG keyrings from `GNUPGHOME` or `~/.gnupg`).
+pub fn trust_options(
     args: &CopyArgs,
-    location: &Location,
-    shown: &str,
-    bytes: Vec<u8>,
     remote: &remote::Options,
     interrupt: &Interrupt,
-) -> Result<Vec<u8>> {
-    if signature::is_clearsigned(&bytes) {
-        messages::info(format_args!(
-            "discovered inline signature in bmap file '{shown}'"
-        ));
-        if args.bmap_sig.is_some() {
-            bail!(
-                "the bmap file '{shown}' has clearsign format and already contains the \
-                 signature, so --bmap-sig option should not be used"
-            );
-        }
-        if args.no_sig_verify {
-            messages::warning("not verifying the bmap's signature (--no-sig-verify)");
-            return signature::clearsigned_text(&bytes)
-                .with_context(|| format!("cannot read the clearsigned bmap file '{shown}'"));
-        }
-        let keyring = keyring(args, interrupt)?;
-        let (verified, text) = signature::verify_clearsigned(&bytes, &keyring, &options(args))
-            .with_context(|| format!("cannot use bmap file '{shown}'"))?;
-        report(&verified, shown, shown);
-        return Ok(text);
-    }
-    if args.no_sig_verify {
-        return Ok(bytes);
-    }
-    let Some((sig_shown, sig)) = detached(args, location, shown, remote, interrupt)? else {
-        if args.fingerprint.is_some() {
-            bail!("no signature found but --fingerprint given");
-        }
-        if args.keyring.is_some() {
-            bail!("no signature found but --keyring given");
-        }
-        messages::debug(format_args!("bmap file '{shown}' is not signed"));
-        return Ok(bytes);
+) -> Result<trust::Options> {
+    let signature = if args.no_sig_verify {
+        SignatureSource::Skip
+    } else if let Some(arg) = &args.bmap_sig {
+        let name = Path::new(arg).display().to_string();
+        SignatureSource::Named(
+            input::locate(arg)
+                .with_context(|| format!("cannot open bmap signature file '{name}'"))?,
+        )
+    } else {
+        SignatureSource::Discover
     };
-    let keyring = keyring(args, interrupt)?;
-    let verified = signature::verify_detached(&bytes, &sig, &keyring, &options(args))
-        .with_context(|| {
-            format!("cannot use the signature '{sig_shown}' of bmap file '{shown}'")
-        })?;
-    report(&verified, shown, &sig_shown);
-    Ok(bytes)
+    let keys = match &args.keyring {
+        Some(path) => Keys::Named(path.clone()),
+        None => {
+            let home = std::env::var_os("GNUPGHOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".gnupg")));
+            let files = home
+                .iter()
+                .flat_map(|home| {
+                    [
+                        "pubring.kbx",
+                        "pubring.gpg",
+                        "trustedkeys.kbx",
+                        "trustedkeys.gpg",
+                    ]
+                    .map(|name| home.join(name))
+                })
+                .collect();
+            Keys::Default { files, home }
+        }
+    };
+    Ok(trust::Options {
+        signature,
+        keys,
+        fingerprint: args.fingerprint.clone(),
+        remote: remote.clone(),
+        interrupt: interrupt.clone(),
+    })
 }
 
-/// How to judge: now, and by the key of `--fingerprint` if given.
-fn options(args: &CopyArgs) -> signature::Options {
-    signature::Options {
-        fingerprint: args.fingerprint.clone(),
-        ..signature::Options::default()
+/// The advice a trust error needs in the CLI's words: the options to use.
+pub fn explain(error: trust::Error) -> anyhow::Error {
+    let advice = match &error {
+        trust::Error::NotFound => {
+            return anyhow::anyhow!(
+                "bmap file not found, please, use --bmap to name it, or --nobmap to flash the \
+             whole image without bmap"
+            );
+        }
+        trust::Error::InlineAndDetached { shown } => {
+            return anyhow::anyhow!(
+                "the bmap file '{shown}' has clearsign format and already contains the \
+             signature, so --bmap-sig option should not be used"
+            );
+        }
+        trust::Error::UnsignedWithFingerprint => {
+            return anyhow::anyhow!("no signature found but --fingerprint given");
+        }
+        trust::Error::UnsignedWithKeyring => {
+            return anyhow::anyhow!("no signature found but --keyring given");
+        }
+        trust::Error::NoKeys { .. } => Some(
+            "import the signer's key (gpg --import), pass --keyring FILE, or use \
+             --no-sig-verify",
+        ),
+        _ => None,
+    };
+    match advice {
+        Some(advice) => anyhow::anyhow!("{error}: {advice}"),
+        None => anyhow::Error::new(error),
+    }
+}
+
+/// Tells what the signature check found: the inline signature, the file discovered
+/// beside the bmap, who signed it, and why other signatures were passed over.
+pub fn report(trusted: &Trusted) {
+    let shown = &trusted.shown;
+    match &trusted.signature {
+        SignatureCheck::Unsigned => {
+            messages::debug(format_args!("bmap file '{shown}' is not signed"));
+        }
+        SignatureCheck::Skipped { inline: true } => {
+            messages::info(format_args!(
+                "discovered inline signature in bmap file '{shown}'"
+            ));
+            messages::warning("not verifying the bmap's signature (--no-sig-verify)");
+        }
+        SignatureCheck::Skipped { inline: false } => {}
+        SignatureCheck::Verified {
+            verdict,
+            file,
+            inline,
+            discovered,
+            keyrings,
+        } => {
+            if *inline {
+                messages::info(format_args!(
+                    "discovered inline signature in bmap file '{shown}'"
+                ));
+            } else if *discovered {
+                messages::info(format_args!(
+                    "discovered signature file for bmap '{shown}': '{file}'"
+                ));
+            }
+            messages::debug(format_args!(
+                "verifying with the keys of {}",
+                keyrings.join(", ")
+            ));
+            report_verified(verdict, shown, file);
+        }
     }
 }
 
 /// Reports the good signature: who made it, which one of the file's signatures it is,
 /// and why the others were passed over.
-fn report(verified: &Verified, shown: &str, sig_shown: &str) {
+fn report_verified(verified: &Verified, shown: &str, sig_shown: &str) {
     messages::info(format_args!(
         "successfully verified bmap file signature of {} (fingerprint {})",
         verified.user_id, verified.signer
@@ -116,131 +177,4 @@ fn report(verified: &Verified, shown: &str, sig_shown: &str) {
              signature"
         ));
     }
-}
-
-/// The detached signature: `--bmap-sig`, or the first `.asc`/`.sig` found beside the bmap.
-fn detached(
-    args: &CopyArgs,
-    location: &Location,
-    shown: &str,
-    remote: &remote::Options,
-    interrupt: &Interrupt,
-) -> Result<Option<(String, Vec<u8>)>> {
-    if let Some(arg) = &args.bmap_sig {
-        let name = Path::new(arg).display().to_string();
-        let location = input::locate(arg)
-            .with_context(|| format!("cannot open bmap signature file '{name}'"))?;
-        let bytes = read(&location, remote, interrupt)
-            .with_context(|| format!("cannot open bmap signature file '{name}'"))?
-            .ok_or_else(|| {
-                anyhow::anyhow!("cannot open bmap signature file '{name}': not found")
-            })?;
-        return Ok(Some((name, bytes)));
-    }
-    let candidates: Vec<Location> = match location {
-        Location::Local(path) => bmap::discover::signature_candidate_paths(path)
-            .into_iter()
-            .map(Location::Local)
-            .collect(),
-        Location::Url(url) => remote::signature_candidates(url)
-            .into_iter()
-            .map(Location::Url)
-            .collect(),
-    };
-    for candidate in candidates {
-        let name = match &candidate {
-            Location::Local(path) => path.display().to_string(),
-            Location::Url(url) => remote::redact(url),
-        };
-        if let Some(bytes) =
-            read(&candidate, remote, interrupt).with_context(|| format!("cannot read '{name}'"))?
-        {
-            messages::info(format_args!(
-                "discovered signature file for bmap '{shown}': '{name}'"
-            ));
-            return Ok(Some((name, bytes)));
-        }
-    }
-    Ok(None)
-}
-
-/// A signature file's bytes, `None` when it does not exist.
-fn read(
-    location: &Location,
-    remote: &remote::Options,
-    interrupt: &Interrupt,
-) -> Result<Option<Vec<u8>>> {
-    match location {
-        Location::Local(path) => match input::read(path, &input::SIGNATURE, interrupt) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        },
-        Location::Url(url) => match crate::signals::blocking(|| {
-            remote::fetch(url, remote, input::SIGNATURE.bytes)
-        }) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e)
-                if e.is_not_found() || matches!(e, remote::Error::Status { status: 403, .. }) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e.into()),
-        },
-    }
-}
-
-/// The keys to verify with: `--keyring`, or the user's GnuPG keys.
-fn keyring(args: &CopyArgs, interrupt: &Interrupt) -> Result<Keyring> {
-    let mut keyring = Keyring::new();
-    if let Some(path) = &args.keyring {
-        let bytes = input::read(path, &input::KEYRING, interrupt)
-            .with_context(|| format!("cannot read keyring '{}'", path.display()))?;
-        keyring
-            .add(&bytes)
-            .with_context(|| format!("cannot read keyring '{}'", path.display()))?;
-        return Ok(keyring);
-    }
-    let home = std::env::var_os("GNUPGHOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".gnupg")));
-    let mut read_any = Vec::new();
-    if let Some(home) = &home {
-        for name in [
-            "pubring.kbx",
-            "pubring.gpg",
-            "trustedkeys.kbx",
-            "trustedkeys.gpg",
-        ] {
-            let path = home.join(name);
-            let bytes = match input::read(&path, &input::KEYRING, interrupt) {
-                Ok(bytes) => bytes,
-                // A missing or unreadable keyring is skipped: only the others count.
-                Err(input::ReadError::Io(_)) => continue,
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("cannot read keyring '{}'", path.display()));
-                }
-            };
-            keyring
-                .add(&bytes)
-                .with_context(|| format!("cannot read keyring '{}'", path.display()))?;
-            read_any.push(path.display().to_string());
-        }
-    }
-    messages::debug(format_args!(
-        "verifying with the keys of {}",
-        read_any.join(", ")
-    ));
-    if keyring.is_empty() {
-        bail!(
-            "the bmap is signed but there is no public key to check it with ({}): import the \
-             signer's key (gpg --import), pass --keyring FILE, or use --no-sig-verify",
-            home.map_or_else(
-                || "no GnuPG home".to_owned(),
-                |h| format!("none in {}", h.display())
-            )
-        );
-    }
-    Ok(keyring)
 }
