@@ -5,9 +5,10 @@
 //! ranges first so that the cores finish together. Memory is one read buffer per
 //! thread plus the range list, whatever the image size.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -63,11 +64,17 @@ impl Outcome {
 /// Why no bmap could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The image cannot be opened.
+    #[error("cannot open the image")]
+    Open(#[source] io::Error),
+    /// The path is a directory.
+    #[error("it is a directory, not an image file")]
+    Directory,
     /// The path is not a regular file.
-    #[error("not a regular file")]
+    #[error("it is not a regular file: bmaps are made of image files")]
     NotAFile,
     /// The image is empty.
-    #[error("cannot generate a bmap for a zero-sized image")]
+    #[error("the image is zero-sized: there is nothing to map")]
     Empty,
     /// Syncing the image to disk failed.
     #[error("cannot synchronize the image: {0}")]
@@ -99,17 +106,38 @@ pub enum Error {
     Interrupted,
 }
 
-/// Makes the bmap of the image `file`.
-pub fn create(file: &File, options: &Options) -> Result<Outcome, Error> {
+/// Opens the image at `path` for [`create`] and checks it (see [`check`]). Opened
+/// with `O_NONBLOCK`, so that a FIFO is refused instead of waiting for a writer.
+pub fn open(path: &Path) -> Result<File, Error> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(Error::Open)?;
+    check(&file)?;
+    Ok(file)
+}
+
+/// Checks that `file` can have a bmap: a regular file, not empty.
+pub fn check(file: &File) -> Result<(), Error> {
     let metadata = file
         .metadata()
         .map_err(|e| Error::Layout(layout::Error::Stat(e)))?;
+    if metadata.is_dir() {
+        return Err(Error::Directory);
+    }
     if !metadata.is_file() {
         return Err(Error::NotAFile);
     }
     if metadata.len() == 0 {
         return Err(Error::Empty);
     }
+    Ok(())
+}
+
+/// Makes the bmap of the image `file` (checked by [`check`]).
+pub fn create(file: &File, options: &Options) -> Result<Outcome, Error> {
+    check(file)?;
     file.sync_all().map_err(Error::Sync)?;
     let layout = layout::mapped_ranges_with(file, options.method)?;
     let digests = match options.checksum {

@@ -344,12 +344,23 @@ fn create_then_copy_through_the_library_reproduces_a_sparse_file() {
 }
 
 #[test]
-fn create_refuses_an_empty_file() {
+fn create_open_refuses_an_empty_file_a_directory_and_a_fifo_without_waiting() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let path = dir.path().join("empty.img");
-    std::fs::write(&path, b"").expect("write");
-    let file = std::fs::File::open(&path).expect("open");
-    let error =
-        bmap::create::create(&file, &bmap::create::Options::default()).expect_err("nothing to map");
+    let empty = dir.path().join("empty.img");
+    std::fs::write(&empty, b"").expect("write");
+    let error = bmap::create::open(&empty).expect_err("nothing to map");
     assert!(matches!(error, bmap::create::Error::Empty), "{error}");
+    let error = bmap::create::open(dir.path()).expect_err("a directory");
+    assert!(matches!(error, bmap::create::Error::Directory), "{error}");
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    // No writer: the open must not wait for one.
+    let error = bmap::create::open(&fifo).expect_err("a FIFO");
+    assert!(matches!(error, bmap::create::Error::NotAFile), "{error}");
+    let missing = bmap::create::open(&dir.path().join("none")).expect_err("missing");
+    assert!(matches!(missing, bmap::create::Error::Open(_)), "{missing}");
 }

@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -64,33 +64,9 @@ pub fn run(args: &CreateArgs, interrupt: &Interrupt) -> Result<()> {
     Ok(())
 }
 
+/// Opens the image; the library checks it (a regular file, not empty) once.
 fn open_image(path: &Path) -> Result<File> {
-    // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below);
-    // it changes nothing for regular files.
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .with_context(|| format!("cannot open image file '{}'", path.display()))?;
-    let metadata = file
-        .metadata()
-        .with_context(|| format!("cannot stat image file '{}'", path.display()))?;
-    if metadata.is_dir() {
-        bail!("'{}' is a directory, not an image file", path.display());
-    }
-    if !metadata.is_file() {
-        bail!(
-            "'{}' is not a regular file: bmaps are made of image files",
-            path.display()
-        );
-    }
-    if metadata.len() == 0 {
-        bail!(
-            "cannot generate bmap for zero-sized image file '{}'",
-            path.display()
-        );
-    }
-    Ok(file)
+    create::open(path).with_context(|| format!("cannot generate the bmap for '{}'", path.display()))
 }
 
 /// The path a dangling symlink points to (followed through further links), or `path`
