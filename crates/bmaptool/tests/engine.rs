@@ -190,8 +190,12 @@ fn sigint_during_the_final_sync_restores_the_device_tuning() {
             .is_some()
             || child.0.try_wait().ok().flatten().is_some()
     });
+    let alive = child.0.try_wait().ok().flatten().is_none();
     signal(&child.0, "INT");
     let status = wait_for(&mut child.0, HANG).expect("bmaptool ends after SIGINT");
+    if !alive {
+        eprintln!("note: bmaptool had ended before SIGINT reached it; the check is weaker");
+    }
     let text = lines.text();
     assert!(syncing, "no synchronizing line; stderr:\n{text}");
     assert!(
