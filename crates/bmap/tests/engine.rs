@@ -1,7 +1,8 @@
 //! The copy and create engines through the library's API, on in-memory images (the
 //! fixture's sparse images, read as streams or from a temporary file) and in-memory
 //! range sinks: a plan's checks, the events and the `Outcome` they add up to, the
-//! verdict of each range, the sink's calls, and create -> copy on a real sparse file.
+//! verdict of each range, the sink's calls, create -> copy on a real sparse file, and
+//! the trust step (finding, reading, the signature's verdict, parsing) on local files.
 
 mod fixture;
 
@@ -14,6 +15,8 @@ use bmap::copy::{
 use bmap::dest::Dest;
 use bmap::format::{self, Bmap};
 use bmap::source::Image;
+use bmap::source::remote::Location;
+use bmap::trust;
 use fixture::BmapText;
 
 /// A sink that keeps the image in memory and records every call.
@@ -363,4 +366,125 @@ fn create_open_refuses_an_empty_file_a_directory_and_a_fifo_without_waiting() {
     assert!(matches!(error, bmap::create::Error::NotAFile), "{error}");
     let missing = bmap::create::open(&dir.path().join("none")).expect_err("missing");
     assert!(matches!(missing, bmap::create::Error::Open(_)), "{missing}");
+}
+
+// ---------------------------------------------------------------------------------
+// The trust step: find, read, signature, parse
+
+fn trust_options(signature: trust::SignatureSource, keys: trust::Keys) -> trust::Options {
+    trust::Options {
+        signature,
+        keys,
+        fingerprint: None,
+        remote: bmap::source::remote::Options::default(),
+        interrupt: bmap::Interrupt::new(),
+    }
+}
+
+fn no_keys() -> trust::Keys {
+    trust::Keys::Default {
+        files: Vec::new(),
+        home: None,
+    }
+}
+
+#[test]
+fn trust_finds_the_bmap_beside_the_image_and_an_unsigned_one_is_parsed() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (image, bmap) = sample(23, 4096, 50, 0);
+    let image_path = dir.path().join("disk.img");
+    std::fs::write(&image_path, &image.bytes).expect("image");
+    let location = Location::Local(image_path.clone());
+    let missing = trust::find(Some(&location), &Default::default()).expect_err("no bmap yet");
+    assert!(matches!(missing, trust::Error::NotFound), "{missing}");
+    assert!(matches!(
+        trust::find(None, &Default::default()),
+        Err(trust::Error::NotFound)
+    ));
+
+    let bmap_path = dir.path().join("disk.img.bmap");
+    std::fs::write(&bmap_path, BmapText::new("2.0", &image).to_bytes()).expect("bmap");
+    let found = trust::find(Some(&location), &Default::default()).expect("discovered");
+    assert!(found.discovered);
+    assert_eq!(found.shown, bmap_path.display().to_string());
+    let trusted = trust::trust(
+        found,
+        &trust_options(trust::SignatureSource::Discover, no_keys()),
+    )
+    .expect("an unsigned bmap is trusted as it is");
+    assert!(matches!(trusted.signature, trust::SignatureCheck::Unsigned));
+    assert_eq!(trusted.bmap.ranges(), bmap.ranges());
+    assert_eq!(trusted.bmap.image_size(), bmap.image_size());
+}
+
+#[test]
+fn trust_refuses_a_missing_named_signature_and_a_keyring_without_a_signature() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (image, _) = sample(29, 4096, 30, 0);
+    let bmap_path = dir.path().join("disk.img.bmap");
+    std::fs::write(&bmap_path, BmapText::new("2.0", &image).to_bytes()).expect("bmap");
+    let found = || trust::Found::named(Location::Local(bmap_path.clone()));
+
+    let sig = dir.path().join("disk.img.bmap.asc");
+    let error = trust::trust(
+        found(),
+        &trust_options(
+            trust::SignatureSource::Named(Location::Local(sig.clone())),
+            no_keys(),
+        ),
+    )
+    .expect_err("the named signature is missing");
+    assert!(
+        matches!(&error, trust::Error::SignatureMissing { shown } if *shown == sig.display().to_string()),
+        "{error}"
+    );
+
+    let keyring = dir.path().join("keys.gpg");
+    let error = trust::trust(
+        found(),
+        &trust_options(
+            trust::SignatureSource::Discover,
+            trust::Keys::Named(keyring),
+        ),
+    )
+    .expect_err("a keyring but nothing signed");
+    assert!(
+        matches!(error, trust::Error::UnsignedWithKeyring),
+        "{error}"
+    );
+    // The message names no CLI option: the CLI adds its own advice.
+    assert!(!error.to_string().contains("--"), "{error}");
+
+    let skipped = trust::trust(
+        found(),
+        &trust_options(trust::SignatureSource::Skip, no_keys()),
+    )
+    .expect("not checked");
+    assert!(matches!(
+        skipped.signature,
+        trust::SignatureCheck::Skipped { inline: false }
+    ));
+}
+
+#[test]
+fn trust_reports_a_bmap_that_cannot_be_read_or_parsed_by_name() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let missing = dir.path().join("none.bmap");
+    let error = trust::trust(
+        trust::Found::named(Location::Local(missing.clone())),
+        &trust_options(trust::SignatureSource::Skip, no_keys()),
+    )
+    .expect_err("missing");
+    assert!(
+        matches!(&error, trust::Error::Bmap { shown, .. } if *shown == missing.display().to_string()),
+        "{error}"
+    );
+    let garbage = dir.path().join("garbage.bmap");
+    std::fs::write(&garbage, b"<bmap version=\"2.0\">").expect("write");
+    let error = trust::trust(
+        trust::Found::named(Location::Local(garbage)),
+        &trust_options(trust::SignatureSource::Skip, no_keys()),
+    )
+    .expect_err("not a bmap");
+    assert!(matches!(error, trust::Error::Parse { .. }), "{error}");
 }
