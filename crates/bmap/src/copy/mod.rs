@@ -1,7 +1,7 @@
 //! The copy engine: an [`Image`] and its (already parsed and trusted) [`Bmap`] become a
 //! [`Plan`] (every check that needs no destination, done once), which runs into a
 //! [`RangeSink`] (writing to a [`Dest`] is [`DestWriter`]), reporting [`Event`]s to a
-//! sink the caller owns and returning an [`Outcome`]. See [`pipeline`] for how the work
+//! sink the caller owns and returning an [`Outcome`]. See `pipeline.rs` for how the work
 //! is spread over threads.
 //!
 //! ```no_run
@@ -22,6 +22,7 @@
 //! ```
 
 mod events;
+mod last;
 mod pipeline;
 mod plan;
 mod sink;

@@ -1,17 +1,19 @@
-//! The copy pipeline: one reader thread, two hashing threads, one writer (the calling
-//! thread), joined by bounded channels; buffers come from a fixed pool and go back to
-//! it after writing, so memory stays at `POOL * CHUNK` whatever the image.
+//! The copy pipeline: one reader thread, two hashing threads, and the last stage on
+//! the calling thread (`last.rs`: chunks into a [`RangeSink`], events out), joined by
+//! bounded channels; buffers come from a fixed pool and go back to it after the sink
+//! took them, so memory stays at `POOL * CHUNK` whatever the image.
 //!
 //! ```text
-//!   reader ──chunks of range r──> hasher (r assigned to the least busy) ──> writer
+//!   reader ──chunks of range r──> hasher (r assigned to the least busy) ──> sink
 //!     ^                                                                      │
 //!     └───────────────────────── free buffers ───────────────────────────────┘
 //! ```
 //!
 //! The reader skips holes with positioned reads on a local file, or reads through them
 //! on a stream. All chunks of a range go to one hasher, in order, so the digest is
-//! computed as the bytes pass; different ranges hash on different cores while the
-//! writer `pwrite`s at the range's offset. The first error from any stage is kept,
+//! computed as the bytes pass, and the range's last chunk carries its verdict;
+//! different ranges hash on different cores while the sink (a [`super::DestWriter`]
+//! `pwrite`s) takes each chunk at its offset. The first error from any stage is kept,
 //! every stage stops at its next chunk, and the error is returned.
 //!
 //! The buffers are aligned to the destination's direct-I/O alignment (4096 at least),
@@ -27,9 +29,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::events::{Event, Events, Outcome, RangeOutcome, RangeResult};
+use super::events::{Events, Outcome, RangeResult};
+use super::last::Writer;
 use super::sink::{RangeSink, Verdict};
-use super::{Error, Mismatch, Options, Span};
+use super::{Error, Options, Span};
 use crate::dest::{AlignedBuf, MIN_ALIGN};
 use crate::format::Hasher;
 use crate::source::{Image, RandomAccess};
@@ -41,7 +44,7 @@ const POOL: usize = 16;
 /// Hashing threads.
 const HASHERS: usize = 2;
 /// How often a thread waiting for a buffer looks at the stop flags.
-const POLL: Duration = Duration::from_millis(20);
+pub(super) const POLL: Duration = Duration::from_millis(20);
 
 /// What to copy: the plan's spans, and what the reader checks the image against.
 pub(super) struct Job {
@@ -53,46 +56,46 @@ pub(super) struct Job {
     pub block_size: u64,
 }
 
-struct Chunk {
-    buf: AlignedBuf,
+pub(super) struct Chunk {
+    pub(super) buf: AlignedBuf,
     /// Where the bytes start in `buf`: `offset % alignment`.
     start: usize,
-    len: usize,
-    offset: u64,
-    segment: usize,
-    first: bool,
-    last: bool,
+    pub(super) len: usize,
+    pub(super) offset: u64,
+    pub(super) segment: usize,
+    pub(super) first: bool,
+    pub(super) last: bool,
     /// Set by the hasher on a range's last chunk.
-    verdict: Option<Verdict>,
+    pub(super) verdict: Option<Verdict>,
 }
 
 /// State all stages share: the plan, the first error, and the stop flags. Owned (in
 /// an `Arc`) so that a stage stuck in a blocking read can be left behind on an
 /// interrupt or error: it ends by itself when its read returns.
 impl Chunk {
-    fn data(&self) -> &[u8] {
+    pub(super) fn data(&self) -> &[u8] {
         &self.buf[self.start..self.start + self.len]
     }
 }
 
-struct Shared {
+pub(super) struct Shared {
     options: Options,
-    segments: Vec<Span>,
+    pub(super) segments: Vec<Span>,
     pending: Vec<AtomicUsize>,
     failed: AtomicBool,
     error: Mutex<Option<Error>>,
     /// Image bytes read so far.
-    read: AtomicU64,
+    pub(super) read: AtomicU64,
 }
 
 impl Shared {
-    fn fail(&self, error: Error) {
+    pub(super) fn fail(&self, error: Error) {
         let mut slot = self.error.lock().unwrap_or_else(|e| e.into_inner());
         slot.get_or_insert(error);
         self.failed.store(true, Ordering::SeqCst);
     }
 
-    fn stopped(&self) -> bool {
+    pub(super) fn stopped(&self) -> bool {
         self.failed.load(Ordering::Relaxed) || self.options.interrupt.is_raised()
     }
 
@@ -483,131 +486,6 @@ fn hash(rx: Receiver<Chunk>, write_tx: SyncSender<Chunk>, index: usize, shared: 
         }
         if write_tx.send(chunk).is_err() {
             return;
-        }
-    }
-}
-
-/// The last stage, on the calling thread: hands each chunk to the sink, reports
-/// events, recycles the buffer.
-struct Writer<'a> {
-    sink: &'a mut dyn RangeSink,
-    events: &'a mut dyn Events,
-    shared: &'a Shared,
-    written: u64,
-    /// Bytes read reported so far.
-    read: u64,
-    /// Ranges begun and not ended, with the bytes passed so far.
-    open: Vec<(usize, u64)>,
-    ranges: Vec<RangeOutcome>,
-}
-
-impl Writer<'_> {
-    fn run(&mut self, rx: Receiver<Chunk>, pool: &SyncSender<AlignedBuf>) {
-        loop {
-            // Wait with a timeout, so that an interrupt is seen even while the reader
-            // is blocked on an idle input.
-            let chunk = match rx.recv_timeout(POLL) {
-                Ok(chunk) => chunk,
-                Err(RecvTimeoutError::Timeout) if self.shared.stopped() => break,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            if self.shared.stopped() {
-                break;
-            }
-            if let Err(error) = self.take(&chunk) {
-                self.shared.fail(error);
-                break;
-            }
-            // Never blocks: the pool has room for every buffer there is.
-            let _ = pool.send(chunk.buf);
-        }
-    }
-
-    fn take(&mut self, chunk: &Chunk) -> Result<(), Error> {
-        let span = &self.shared.segments[chunk.segment];
-        if chunk.first {
-            self.sink.begin(span)?;
-            self.open.push((chunk.segment, 0));
-        }
-        self.report_read();
-        if let Some(Verdict::Mismatched { expected, actual }) = &chunk.verdict {
-            let outcome = RangeOutcome::new(
-                span,
-                span.start + span.len.unwrap_or(0),
-                RangeResult::Mismatched {
-                    expected: *expected,
-                    actual: *actual,
-                },
-            );
-            self.events.event(Event::Range(outcome.clone()));
-            self.ranges.push(outcome);
-            self.sink
-                .end(span, chunk.verdict.as_ref().expect("just matched"))?;
-            return Err(Error::ChecksumMismatch(Box::new(Mismatch {
-                first: span.first_block,
-                last: span.last_block,
-                start: span.start,
-                end: span.start + span.len.unwrap_or(0),
-                expected: *expected,
-                actual: *actual,
-            })));
-        }
-        if let Err(error) = self.sink.chunk(chunk.data(), chunk.offset) {
-            let outcome = RangeOutcome::new(
-                span,
-                span.start + span.len.unwrap_or(0),
-                RangeResult::WriteFailed {
-                    offset: chunk.offset,
-                },
-            );
-            self.events.event(Event::Range(outcome.clone()));
-            self.ranges.push(outcome);
-            return Err(error);
-        }
-        self.written += chunk.len as u64;
-        if let Some(open) = self.open.iter_mut().find(|(i, _)| *i == chunk.segment) {
-            open.1 += chunk.len as u64;
-        }
-        self.events.event(Event::Written(chunk.len as u64));
-        if let Some(verdict) = &chunk.verdict {
-            self.end(chunk.segment, verdict)?;
-        }
-        Ok(())
-    }
-
-    /// Ends the open range `segment` with `verdict`.
-    fn end(&mut self, segment: usize, verdict: &Verdict) -> Result<(), Error> {
-        let Some(at) = self.open.iter().position(|(i, _)| *i == segment) else {
-            return Ok(());
-        };
-        let (_, passed) = self.open.swap_remove(at);
-        let span = &self.shared.segments[segment];
-        self.sink.end(span, verdict)?;
-        let result = match verdict {
-            Verdict::Verified(digest) => RangeResult::Verified(*digest),
-            _ => RangeResult::Written,
-        };
-        let outcome = RangeOutcome::new(span, span.start + passed, result);
-        self.events.event(Event::Range(outcome.clone()));
-        self.ranges.push(outcome);
-        Ok(())
-    }
-
-    /// Ends the ranges still open when the input ended (a stream of unknown length).
-    fn close_open(&mut self) -> Result<(), Error> {
-        while let Some(&(segment, _)) = self.open.first() {
-            self.end(segment, &Verdict::Unverified)?;
-        }
-        Ok(())
-    }
-
-    /// Reports the bytes read since the last report.
-    fn report_read(&mut self) {
-        let read = self.shared.read.load(Ordering::Relaxed);
-        if read > self.read {
-            self.events.event(Event::Read(read - self.read));
-            self.read = read;
         }
     }
 }

@@ -5,7 +5,44 @@
 //! [`Options`] say (inline, named or discovered beside it) and parses it. What the
 //! caller may want to tell the user comes back as facts in [`Found`] and
 //! [`Trusted`]; nothing is printed.
+//!
+//! A whole copy, as `bmaptool copy IMAGE /dev/sdX` composes it:
+//!
+//! ```no_run
+//! use std::path::{Path, PathBuf};
+//! use bmap::{copy, dest::Dest, source, trust};
+//! use bmap::source::remote::Location;
+//!
+//! let image = Path::new("disk.img.xz");
+//! let remote = source::remote::Options::default();
+//! let found = trust::find(Some(&Location::Local(image.to_owned())), &remote)?;
+//! let trusted = trust::trust(found, &trust::Options {
+//!     signature: trust::SignatureSource::Discover,
+//!     keys: trust::Keys::Named(PathBuf::from("signer.gpg")),
+//!     fingerprint: None,
+//!     remote,
+//!     interrupt: bmap::Interrupt::new(),
+//! })?;
+//! let opened = source::open(image)?;
+//! let plan = copy::Plan::new(opened.image, Some(trusted.bmap), opened.min_size)?;
+//! let dest = Dest::open(Path::new("/dev/sdX"), &plan.dest_options(true))?;
+//! let (tx, rx) = std::sync::mpsc::channel();
+//! let renderer = std::thread::spawn(move || {
+//!     for event in rx {
+//!         if let copy::Event::Range(range) = event {
+//!             println!("blocks {}-{}: {:?}", range.first_block, range.last_block, range.result);
+//!         }
+//!     }
+//! });
+//! let mut events = tx;
+//! let outcome = plan.run(&mut copy::DestWriter::new(dest), &mut events, &Default::default())?;
+//! drop(events);
+//! renderer.join().ok();
+//! println!("{} bytes in {:?}", outcome.bytes_written, outcome.timings.copying());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+mod error;
 mod read;
 
 use std::path::PathBuf;
@@ -15,6 +52,7 @@ use crate::format::{self, Bmap, SelfCheck};
 use crate::signature::{self, Keyring, Verified};
 use crate::source::remote::{self, Location};
 
+pub use error::{Error, Fetch, KeyringError};
 pub use read::{BMAP, Cap, KEYRING, ReadError, SIGNATURE, read_capped};
 
 /// Where the signature comes from.
@@ -121,127 +159,6 @@ pub struct Trusted {
     pub self_check: SelfCheck,
     /// Oddities the parser accepted.
     pub warnings: Vec<String>,
-}
-
-/// Why no trusted bmap.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// No bmap beside the image.
-    #[error("bmap file not found beside the image")]
-    NotFound,
-    /// Looking for the bmap beside a remote image failed (not a "not found").
-    #[error("cannot look for the bmap beside the image")]
-    Lookup(#[source] Box<remote::Error>),
-    /// The bmap cannot be read.
-    #[error("cannot open bmap file '{shown}'")]
-    Bmap {
-        /// The bmap.
-        shown: String,
-        /// Why.
-        source: Fetch,
-    },
-    /// The bmap cannot be parsed.
-    #[error("cannot use bmap file '{shown}'")]
-    Parse {
-        /// The bmap.
-        shown: String,
-        /// Why.
-        source: Box<format::ParseError>,
-    },
-    /// The named signature file cannot be read.
-    #[error("cannot open bmap signature file '{shown}'")]
-    SignatureFile {
-        /// The signature file.
-        shown: String,
-        /// Why.
-        source: Fetch,
-    },
-    /// The named signature file does not exist.
-    #[error("cannot open bmap signature file '{shown}': not found")]
-    SignatureMissing {
-        /// The signature file.
-        shown: String,
-    },
-    /// A candidate signature beside the bmap cannot be read.
-    #[error("cannot read '{shown}'")]
-    SignatureLookup {
-        /// The candidate.
-        shown: String,
-        /// Why.
-        source: Fetch,
-    },
-    /// A clearsigned bmap and a named detached signature.
-    #[error(
-        "the bmap file '{shown}' has clearsign format and already contains the signature, so \
-         no separate signature file should be given"
-    )]
-    InlineAndDetached {
-        /// The bmap.
-        shown: String,
-    },
-    /// A clearsigned bmap whose text cannot be taken out.
-    #[error("cannot read the clearsigned bmap file '{shown}'")]
-    Clearsigned {
-        /// The bmap.
-        shown: String,
-        /// Why.
-        source: Box<signature::Error>,
-    },
-    /// No signature, but a fingerprint to check it by was given.
-    #[error("no signature found but a fingerprint was given")]
-    UnsignedWithFingerprint,
-    /// No signature, but a keyring to check it with was given.
-    #[error("no signature found but a keyring was given")]
-    UnsignedWithKeyring,
-    /// A keyring cannot be read or parsed.
-    #[error("cannot read keyring '{path}'")]
-    Keyring {
-        /// The keyring.
-        path: PathBuf,
-        /// Why.
-        source: KeyringError,
-    },
-    /// The bmap is signed, but no keyring had a key.
-    #[error("the bmap is signed but there is no public key to check it with ({searched})")]
-    NoKeys {
-        /// Where keys were looked for.
-        searched: String,
-    },
-    /// The signature does not verify.
-    #[error("cannot use {}", match .file {
-        Some(file) => format!("the signature '{file}' of bmap file '{shown}'"),
-        None => format!("bmap file '{shown}'"),
-    })]
-    Signature {
-        /// The bmap.
-        shown: String,
-        /// The detached signature file; `None` when inline.
-        file: Option<String>,
-        /// Why.
-        source: Box<signature::Error>,
-    },
-}
-
-/// Why a small file could not be had.
-#[derive(Debug, thiserror::Error)]
-pub enum Fetch {
-    /// A local file.
-    #[error(transparent)]
-    Local(#[from] ReadError),
-    /// A remote one.
-    #[error(transparent)]
-    Remote(Box<remote::Error>),
-}
-
-/// Why a keyring is unusable.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyringError {
-    /// Reading it failed.
-    #[error(transparent)]
-    Read(#[from] ReadError),
-    /// Its keys cannot be parsed.
-    #[error(transparent)]
-    Parse(Box<signature::Error>),
 }
 
 /// How a location may be shown: a path, or a URL without credentials.
