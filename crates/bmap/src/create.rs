@@ -70,13 +70,13 @@ pub enum Error {
     #[error("cannot generate a bmap for a zero-sized image")]
     Empty,
     /// Syncing the image to disk failed.
-    #[error("cannot synchronize the image: {0}")]
+    #[error("cannot synchronize the image")]
     Sync(#[source] io::Error),
     /// Finding the mapped blocks failed.
     #[error(transparent)]
     Layout(#[from] layout::Error),
     /// Reading the image failed.
-    #[error("cannot read the image at byte {offset}: {source}")]
+    #[error("cannot read the image at byte {offset}")]
     Read {
         /// Where.
         offset: u64,
@@ -92,7 +92,7 @@ pub enum Error {
         offset: u64,
     },
     /// The layout broke a bmap invariant (a file-system bug).
-    #[error("the file system reported an impossible layout: {0}")]
+    #[error("the file system reported an impossible layout")]
     Invalid(#[from] InvalidBmap),
     /// The interrupt flag was raised.
     #[error("interrupted")]

@@ -65,7 +65,7 @@ impl std::fmt::Debug for Image {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file cannot be opened or inspected.
-    #[error("cannot open image '{path}': {source}")]
+    #[error("cannot open image '{path}'")]
     Open {
         /// The path.
         path: PathBuf,
@@ -86,7 +86,7 @@ pub enum Error {
         access: crate::access::Access,
     },
     /// The decoder chain could not start (a corrupt header, an archive without a file).
-    #[error("cannot read image '{name}' as {format}: {source}")]
+    #[error("cannot read image '{name}' as {format}")]
     Decode {
         /// The image's name.
         name: String,

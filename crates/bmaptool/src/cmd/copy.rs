@@ -204,12 +204,13 @@ fn open_image(
                 .filter(|m| m.is_file())
                 .map(|m| m.len());
             // Recognising the format reads the first bytes, which may not come for a while.
-            crate::signals::blocking(|| source::open_stream(Box::new(file), None, size))
-                .context("cannot open the image")?
+            // Its errors say "cannot read image ..." themselves.
+            crate::signals::blocking(|| source::open_stream(Box::new(file), None, size))?
         }
         // Opening a FIFO waits for a writer: let a signal end that wait.
         Location::Local(path) => {
-            crate::signals::blocking(|| source::open(path)).context("cannot open the image")?
+            // Its errors name the image and say what failed.
+            crate::signals::blocking(|| source::open(path))?
         }
         Location::Url(url) => crate::signals::blocking(|| source::open_url(url, remote))
             .context("cannot open the image")?,

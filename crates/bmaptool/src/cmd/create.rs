@@ -4,7 +4,7 @@
 //! half-written bmap (the reference leaves an empty or partial one).
 
 use std::fs::{File, OpenOptions, Permissions};
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -157,13 +157,7 @@ impl Output {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
             _ => PathBuf::from("."),
         };
-        let temp = tempfile::Builder::new()
-            .prefix(".bmaptool-")
-            .suffix(".tmp")
-            // 0666 less the umask, as a file created with open(2) would get.
-            .permissions(Permissions::from_mode(0o666))
-            .tempfile_in(&dir)
-            .with_context(cannot)?;
+        let temp = create_temp(&dir).with_context(cannot)?;
         Ok(Output::Replace {
             target,
             temp,
@@ -183,7 +177,9 @@ impl Output {
                 mode,
             } => {
                 let cannot = || format!("cannot write the bmap to '{}'", target.display());
-                temp.write_all(xml).with_context(cannot)?;
+                // Through the file, not the NamedTempFile, whose errors name the
+                // temporary path: the user knows only the output's.
+                temp.as_file_mut().write_all(xml).with_context(cannot)?;
                 if let Some(mode) = mode {
                     temp.as_file()
                         .set_permissions(Permissions::from_mode(mode))
@@ -195,6 +191,36 @@ impl Output {
                     .with_context(cannot)?;
                 Ok(())
             }
+        }
+    }
+}
+
+/// A new temporary file in `dir` (mode 0666 less the umask, as a file created with
+/// open(2) would get), removed on drop. Made here rather than by `tempfile::Builder`,
+/// whose errors append the temporary path to the OS error: messages name the output
+/// the user gave, never the temporary file.
+fn create_temp(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut attempt = 0u32;
+    loop {
+        let name = format!(".bmaptool-{}-{stamp:x}-{attempt}.tmp", std::process::id());
+        // Absolute before it exists, so that nothing can fail between creating the
+        // file and holding it in a guard that removes it.
+        let path = std::path::absolute(dir.join(name))?;
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o666)
+            .open(&path)
+        {
+            Ok(file) => {
+                let path = tempfile::TempPath::try_from_path(path)?;
+                return Ok(tempfile::NamedTempFile::from_parts(file, path));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+            Err(e) => return Err(e),
         }
     }
 }
