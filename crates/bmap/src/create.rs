@@ -168,7 +168,16 @@ fn hash_ranges(
         }
     };
     std::thread::scope(|scope| {
-        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(worker)).collect();
+        // A thread that cannot be started leaves its share to the others: hashing
+        // needs no more than the calling thread.
+        let handles: Vec<_> = (1..threads)
+            .map_while(|_| {
+                std::thread::Builder::new()
+                    .name("bmap-create-hash".into())
+                    .spawn_scoped(scope, worker)
+                    .ok()
+            })
+            .collect();
         let mut outcome = worker();
         for handle in handles {
             let result = handle.join().expect("hashing threads do not panic");

@@ -154,6 +154,14 @@ pub enum Error {
         /// Why.
         source: io::Error,
     },
+    /// A thread of the pipeline could not be started.
+    #[error("cannot start the {thread} thread")]
+    Spawn {
+        /// The thread's name.
+        thread: &'static str,
+        /// Why.
+        source: io::Error,
+    },
     /// Writing, sizing or syncing the destination failed.
     #[error(transparent)]
     Dest(#[from] dest::Error),

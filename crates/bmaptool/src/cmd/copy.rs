@@ -30,7 +30,10 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         bail!("--nobmap and --bmap cannot be used together");
     }
     super::signature::check_options(args)?;
-    let remote = super::network::remote_options()?;
+    let remote = remote::Options {
+        interrupt: interrupt.clone(),
+        ..super::network::remote_options()?
+    };
     let image_location = if args.image == "-" {
         Location::Local(PathBuf::from("-"))
     } else {
@@ -212,8 +215,13 @@ fn open_image(
             // Its errors name the image and say what failed.
             crate::signals::blocking(|| source::open(path))?
         }
-        Location::Url(url) => crate::signals::blocking(|| source::open_url(url, remote))
-            .context("cannot open the image")?,
+        Location::Url(url) => {
+            crate::signals::blocking(|| source::open_url(url, remote)).map_err(|e| match e {
+                // A server's or a network's error names the URL, not what it is.
+                source::Error::Remote(_) => anyhow::Error::new(e).context("cannot open the image"),
+                e => anyhow::Error::new(e),
+            })?
+        }
     };
     for notice in &opened.notices {
         messages::warning(notice);

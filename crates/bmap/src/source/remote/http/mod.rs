@@ -14,7 +14,9 @@ use std::io::{self, Read};
 use ureq::http::Response;
 use url::Url;
 
-use super::{Error, Options, Remote, backoff, redact};
+use super::retry::{Retry, Stop};
+use super::{Error, Options, Remote, redact};
+use crate::Interrupt;
 use client::Client;
 pub use ranged::Ranged;
 
@@ -67,15 +69,16 @@ const PROBE: u64 = crate::source::compression::SNIFF_LEN as u64;
 /// Opens `url`: for random access (`random`), with a small Range request that tells
 /// whether the server honours Range; otherwise as a plain stream.
 pub(super) fn open(url: &Url, options: &Options, random: bool) -> Result<Remote, Error> {
-    let mut attempt = 0;
+    // A couple of quick retries only: a wrong host name or a refused connection
+    // should not keep the user waiting.
+    let mut retry = Retry::new(options.retries.min(2), &options.interrupt);
     loop {
         match open_once(url, options, random) {
-            // A couple of quick retries only: a wrong host name or a refused
-            // connection should not keep the user waiting.
-            Err(Error::Transfer { .. }) if attempt < options.retries.min(2) => {
-                attempt += 1;
-                std::thread::sleep(backoff(attempt));
-            }
+            Err(e @ (Error::Transfer { .. } | Error::Read { .. })) => match retry.after_failure() {
+                Ok(()) => {}
+                Err(Stop::Exhausted) => return Err(e),
+                Err(Stop::Interrupted) => return Err(Error::Interrupted(redact(url))),
+            },
             result => return result,
         }
     }
@@ -86,6 +89,7 @@ fn open_once(url: &Url, options: &Options, random: bool) -> Result<Remote, Error
         client: Client::new(options),
         url: url.clone(),
         retries: options.retries,
+        interrupt: options.interrupt.clone(),
         size: None,
         accepts_ranges: false,
     };
@@ -147,16 +151,15 @@ struct Http {
     client: Client,
     url: Url,
     retries: u32,
+    interrupt: Interrupt,
     size: Option<u64>,
     accepts_ranges: bool,
 }
 
 impl Http {
-    fn transfer_error(&self, message: impl Into<String>) -> io::Error {
-        io::Error::other(Error::Transfer {
-            url: redact(&self.url),
-            message: message.into(),
-        })
+    /// The retries of one read.
+    fn retry(&self) -> Retry {
+        Retry::new(self.retries, &self.interrupt)
     }
 
     fn bad_answer(&self, message: impl Into<String>) -> Error {
@@ -178,9 +181,9 @@ impl Http {
             .into_reader()
             .take(want + 1)
             .read_to_end(&mut head)
-            .map_err(|e| Error::Transfer {
+            .map_err(|source| Error::Read {
                 url: redact(&self.url),
-                message: e.to_string(),
+                source,
             })?;
         if head.len() as u64 != want {
             return Err(Error::Transfer {
@@ -265,7 +268,7 @@ impl Read for Stream {
         if buf.is_empty() {
             return Ok(0);
         }
-        let mut attempt = 0;
+        let mut retry = self.http.retry();
         loop {
             let failure = match self.read_once(buf) {
                 Ok(n) => return Ok(n),
@@ -273,15 +276,17 @@ impl Read for Stream {
                 Err(e) => e,
             };
             self.body = None;
-            attempt += 1;
             let resumable = self.http.accepts_ranges || self.pos == 0;
-            if !resumable || attempt > self.http.retries || !is_transient(&failure) {
-                return Err(self.http.transfer_error(format!(
-                    "{failure} (after {attempt} attempts, at byte {})",
-                    self.pos
-                )));
+            let verdict = if resumable && is_transient(&failure) {
+                retry.after_failure()
+            } else {
+                Err(Stop::Exhausted)
+            };
+            if let Err(stop) = verdict {
+                let attempts = retry.attempts().max(1);
+                let error = stop.error(&self.http.url, attempts, self.pos, failure);
+                return Err(io::Error::other(error));
             }
-            std::thread::sleep(backoff(attempt));
         }
     }
 }
@@ -325,7 +330,7 @@ fn is_transient(e: &io::Error) -> bool {
         return false;
     }
     match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
-        Some(Error::Transfer { .. }) => true,
+        Some(Error::Transfer { .. } | Error::Read { .. }) => true,
         Some(_) => false,
         None => true,
     }
