@@ -21,7 +21,7 @@ use crate::messages;
 pub fn run(args: &CreateArgs, interrupt: &Interrupt) -> Result<()> {
     let image = open_image(&args.image)?;
     let output = match &args.output {
-        Some(path) => Some(Output::prepare(path, &image)?),
+        Some(path) => Some(Output::prepare(path, &image, interrupt)?),
         None => None,
     };
     let options = Options {
@@ -43,13 +43,14 @@ pub fn run(args: &CreateArgs, interrupt: &Interrupt) -> Result<()> {
     ));
     let xml = bmap.to_xml();
     match output {
-        Some(output) => output.commit(&xml)?,
+        Some(output) => output.commit(&xml, interrupt)?,
         None => {
             // A pipe whose reader stops reading blocks the write: let a signal end it.
-            crate::signals::blocking(|| {
+            let xml = xml.clone();
+            crate::signals::blocking(interrupt, move || {
                 let mut stdout = std::io::stdout().lock();
                 stdout.write_all(&xml).and_then(|()| stdout.flush())
-            })
+            })?
             .context("cannot write the bmap to standard output")?;
         }
     }
@@ -124,7 +125,7 @@ enum Output {
 impl Output {
     /// Checks and opens the output before the (possibly long) work starts, so that an
     /// unwritable OUTPUT fails at once.
-    fn prepare(path: &Path, image: &File) -> Result<Output> {
+    fn prepare(path: &Path, image: &File, interrupt: &Interrupt) -> Result<Output> {
         let cannot = || format!("cannot create the output file '{}'", path.display());
         let existing = std::fs::metadata(path).ok();
         if let Some(meta) = &existing {
@@ -140,8 +141,11 @@ impl Output {
             }
             if !meta.is_file() {
                 // A FIFO's open waits for a reader: let a signal end that wait.
-                let file = crate::signals::blocking(|| OpenOptions::new().write(true).open(path))
-                    .with_context(cannot)?;
+                let fifo = path.to_owned();
+                let file = crate::signals::blocking(interrupt, move || {
+                    OpenOptions::new().write(true).open(fifo)
+                })?
+                .with_context(cannot)?;
                 return Ok(Output::Direct {
                     file,
                     path: path.to_owned(),
@@ -166,11 +170,14 @@ impl Output {
     }
 
     /// Writes the bmap and puts it in place.
-    fn commit(self, xml: &[u8]) -> Result<()> {
+    fn commit(self, xml: &[u8], interrupt: &Interrupt) -> Result<()> {
         match self {
             // A FIFO whose reader stops reading blocks the write: let a signal end it.
-            Output::Direct { mut file, path } => crate::signals::blocking(|| file.write_all(xml))
-                .with_context(|| format!("cannot write the bmap to '{}'", path.display())),
+            Output::Direct { mut file, path } => {
+                let xml = xml.to_vec();
+                crate::signals::blocking(interrupt, move || file.write_all(&xml))?
+                    .with_context(|| format!("cannot write the bmap to '{}'", path.display()))
+            }
             Output::Replace {
                 target,
                 mut temp,

@@ -176,17 +176,22 @@ fn read(
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
         },
-        Location::Url(url) => match crate::signals::blocking(|| {
-            remote::fetch(url, remote, input::SIGNATURE.bytes)
-        }) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e)
-                if e.is_not_found() || matches!(e, remote::Error::Status { status: 403, .. }) =>
-            {
-                Ok(None)
+        Location::Url(url) => {
+            let (url, options) = (url.clone(), remote.clone());
+            let fetched = crate::signals::blocking(interrupt, move || {
+                remote::fetch(&url, &options, input::SIGNATURE.bytes)
+            })?;
+            match fetched {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e)
+                    if e.is_not_found()
+                        || matches!(e, remote::Error::Status { status: 403, .. }) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(e) => Err(e.into()),
-        },
+        }
     }
 }
 
