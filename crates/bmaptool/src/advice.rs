@@ -25,11 +25,10 @@ fn signature_hint(error: &signature::Error) -> Option<&'static str> {
         E::Keyring(_) => None,
         E::Unsupported { .. } => Some(" and use --no-sig-verify"),
         E::UnknownKey { .. } => Some(" (--keyring), or skip the check with --no-sig-verify"),
-        E::Malformed(_)
-        | E::Bad { .. }
-        | E::WeakHash(_)
-        | E::Refused { .. }
-        | E::WrongSigner { .. } => Some(", or skip the check with --no-sig-verify"),
+        E::WrongSigner { .. } => Some(" (--fingerprint), or skip the check with --no-sig-verify"),
+        E::Malformed(_) | E::Bad { .. } | E::WeakHash(_) | E::Refused { .. } => {
+            Some(", or skip the check with --no-sig-verify")
+        }
         E::OneOfSeveral { error, .. } | E::NoneOfSeveral { error, .. } => signature_hint(error),
     }
 }
