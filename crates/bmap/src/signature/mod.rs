@@ -52,7 +52,7 @@ const GET_A_GOOD_ONE: &str = "get a bmap signed with a valid key";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// The keyring file is not a keyring.
-    #[error("cannot read the keyring: {0}")]
+    #[error("not an OpenPGP keyring ({0})")]
     Keyring(String),
     /// The signature (or clearsigned message) cannot be parsed.
     #[error("the signature is malformed ({0}): get a good copy of the signature")]

@@ -295,7 +295,8 @@ fn load_bmap(
             crate::signals::blocking(interrupt, move || {
                 remote::fetch(&url, &options, input::BMAP.bytes)
             })?
-            .with_context(|| format!("cannot open bmap file '{shown}'"))?
+            // The server's error names the URL.
+            .context("cannot open the bmap file")?
         }
     };
     let bytes = super::signature::verify(args, &bmap.location, &shown, bytes, remote, interrupt)?;

@@ -131,7 +131,11 @@ fn detached(
         let location = input::locate(arg)
             .with_context(|| format!("cannot open bmap signature file '{name}'"))?;
         let bytes = read(&location, remote, interrupt)
-            .with_context(|| format!("cannot open bmap signature file '{name}'"))?
+            .with_context(|| match &location {
+                Location::Local(_) => format!("cannot open bmap signature file '{name}'"),
+                // The server's error names the URL.
+                Location::Url(_) => "cannot open the bmap signature file".to_owned(),
+            })?
             .ok_or_else(|| {
                 anyhow::anyhow!("cannot open bmap signature file '{name}': not found")
             })?;
@@ -152,9 +156,12 @@ fn detached(
             Location::Local(path) => path.display().to_string(),
             Location::Url(url) => remote::redact(url),
         };
-        if let Some(bytes) =
-            read(&candidate, remote, interrupt).with_context(|| format!("cannot read '{name}'"))?
-        {
+        let found = read(&candidate, remote, interrupt).with_context(|| match &candidate {
+            Location::Local(_) => format!("cannot read '{name}'"),
+            // The server's error names the URL.
+            Location::Url(_) => "cannot look for the bmap's signature".to_owned(),
+        })?;
+        if let Some(bytes) = found {
             messages::info(format_args!(
                 "discovered signature file for bmap '{shown}': '{name}'"
             ));
