@@ -85,7 +85,7 @@ fn io_causes_are_left_to_the_chain() {
             url: "http://h/x.img".into(),
             attempts: 6,
             at: 4096,
-            source: os(),
+            source: Box::new(os()),
         }),
     ];
     for error in &errors {

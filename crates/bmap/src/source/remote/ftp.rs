@@ -180,7 +180,7 @@ impl Read for Reader {
                     self.data = None;
                     self.control = None;
                     if let Err(stop) = retry.after_failure() {
-                        let error = stop.error(&self.url, retry.attempts(), self.pos, e);
+                        let error = stop.error(&self.url, retry.attempts(), self.pos, Box::new(e));
                         return Err(io::Error::other(error));
                     }
                 }

@@ -154,7 +154,7 @@ pub enum Error {
         /// Bytes read before the last failure.
         at: u64,
         /// The last failure.
-        source: std::io::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The interrupt flag was raised while waiting to try again.
     #[error("'{0}': interrupted")]

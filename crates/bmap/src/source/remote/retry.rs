@@ -3,7 +3,6 @@
 //! flag, watched while waiting so that a stop asked for during a backoff is obeyed at
 //! once rather than after the wait (or after all the attempts).
 
-use std::io;
 use std::time::{Duration, Instant};
 
 use url::Url;
@@ -13,6 +12,9 @@ use crate::Interrupt;
 
 /// How often the interrupt flag is looked at during a backoff.
 const WATCH: Duration = Duration::from_millis(20);
+
+/// The last failure, the cause of an [`Error::GaveUp`].
+pub(super) type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why no further attempt is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +28,7 @@ pub(super) enum Stop {
 impl Stop {
     /// The error that ends a read of `url` at byte `at` after `attempts`, `last` being
     /// the last failure.
-    pub(super) fn error(self, url: &Url, attempts: u32, at: u64, last: io::Error) -> Error {
+    pub(super) fn error(self, url: &Url, attempts: u32, at: u64, last: Cause) -> Error {
         match self {
             Stop::Exhausted => Error::GaveUp {
                 url: redact(url),

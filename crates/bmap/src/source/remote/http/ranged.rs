@@ -4,7 +4,7 @@
 
 use std::io::{self, Read};
 
-use super::{Body, Http, Stream, is_transient};
+use super::{Body, Http, Stream, answer_is_transient};
 use crate::source::RandomAccess;
 use crate::source::remote::redact;
 use crate::source::remote::retry::Stop;
@@ -130,14 +130,15 @@ impl RandomAccess for Ranged {
                         self.body = Some(Current { body, pos, end });
                     }
                     Err(e) => {
-                        if !is_transient(&e) {
-                            return Err(e);
+                        if !answer_is_transient(&e) {
+                            return Err(io::Error::other(e));
                         }
                         match retry.after_failure() {
                             Ok(()) => continue,
-                            Err(Stop::Exhausted) => return Err(e),
+                            Err(Stop::Exhausted) => return Err(io::Error::other(e)),
                             Err(stop) => {
-                                let error = stop.error(&self.http.url, retry.attempts(), offset, e);
+                                let (url, attempts) = (&self.http.url, retry.attempts());
+                                let error = stop.error(url, attempts, offset, Box::new(e));
                                 return Err(io::Error::other(error));
                             }
                         }
@@ -175,7 +176,8 @@ impl RandomAccess for Ranged {
                     let at = current.pos;
                     self.body = None;
                     if let Err(stop) = retry.after_failure() {
-                        let error = stop.error(&self.http.url, retry.attempts(), at, failure);
+                        let error =
+                            stop.error(&self.http.url, retry.attempts(), at, Box::new(failure));
                         return Err(io::Error::other(error));
                     }
                 }
