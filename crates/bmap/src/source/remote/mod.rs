@@ -145,7 +145,10 @@ pub enum Error {
         message: String,
     },
     /// Every attempt to read failed (each reconnection resumed where the last stopped).
-    #[error("'{url}': gave up after {attempts} attempts, at byte {at}")]
+    #[error(
+        "'{url}': gave up after {attempts} {}",
+        if *.attempts == 1 { "attempt" } else { "attempts" }
+    )]
     GaveUp {
         /// The URL.
         url: String,
