@@ -47,9 +47,10 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     } = open_image(&args.image, &image_location, &remote)?;
     let bmap_ref = match (&args.bmap, args.nobmap) {
         (_, true) => None,
-        (Some(name), false) => Some(BmapRef::new(input::locate(name).with_context(|| {
-            format!("cannot open bmap file '{}'", Path::new(name).display())
-        })?)),
+        // A location is refused only for its URL scheme, which the error names.
+        (Some(name), false) => Some(BmapRef::new(
+            input::locate(name).context("cannot open the bmap file")?,
+        )),
         (None, false) => Some(discover(&args.image, &image_location, &remote)?),
     };
     check_not_overwriting_inputs(args, bmap_ref.as_ref().and_then(BmapRef::local))?;

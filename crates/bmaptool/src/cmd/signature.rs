@@ -128,8 +128,8 @@ fn detached(
 ) -> Result<Option<(String, Vec<u8>)>> {
     if let Some(arg) = &args.bmap_sig {
         let name = Path::new(arg).display().to_string();
-        let location = input::locate(arg)
-            .with_context(|| format!("cannot open bmap signature file '{name}'"))?;
+        // A location is refused only for its URL scheme, which the error names.
+        let location = input::locate(arg).context("cannot open the bmap signature file")?;
         let bytes = read(&location, remote, interrupt)
             .with_context(|| match &location {
                 Location::Local(_) => format!("cannot open bmap signature file '{name}'"),
