@@ -24,6 +24,20 @@ use common::procfs;
 use common::{Scratch, assert_error, random_bytes, stderr_lines};
 use remote_support::{HttpServer, Served};
 
+/// Removes the variables that choose proxies: the test servers are on 127.0.0.1.
+trait NoProxy {
+    fn envs_remove_proxies(&mut self) -> &mut Self;
+}
+
+impl NoProxy for assert_cmd::Command {
+    fn envs_remove_proxies(&mut self) -> &mut Self {
+        for var in remote_support::PROXY_VARS {
+            self.env_remove(var);
+        }
+        self
+    }
+}
+
 /// The message of the one error line, without `bmaptool: ERROR: `.
 fn error_message(output: &Output) -> String {
     let lines = stderr_lines(output);
@@ -143,6 +157,44 @@ fn unopenable_destination_names_it_and_the_os_error_once() {
     assert_error(&output, &format!("'{}'", dest.display()));
     let message = error_message(&output);
     assert_said_once(&message, "No such file or directory");
+}
+
+/// "cannot open bmap file 'URL': 'URL' was not found" named the URL twice.
+#[test]
+fn missing_remote_bmap_and_signature_name_the_url_once() {
+    let served = Served::new();
+    let Some(http) = HttpServer::start(served.root()) else {
+        return;
+    };
+    let dir = Scratch::fast();
+    let image = dir.path().join("disk.img");
+    sparse_image(&image, 4);
+    let bmap_url = http.url("/missing.bmap");
+    let output = common::bmaptool()
+        .arg("copy")
+        .arg("--bmap")
+        .arg(&bmap_url)
+        .arg(&image)
+        .arg(dir.path().join("out.img"))
+        .envs_remove_proxies()
+        .output()
+        .expect("bmaptool runs");
+    assert_error(&output, "was not found");
+    assert_said_once(&error_message(&output), &bmap_url);
+    let sig_url = http.url("/missing.sig");
+    let output = common::bmaptool()
+        .arg("copy")
+        .arg("--bmap")
+        .arg(served.file("test.image.bmap"))
+        .arg("--bmap-sig")
+        .arg(&sig_url)
+        .arg(served.file("test.image"))
+        .arg(dir.path().join("out2.img"))
+        .envs_remove_proxies()
+        .output()
+        .expect("bmaptool runs");
+    assert_error(&output, "not found");
+    assert_said_once(&error_message(&output), &sig_url);
 }
 
 #[test]
