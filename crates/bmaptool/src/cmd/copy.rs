@@ -30,7 +30,10 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         bail!("--nobmap and --bmap cannot be used together");
     }
     super::signature::check_options(args)?;
-    let remote = super::network::remote_options()?;
+    let remote = remote::Options {
+        interrupt: interrupt.clone(),
+        ..super::network::remote_options()?
+    };
     let image_location = if args.image == "-" {
         Location::Local(PathBuf::from("-"))
     } else {
@@ -44,9 +47,10 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     } = open_image(&args.image, &image_location, &remote)?;
     let bmap_ref = match (&args.bmap, args.nobmap) {
         (_, true) => None,
-        (Some(name), false) => Some(BmapRef::new(input::locate(name).with_context(|| {
-            format!("cannot open bmap file '{}'", Path::new(name).display())
-        })?)),
+        // A location is refused only for its URL scheme, which the error names.
+        (Some(name), false) => Some(BmapRef::new(
+            input::locate(name).context("cannot open the bmap file")?,
+        )),
         (None, false) => Some(discover(&args.image, &image_location, &remote)?),
     };
     check_not_overwriting_inputs(args, bmap_ref.as_ref().and_then(BmapRef::local))?;
@@ -82,6 +86,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         None => image.size(),
     };
     let dest = open_dest(
+        interrupt,
         &args.dest,
         &dest::Options {
             image_size,
@@ -204,15 +209,28 @@ fn open_image(
                 .filter(|m| m.is_file())
                 .map(|m| m.len());
             // Recognising the format reads the first bytes, which may not come for a while.
-            crate::signals::blocking(|| source::open_stream(Box::new(file), None, size))
-                .context("cannot open the image")?
+            // Its errors say "cannot read image ..." themselves.
+            crate::signals::blocking(&remote.interrupt, move || {
+                source::open_stream(Box::new(file), None, size)
+            })??
         }
         // Opening a FIFO waits for a writer: let a signal end that wait.
         Location::Local(path) => {
-            crate::signals::blocking(|| source::open(path)).context("cannot open the image")?
+            // Its errors name the image and say what failed.
+            let path = path.clone();
+            crate::signals::blocking(&remote.interrupt, move || source::open(&path))??
         }
-        Location::Url(url) => crate::signals::blocking(|| source::open_url(url, remote))
-            .context("cannot open the image")?,
+        Location::Url(url) => {
+            let (url, options) = (url.clone(), remote.clone());
+            let opened = crate::signals::blocking(&remote.interrupt, move || {
+                source::open_url(&url, &options)
+            })?;
+            opened.map_err(|e| match e {
+                // A server's or a network's error names the URL, not what it is.
+                source::Error::Remote(_) => anyhow::Error::new(e).context("cannot open the image"),
+                e => anyhow::Error::new(e),
+            })?
+        }
     };
     for notice in &opened.notices {
         messages::warning(notice);
@@ -274,8 +292,12 @@ fn load_bmap(
         (None, Location::Local(path)) => input::read(path, &input::BMAP, interrupt)
             .with_context(|| format!("cannot open bmap file '{shown}'"))?,
         (None, Location::Url(url)) => {
-            crate::signals::blocking(|| remote::fetch(url, remote, input::BMAP.bytes))
-                .with_context(|| format!("cannot open bmap file '{shown}'"))?
+            let (url, options) = (url.clone(), remote.clone());
+            crate::signals::blocking(interrupt, move || {
+                remote::fetch(&url, &options, input::BMAP.bytes)
+            })?
+            // The server's error names the URL.
+            .context("cannot open the bmap file")?
         }
     };
     let bytes = super::signature::verify(args, &bmap.location, &shown, bytes, remote, interrupt)?;
@@ -321,9 +343,10 @@ fn discover(image: &OsStr, location: &Location, remote: &remote::Options) -> Res
         }
         Location::Url(url) => {
             for candidate in remote::bmap_candidates(url) {
-                let fetched = crate::signals::blocking(|| {
-                    remote::fetch(&candidate, remote, input::BMAP.bytes)
-                });
+                let (url, options) = (candidate.clone(), remote.clone());
+                let fetched = crate::signals::blocking(&remote.interrupt, move || {
+                    remote::fetch(&url, &options, input::BMAP.bytes)
+                })?;
                 match fetched {
                     Ok(bytes) => {
                         let mut found = BmapRef::new(Location::Url(candidate));
@@ -367,16 +390,16 @@ fn check_not_overwriting_inputs(args: &CopyArgs, bmap: Option<&Path>) -> Result<
 
 /// Opens DEST. Opening a FIFO (or a character device such as a serial line) may wait
 /// for the other end indefinitely, and creates nothing: let a signal end that wait.
-fn open_dest(path: &Path, options: &dest::Options) -> Result<Dest> {
+fn open_dest(interrupt: &Interrupt, path: &Path, options: &dest::Options) -> Result<Dest> {
     let waits = std::fs::metadata(path).is_ok_and(|m| {
         let kind = m.file_type();
         !(kind.is_file() || kind.is_dir() || kind.is_block_device())
     });
-    let open = || Dest::open(path, options);
     Ok(if waits {
-        crate::signals::blocking(open)?
+        let (path, options) = (path.to_owned(), options.clone());
+        crate::signals::blocking(interrupt, move || Dest::open(&path, &options))??
     } else {
-        open()?
+        Dest::open(path, options)?
     })
 }
 

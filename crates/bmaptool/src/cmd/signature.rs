@@ -128,10 +128,14 @@ fn detached(
 ) -> Result<Option<(String, Vec<u8>)>> {
     if let Some(arg) = &args.bmap_sig {
         let name = Path::new(arg).display().to_string();
-        let location = input::locate(arg)
-            .with_context(|| format!("cannot open bmap signature file '{name}'"))?;
+        // A location is refused only for its URL scheme, which the error names.
+        let location = input::locate(arg).context("cannot open the bmap signature file")?;
         let bytes = read(&location, remote, interrupt)
-            .with_context(|| format!("cannot open bmap signature file '{name}'"))?
+            .with_context(|| match &location {
+                Location::Local(_) => format!("cannot open bmap signature file '{name}'"),
+                // The server's error names the URL.
+                Location::Url(_) => "cannot open the bmap signature file".to_owned(),
+            })?
             .ok_or_else(|| {
                 anyhow::anyhow!("cannot open bmap signature file '{name}': not found")
             })?;
@@ -152,9 +156,12 @@ fn detached(
             Location::Local(path) => path.display().to_string(),
             Location::Url(url) => remote::redact(url),
         };
-        if let Some(bytes) =
-            read(&candidate, remote, interrupt).with_context(|| format!("cannot read '{name}'"))?
-        {
+        let found = read(&candidate, remote, interrupt).with_context(|| match &candidate {
+            Location::Local(_) => format!("cannot read '{name}'"),
+            // The server's error names the URL.
+            Location::Url(_) => "cannot look for the bmap's signature".to_owned(),
+        })?;
+        if let Some(bytes) = found {
             messages::info(format_args!(
                 "discovered signature file for bmap '{shown}': '{name}'"
             ));
@@ -176,17 +183,22 @@ fn read(
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
         },
-        Location::Url(url) => match crate::signals::blocking(|| {
-            remote::fetch(url, remote, input::SIGNATURE.bytes)
-        }) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e)
-                if e.is_not_found() || matches!(e, remote::Error::Status { status: 403, .. }) =>
-            {
-                Ok(None)
+        Location::Url(url) => {
+            let (url, options) = (url.clone(), remote.clone());
+            let fetched = crate::signals::blocking(interrupt, move || {
+                remote::fetch(&url, &options, input::SIGNATURE.bytes)
+            })?;
+            match fetched {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e)
+                    if e.is_not_found()
+                        || matches!(e, remote::Error::Status { status: 403, .. }) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(e) => Err(e.into()),
-        },
+        }
     }
 }
 
