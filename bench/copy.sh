@@ -41,8 +41,9 @@
 #   reference's copies are checked the same way, for information).
 #   Summary: medians per command, and per destination
 #     limit = max(raw-write, sha256 / 2)   (the copy hashes on both cores as it writes)
-#     ours / limit <= 1.25, ours / reference <= 0.6, ours-stdin likewise,
-#     our peak RSS < 64 MiB; dd-whole and ours-pipe for context.
+#     ours / limit <= 1.15, ours-stdin likewise (issue 11), our peak RSS < 64 MiB;
+#     ours / reference, dd-whole and ours-pipe for context; the spread of each command
+#     (max / min over the rounds) next to its median.
 #
 # How to run (needs root for losetup, mount, mknod; takes 10-20 minutes):
 #   sudo bench/copy.sh
@@ -272,13 +273,13 @@ print(f"destinations: file $DEST, loop $LOOP (over $BACKING)")
 for where, med in groups.items():
     print()
     print(f"--- destination: {where}")
-    print(f"{'command':<17}{'median s':>10}{'stddev':>9}{'min':>9}{'max':>9}{'user':>8}{'sys':>8}")
+    print(f"{'command':<17}{'median s':>10}{'stddev':>9}{'min':>9}{'max':>9}{'spread':>8}{'user':>8}{'sys':>8}")
     order = ["ours", "ours-stdin", "ours-pipe", "reference", "dd-whole", "raw-write",
              "sha256", "ours-null", "ours-stdin-null"]
     for name in [k for k in order if k in med] + [k for k in med if k not in order]:
         r = med[name]
         print(f"{name:<17}{r['median']:>10.3f}{r['stddev'] or 0.0:>9.3f}{r['min']:>9.3f}"
-              f"{r['max']:>9.3f}{r['user']:>8.2f}{r['system']:>8.2f}")
+              f"{r['max']:>9.3f}{r['max'] / r['min']:>8.2f}{r['user']:>8.2f}{r['system']:>8.2f}")
     m = {k: r["median"] for k, r in med.items()}
     limit = max(m["raw-write"], m["sha256"] / 2)
     which = "raw-write" if m["raw-write"] >= m["sha256"] / 2 else "sha256/2"
@@ -288,9 +289,9 @@ for where, med in groups.items():
     print(f"{'measure':<30}{'value':>9}  {'target':<9}")
     for name in ("ours", "ours-stdin"):
         a, b = m[name] / limit, m[name] / m["reference"]
-        missed |= not (a <= 1.25 and b <= 0.6)
-        print(f"{name + ' / limit':<30}{a:>9.3f}  {'<= 1.25':<9}{ok(a <= 1.25)}")
-        print(f"{name + ' / reference':<30}{b:>9.3f}  {'<= 0.6':<9}{ok(b <= 0.6)}")
+        missed |= not a <= 1.15
+        print(f"{name + ' / limit':<30}{a:>9.3f}  {'<= 1.15':<9}{ok(a <= 1.15)}")
+        print(f"{name + ' / reference':<30}{b:>9.3f}")
     print(f"{'ours-pipe / limit':<30}{m['ours-pipe'] / limit:>9.3f}")
     print(f"{'reference / limit':<30}{m['reference'] / limit:>9.3f}")
     print(f"{'dd-whole / ours':<30}{m['dd-whole'] / m['ours']:>9.3f}")

@@ -77,13 +77,13 @@ pub enum Error {
     #[error("the image is zero-sized: there is nothing to map")]
     Empty,
     /// Syncing the image to disk failed.
-    #[error("cannot synchronize the image: {0}")]
+    #[error("cannot synchronize the image")]
     Sync(#[source] io::Error),
     /// Finding the mapped blocks failed.
     #[error(transparent)]
     Layout(#[from] layout::Error),
     /// Reading the image failed.
-    #[error("cannot read the image at byte {offset}: {source}")]
+    #[error("cannot read the image at byte {offset}")]
     Read {
         /// Where.
         offset: u64,
@@ -99,7 +99,7 @@ pub enum Error {
         offset: u64,
     },
     /// The layout broke a bmap invariant (a file-system bug).
-    #[error("the file system reported an impossible layout: {0}")]
+    #[error("the file system reported an impossible layout")]
     Invalid(#[from] InvalidBmap),
     /// The interrupt flag was raised.
     #[error("interrupted")]
@@ -196,7 +196,16 @@ fn hash_ranges(
         }
     };
     std::thread::scope(|scope| {
-        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(worker)).collect();
+        // A thread that cannot be started leaves its share to the others: hashing
+        // needs no more than the calling thread.
+        let handles: Vec<_> = (1..threads)
+            .map_while(|_| {
+                std::thread::Builder::new()
+                    .name("bmap-create-hash".into())
+                    .spawn_scoped(scope, worker)
+                    .ok()
+            })
+            .collect();
         let mut outcome = worker();
         for handle in handles {
             let result = handle.join().expect("hashing threads do not panic");

@@ -38,13 +38,13 @@ pub struct Layout {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// `fstat` or `FIGETBSZ`-and-`fstat` failed.
-    #[error("cannot inspect the file: {0}")]
+    #[error("cannot inspect the file")]
     Stat(#[source] io::Error),
     /// FIEMAP failed for another reason than "not supported".
-    #[error("the FIEMAP ioctl failed: {0}")]
+    #[error("the FIEMAP ioctl failed")]
     Fiemap(#[source] io::Error),
     /// `lseek(SEEK_DATA/SEEK_HOLE)` failed.
-    #[error("cannot find data and holes with lseek: {0}")]
+    #[error("cannot find data and holes with lseek")]
     Seek(#[source] io::Error),
     /// ZFS reports holes reliably only with `zfs_dmu_offset_next_sync=1`.
     #[error(

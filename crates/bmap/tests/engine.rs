@@ -476,7 +476,7 @@ fn trust_reports_a_bmap_that_cannot_be_read_or_parsed_by_name() {
     )
     .expect_err("missing");
     assert!(
-        matches!(&error, trust::Error::Bmap { shown, .. } if *shown == missing.display().to_string()),
+        matches!(&error, trust::Error::Bmap { shown: Some(shown), .. } if *shown == missing.display().to_string()),
         "{error}"
     );
     let garbage = dir.path().join("garbage.bmap");

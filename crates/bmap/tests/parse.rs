@@ -13,6 +13,24 @@ use bmap::format::{BlockRange, Bmap, ChecksumKind, Digest, ParseError, SelfCheck
 use fixture::{BmapText, Image};
 use proptest::prelude::*;
 
+/// An error and its causes joined by ": ", as the command line prints them.
+trait ChainText {
+    fn chain_text(&self) -> String;
+}
+
+impl<E: std::error::Error> ChainText for E {
+    fn chain_text(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = self.source();
+        while let Some(e) = cause {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            cause = e.source();
+        }
+        text
+    }
+}
+
 fn spans(bmap: &Bmap) -> Vec<(u64, u64)> {
     bmap.ranges()
         .iter()
@@ -251,7 +269,7 @@ fn strict_where_it_matters() {
         ),
     ];
     for (body, header, expected) in cases {
-        let err = parse(&v2(body, header)).expect_err(body).to_string();
+        let err = parse(&v2(body, header)).expect_err(body).chain_text();
         assert!(
             err.contains(expected),
             "{body:?} {header:?}: '{err}' lacks '{expected}'"
@@ -259,7 +277,7 @@ fn strict_where_it_matters() {
     }
     let err = parse(&v2("<Range>\n5-3</Range>\n", SIZES))
         .expect_err("reversed")
-        .to_string();
+        .chain_text();
     assert!(err.starts_with("line 7: "), "errors name the line: {err}");
 }
 
@@ -277,7 +295,7 @@ fn too_large_names_the_real_limit_and_the_numbers() {
     parse(&v2("", &header(max - 4096))).expect("exactly at the limit");
     let err = parse(&v2("", &header(max - 4095)))
         .expect_err("one byte over")
-        .to_string();
+        .chain_text();
     assert!(
         err.contains(&format!("image size {} bytes is too large", max - 4095))
             && err.contains("ImageSize + BlockSize must be at most 9223372036854775807")
@@ -297,18 +315,18 @@ fn versions_we_do_not_read_are_refused_cleanly() {
         let text = String::from_utf8(v2("", SIZES)).expect("utf-8");
         let text =
             fix_checksum(&text.replace("version=\"2.0\"", &format!("version=\"{version}\"")));
-        let err = parse(text.as_bytes()).expect_err(version).to_string();
+        let err = parse(text.as_bytes()).expect_err(version).chain_text();
         assert!(err.contains(expected), "{version}: {err}");
     }
     let err = parse(b"<bmap><BlockMap/></bmap>")
         .expect_err("no version")
-        .to_string();
+        .chain_text();
     assert!(err.contains("no 'version' attribute"), "{err}");
     assert!(parse(b"not xml").is_err());
     assert!(
         parse(b"\xff\xfe")
             .expect_err("binary")
-            .to_string()
+            .chain_text()
             .contains("UTF-8")
     );
     let dtd = b"<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY a \"aaaa\">]><bmap version=\"2.0\"/>";
@@ -329,7 +347,7 @@ fn old_formats_without_checksums_or_image_size() {
     assert!(
         parse(bad.as_bytes())
             .expect_err("bad sha1")
-            .to_string()
+            .chain_text()
             .contains("40 hex")
     );
     // 1.3 needs BmapFileSHA1.
@@ -339,12 +357,12 @@ fn old_formats_without_checksums_or_image_size() {
     assert!(
         parse(v13.as_bytes())
             .expect_err("1.3")
-            .to_string()
+            .chain_text()
             .contains("BmapFileSHA1")
     );
     // BlocksCount * BlockSize beyond 64 bits, with no ImageSize to say otherwise.
     let huge = text.replace("<BlocksCount>4<", "<BlocksCount>18446744073709551615<");
-    let err = parse(huge.as_bytes()).expect_err("huge").to_string();
+    let err = parse(huge.as_bytes()).expect_err("huge").chain_text();
     assert!(
         err.contains("image size 75557863725914323415040 bytes is too large"),
         "{err}"

@@ -2,6 +2,7 @@
 //! completion generator in `xtask`), messages and subcommands. The engines live in the
 //! `bmap` library; this crate only turns arguments into options and results into text.
 
+pub mod advice;
 pub mod cli;
 pub mod cmd;
 pub mod input;

@@ -38,25 +38,19 @@ fn main() -> ExitCode {
             ExitCode::from(signals.exit_status())
         }
         Err(err) => {
-            messages::error(one_line(&err));
+            let hint = bmaptool::advice::hint(&err).unwrap_or_default();
+            messages::error(format_args!("{}{hint}", one_line(&err)));
             ExitCode::from(1)
         }
     }
 }
 
-/// The error and its causes on one line, each cause once: library errors often repeat
-/// their source's text in their own message.
+/// The error and its causes on one line, joined by ": ". Every message says only
+/// what its own layer knows (a library error never repeats its source's text; the
+/// chain adds it), so each cause appears once.
 fn one_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
+    err.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }

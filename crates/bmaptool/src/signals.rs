@@ -1,13 +1,20 @@
 //! SIGINT and SIGTERM: instead of dying at once, the process raises the library's
-//! [`Interrupt`] flag so that the engine stops at its next chunk, cleans up (removes
-//! half-written output, restores settings) and `main` exits with 128 + the signal.
+//! [`Interrupt`] flag so that the engine stops at its next chunk (or its next wait
+//! between network attempts), cleans up (removes half-written output, restores
+//! settings) and `main` exits with 128 + the signal. Nothing but the main thread ends
+//! the process: a call that may block for good runs through [`blocking`], which
+//! gives up waiting for it when the flag is raised.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bmap::Interrupt;
 use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// How often [`blocking`] looks at the flag while the call has not returned.
+const WATCH: Duration = Duration::from_millis(20);
 
 /// The installed handlers' flags.
 #[derive(Debug, Clone)]
@@ -29,27 +36,9 @@ impl Signals {
         if registered.iter().any(Result::is_err) {
             crate::messages::debug("cannot install the SIGINT/SIGTERM handlers");
         }
-        let signals = Signals {
+        Signals {
             interrupt: Interrupt::from_flag(any),
             terminated,
-        };
-        let watcher = signals.clone();
-        let _ = std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || watcher.watch());
-        signals
-    }
-
-    /// Exits at once when a signal comes while the main thread waits in a blocking
-    /// call that holds nothing to clean up (see [`blocking`]); the handlers only set
-    /// a flag, so such a call would otherwise never notice.
-    fn watch(&self) {
-        loop {
-            std::thread::sleep(Duration::from_millis(50));
-            if self.interrupt.is_raised() && BLOCKING.load(Ordering::SeqCst) {
-                crate::messages::error("interrupted, exiting");
-                std::process::exit(i32::from(self.exit_status()));
-            }
         }
     }
 
@@ -68,14 +57,58 @@ impl Signals {
     }
 }
 
-static BLOCKING: AtomicBool = AtomicBool::new(false);
+/// A [`blocking`] call that was abandoned because the interrupt flag was raised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted;
 
-/// Runs `call`, which may block indefinitely (opening a FIFO waits for its other end)
-/// and leaves nothing to undo if the process exits during it: a signal then ends the
-/// process at once instead of waiting for the call to return.
-pub fn blocking<T>(call: impl FnOnce() -> T) -> T {
-    BLOCKING.store(true, Ordering::SeqCst);
-    let result = call();
-    BLOCKING.store(false, Ordering::SeqCst);
-    result
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Runs `call`, which may block indefinitely (opening a FIFO waits for its other end,
+/// a server may stall) and leaves nothing to undo if it is abandoned, on a thread of
+/// its own; returns its result, or [`Interrupted`] as soon as `interrupt` is raised
+/// while it still runs. The abandoned call ends with the process, when `main`
+/// returns its exit status.
+pub fn blocking<T: Send + 'static, F: FnOnce() -> T + Send + 'static>(
+    interrupt: &Interrupt,
+    call: F,
+) -> Result<T, Interrupted> {
+    // The call stays reachable here, so that it can run on this thread if no other
+    // thread can be started.
+    let slot = Arc::new(Mutex::new(Some(call)));
+    let theirs = Arc::clone(&slot);
+    let (done, result) = mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("blocking".into())
+        .spawn(move || {
+            let call = theirs.lock().expect("never poisoned").take();
+            if let Some(call) = call {
+                let _ = done.send(call());
+            }
+        });
+    let handle = match spawned {
+        Ok(handle) => handle,
+        Err(_) => {
+            let call = slot.lock().expect("never poisoned").take();
+            return Ok(call.expect("the thread never started")());
+        }
+    };
+    loop {
+        if interrupt.is_raised() {
+            return Err(Interrupted);
+        }
+        match result.recv_timeout(WATCH) {
+            Ok(value) => return Ok(value),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(()) => unreachable!("the call's thread ended without an answer"),
+            },
+        }
+    }
 }

@@ -545,7 +545,7 @@ fn errors_show_non_utf8_paths_lossily_and_only_utf8_arguments_can_be_urls() {
     let out = run([OsStr::new("copy"), url_like.as_os_str(), dest.as_os_str()]);
     assert_fails(
         &out,
-        &["cannot open the image", "9/\u{fffd}.img", "no such file"],
+        &["cannot open image", "9/\u{fffd}.img", "no such file"],
     );
     assert!(!dest.exists(), "a destination was created");
 }

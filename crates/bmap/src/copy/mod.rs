@@ -41,7 +41,7 @@ pub use sink::{DestWriter, RangeSink, Verdict};
 /// Choices for [`Plan::run`].
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Verify each range's digest (`--no-verify` turns this off).
+    /// Verify each range's digest.
     pub verify: bool,
     /// Checked between chunks; when raised the copy stops with [`Error::Interrupted`].
     pub interrupt: Interrupt,
@@ -60,7 +60,8 @@ impl Default for Options {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "checksum mismatch for blocks range {first}-{last} (bytes {start}-{end}): calculated \
-     {actual}, should be {expected}; the image is corrupt or does not belong to this bmap"
+     {actual}, should be {expected}; most likely the bmap belongs to another image (or the \
+     image was changed or damaged after its bmap was made)"
 )]
 pub struct Mismatch {
     /// First block.
@@ -99,8 +100,7 @@ pub enum Error {
     /// A block the bmap calls a hole holds data (read through a stream).
     #[error(
         "block {block} (byte {offset}) is a hole in the bmap but holds data: the image was \
-         changed after its bmap was made, or belongs to another bmap (--no-verify copies \
-         it anyway)"
+         changed after its bmap was made, or belongs to another bmap"
     )]
     HoleNotZero {
         /// The block.
@@ -155,10 +155,18 @@ pub enum Error {
     #[error("the destination was already finished")]
     Finished,
     /// Reading the image failed.
-    #[error("cannot read the image at byte {offset}: {source}")]
+    #[error("cannot read the image at byte {offset}")]
     Read {
         /// Where.
         offset: u64,
+        /// Why.
+        source: io::Error,
+    },
+    /// A thread of the pipeline could not be started.
+    #[error("cannot start the {thread} thread")]
+    Spawn {
+        /// The thread's name.
+        thread: &'static str,
         /// Why.
         source: io::Error,
     },

@@ -201,13 +201,16 @@ pub(super) fn run(
 }
 
 fn spawn<T: Send + 'static>(
-    name: &str,
+    name: &'static str,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<std::thread::JoinHandle<T>, Error> {
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(work)
-        .map_err(|source| Error::Read { offset: 0, source })
+        .map_err(|source| Error::Spawn {
+            thread: name,
+            source,
+        })
 }
 
 struct Reader {

@@ -71,7 +71,7 @@ pub enum Error {
     )]
     MissingDevice(PathBuf),
     /// Opening failed.
-    #[error("cannot open destination '{path}': {source}")]
+    #[error("cannot open destination '{path}'")]
     Open {
         /// Path.
         path: PathBuf,
@@ -145,7 +145,7 @@ pub enum Error {
     #[error("destination '{0}' is a directory")]
     Directory(PathBuf),
     /// Write, truncate or sync failed.
-    #[error("cannot {action} '{path}': {source}")]
+    #[error("cannot {action} '{path}'")]
     Io {
         /// What was attempted.
         action: &'static str,
@@ -155,7 +155,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A device setting could not be put back.
-    #[error("cannot restore {path} to '{value}': {source}")]
+    #[error("cannot restore {path} to '{value}'")]
     Restore {
         /// The sysfs file.
         path: PathBuf,

@@ -114,7 +114,7 @@ pub enum ParseError {
     #[error("not a text file: invalid UTF-8 at byte {0}")]
     NotUtf8(usize),
     /// Not well-formed XML (roxmltree's message names line and column).
-    #[error("not a valid XML file: {0}")]
+    #[error("not a valid XML file")]
     Xml(#[from] roxmltree::Error),
     /// The root element has no `version` attribute.
     #[error("line {line}: the <{root}> element has no 'version' attribute")]
@@ -229,7 +229,7 @@ pub enum ParseError {
         line: u32,
     },
     /// A digest's text is not a digest of the declared kind.
-    #[error("line {line}: bad {element}: {source}")]
+    #[error("line {line}: bad {element}")]
     BadDigest {
         /// Element or attribute.
         element: String,
@@ -258,7 +258,7 @@ pub enum ParseError {
         line: u32,
     },
     /// Values that break a bmap invariant, with the line where it shows.
-    #[error("line {line}: {source}")]
+    #[error("line {line}")]
     Invalid {
         /// Line number.
         line: u32,

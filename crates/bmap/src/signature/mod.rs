@@ -44,26 +44,23 @@ const CLEARSIGN_HEADER: &[u8] = b"-----BEGIN PGP SIGNED MESSAGE-----";
 /// More signatures than this in one file are not a signature file.
 const MAX_SIGNATURES: usize = 100;
 
-/// What to do about a key that cannot vouch for the bmap.
-const GET_A_GOOD_ONE: &str =
-    "get a bmap signed with a valid key, or skip the check with --no-sig-verify";
+/// What to do about a key that cannot vouch for the bmap. Messages say what is wrong
+/// and what to get; they never name a program's options (the caller adds those).
+const GET_A_GOOD_ONE: &str = "get a bmap signed with a valid key";
 
 /// Why a signature is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// The keyring file is not a keyring.
-    #[error("cannot read the keyring: {0}")]
+    #[error("not an OpenPGP keyring ({0})")]
     Keyring(String),
     /// The signature (or clearsigned message) cannot be parsed.
-    #[error(
-        "the signature is malformed ({0}): get a good copy of the signature, or skip the \
-         check with --no-sig-verify"
-    )]
+    #[error("the signature is malformed ({0}): get a good copy of the signature")]
     Malformed(String),
     /// The signature uses an algorithm or curve this build cannot check.
     #[error(
         "the signature by key {fingerprint} cannot be checked here ({reason}); check it with \
-         gpgv and use --no-sig-verify"
+         gpgv"
     )]
     Unsupported {
         /// The key.
@@ -74,8 +71,7 @@ pub enum Error {
     /// No key of the keyring made the signature.
     #[error(
         "the bmap's signature was made by key {issuer}, which is not in the keyring: import it \
-         (gpg --import), name a keyring holding it with --keyring, or skip the check with \
-         --no-sig-verify"
+         (gpg --import) or use a keyring that holds it"
     )]
     UnknownKey {
         /// Fingerprint or key id of the signer, as the signature names it.
@@ -85,8 +81,8 @@ pub enum Error {
     /// verify: the bmap was changed after it was signed, or the signature is forged.
     #[error(
         "discovered a BAD GPG signature on the bmap (key {fingerprint}): the bmap was changed \
-         after it was signed, or the signature is not for this bmap; do not use this bmap \
-         (get the right bmap and signature, or skip the check with --no-sig-verify)"
+         after it was signed, or the signature is not for this bmap; do not use this bmap: \
+         get the right bmap and signature"
     )]
     Bad {
         /// The key that was tried.
@@ -95,7 +91,7 @@ pub enum Error {
     /// The signature uses a hash we refuse.
     #[error(
         "the signature uses {0:?}, which can be forged; it is not accepted: get the bmap \
-         signed again with SHA-256 or better, or skip the check with --no-sig-verify"
+         signed again with SHA-256 or better"
     )]
     WeakHash(HashAlgorithm),
     /// The signature verifies, or would, but the key or the signature is not in a state
@@ -109,8 +105,8 @@ pub enum Error {
     },
     /// Good signatures, none by the key the caller asked for.
     #[error(
-        "the bmap is signed by {}, not by the key given with --fingerprint ({wanted}): check \
-         that you have the right bmap and fingerprint, or skip the check with --no-sig-verify",
+        "the bmap is signed by {}, not by the required key ({wanted}): check that you have \
+         the right bmap and fingerprint",
         signers.iter().map(|(s, p)| format!("key {s} (primary key {p})")).collect::<Vec<_>>().join(", ")
     )]
     WrongSigner {

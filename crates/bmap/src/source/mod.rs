@@ -65,7 +65,7 @@ impl std::fmt::Debug for Image {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file cannot be opened or inspected.
-    #[error("cannot open image '{path}': {source}")]
+    #[error("cannot open image '{path}'")]
     Open {
         /// The path.
         path: PathBuf,
@@ -85,8 +85,11 @@ pub enum Error {
         /// Who may read it.
         access: crate::access::Access,
     },
+    /// A remote image cannot be reached or read.
+    #[error(transparent)]
+    Remote(#[from] remote::Error),
     /// The decoder chain could not start (a corrupt header, an archive without a file).
-    #[error("cannot read image '{name}' as {format}: {source}")]
+    #[error("cannot read image '{name}' as {format}")]
     Decode {
         /// The image's name.
         name: String,
@@ -307,15 +310,11 @@ impl Read for Sequential {
 
 /// Opens a remote image: random access when it is uncompressed and the server honours
 /// Range requests, a stream through its decoder chain otherwise.
-pub fn open_url(url: &url::Url, options: &remote::Options) -> Result<Opened, remote::Error> {
+pub fn open_url(url: &url::Url, options: &remote::Options) -> Result<Opened, Error> {
     let name = remote::name_for_format(url);
-    let decode_error = |e: Error| remote::Error::Transfer {
-        url: remote::redact(url),
-        message: e.to_string(),
-    };
     match remote::open_random(url, options)? {
         remote::Remote::Stream { reader, size } => {
-            open_stream_named(reader, Some(&name), size, None).map_err(decode_error)
+            open_stream_named(reader, Some(&name), size, None)
         }
         remote::Remote::Ranged(mut ranged) => {
             let size = ranged.size();
@@ -340,7 +339,6 @@ pub fn open_url(url: &url::Url, options: &remote::Options) -> Result<Opened, rem
                 Some(size),
                 declared,
             )
-            .map_err(decode_error)
         }
     }
 }

@@ -18,10 +18,10 @@ pub enum Error {
     #[error("cannot look for the bmap beside the image")]
     Lookup(#[source] Box<remote::Error>),
     /// The bmap cannot be read.
-    #[error("cannot open bmap file '{shown}'")]
+    #[error("cannot open {}", named("bmap file", .shown))]
     Bmap {
-        /// The bmap.
-        shown: String,
+        /// The bmap's path; `None` for a URL, which the server's error names.
+        shown: Option<String>,
         /// Why.
         source: Fetch,
     },
@@ -34,10 +34,10 @@ pub enum Error {
         source: Box<format::ParseError>,
     },
     /// The named signature file cannot be read.
-    #[error("cannot open bmap signature file '{shown}'")]
+    #[error("cannot open {}", named("bmap signature file", .shown))]
     SignatureFile {
-        /// The signature file.
-        shown: String,
+        /// The signature file's path; `None` for a URL, which the server's error names.
+        shown: Option<String>,
         /// Why.
         source: Fetch,
     },
@@ -48,10 +48,13 @@ pub enum Error {
         shown: String,
     },
     /// A candidate signature beside the bmap cannot be read.
-    #[error("cannot read '{shown}'")]
+    #[error("{}", match .shown {
+        Some(shown) => format!("cannot read '{shown}'"),
+        None => "cannot look for the bmap's signature".to_owned(),
+    })]
     SignatureLookup {
-        /// The candidate.
-        shown: String,
+        /// The candidate's path; `None` for a URL, which the server's error names.
+        shown: Option<String>,
         /// Why.
         source: Fetch,
     },
@@ -127,4 +130,12 @@ pub enum KeyringError {
     /// Its keys cannot be parsed.
     #[error(transparent)]
     Parse(Box<signature::Error>),
+}
+
+/// "bmap file 'PATH'" for a local file, "the bmap file" for a URL (whose error names it).
+fn named(what: &str, shown: &Option<String>) -> String {
+    match shown {
+        Some(shown) => format!("{what} '{shown}'"),
+        None => format!("the {what}"),
+    }
 }

@@ -169,6 +169,15 @@ pub fn shown(location: &Location) -> String {
     }
 }
 
+/// A local file's name for an error; `None` for a URL, which the server's or the
+/// network's error names already.
+fn local_name(location: &Location) -> Option<String> {
+    match location {
+        Location::Local(_) => Some(shown(location)),
+        Location::Url(_) => None,
+    }
+}
+
 /// Finds the bmap beside the image at `image` in the reference's order; for a URL the
 /// candidates are fetched, and one that is not found (404, or 403 as some stores
 /// answer) moves on. `None` for an image read from standard input (nothing beside it).
@@ -222,7 +231,7 @@ pub fn trust(found: Found, options: &Options) -> Result<Trusted, Error> {
                     .map_err(|e| Fetch::Remote(Box::new(e))),
             };
             fetched.map_err(|source| Error::Bmap {
-                shown: shown.clone(),
+                shown: local_name(&found.location),
                 source,
             })?
         }
@@ -325,7 +334,7 @@ fn detached(bmap: &Location, options: &Options) -> Result<Option<(String, Vec<u8
         let name = shown(location);
         let bytes = fetch(location, &SIGNATURE, options)
             .map_err(|source| Error::SignatureFile {
-                shown: name.clone(),
+                shown: local_name(location),
                 source,
             })?
             .ok_or_else(|| Error::SignatureMissing {
@@ -347,7 +356,7 @@ fn detached(bmap: &Location, options: &Options) -> Result<Option<(String, Vec<u8
         let name = shown(&candidate);
         let found =
             fetch(&candidate, &SIGNATURE, options).map_err(|source| Error::SignatureLookup {
-                shown: name.clone(),
+                shown: local_name(&candidate),
                 source,
             })?;
         if let Some(bytes) = found {

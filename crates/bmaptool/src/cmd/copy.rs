@@ -30,7 +30,10 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         bail!("--nobmap and --bmap cannot be used together");
     }
     super::signature::check_options(args)?;
-    let remote = super::network::remote_options()?;
+    let remote = remote::Options {
+        interrupt: interrupt.clone(),
+        ..super::network::remote_options()?
+    };
     let image_location = if args.image == "-" {
         Location::Local(PathBuf::from("-"))
     } else {
@@ -44,7 +47,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     let later = opened.later.clone();
     let shown_bmap = bmap.as_ref().map(|trusted| trusted.shown.clone());
     let plan = plan(args, opened, bmap.map(|trusted| trusted.bmap))?;
-    let dest = open_dest(&args.dest, &plan.dest_options(true))?;
+    let dest = open_dest(interrupt, &args.dest, &plan.dest_options(true))?;
     report_tuning(&dest);
     let dest_label = match dest.kind() {
         Kind::BlockDevice => format!("block device '{}'", args.dest.display()),
@@ -87,20 +90,22 @@ fn trusted_bmap(
         super::preflight::check_dest_is_not_an_input(args, image_location, None)?;
         return Ok(None);
     }
-    let found =
-        match &args.bmap {
-            Some(name) => trust::Found::named(input::locate(name).with_context(|| {
-                format!("cannot open bmap file '{}'", Path::new(name).display())
-            })?),
-            None => {
-                let image = (args.image != "-").then_some(image_location);
-                // Remote candidates are fetched: let a signal end a stalled transfer.
-                let found = crate::signals::blocking(|| trust::find(image, remote))
+    let found = match &args.bmap {
+        // A location is refused only for its URL scheme, which the error names.
+        Some(name) => {
+            trust::Found::named(input::locate(name).context("cannot open the bmap file")?)
+        }
+        None => {
+            let image = (args.image != "-").then(|| image_location.clone());
+            // Remote candidates are fetched: let a signal end a stalled transfer.
+            let options = remote.clone();
+            let found =
+                crate::signals::blocking(interrupt, move || trust::find(image.as_ref(), &options))?
                     .map_err(super::signature::explain)?;
-                messages::info(format_args!("discovered bmap file '{}'", found.shown));
-                found
-            }
-        };
+            messages::info(format_args!("discovered bmap file '{}'", found.shown));
+            found
+        }
+    };
     let local = match &found.location {
         Location::Local(path) => Some(path.as_path()),
         Location::Url(_) => None,
@@ -108,7 +113,7 @@ fn trusted_bmap(
     check_not_overwriting_inputs(args, local)?;
     super::preflight::check_dest_is_not_an_input(args, image_location, Some(&found.location))?;
     let options = super::signature::trust_options(args, remote, interrupt)?;
-    let trusted = crate::signals::blocking(|| trust::trust(found, &options))
+    let trusted = crate::signals::blocking(interrupt, move || trust::trust(found, &options))?
         .map_err(super::signature::explain)?;
     super::signature::report(&trusted);
     let shown = &trusted.shown;
@@ -241,15 +246,28 @@ fn open_image(
                 .filter(|m| m.is_file())
                 .map(|m| m.len());
             // Recognising the format reads the first bytes, which may not come for a while.
-            crate::signals::blocking(|| source::open_stream(Box::new(file), None, size))
-                .context("cannot open the image")?
+            // Its errors say "cannot read image ..." themselves.
+            crate::signals::blocking(&remote.interrupt, move || {
+                source::open_stream(Box::new(file), None, size)
+            })??
         }
         // Opening a FIFO waits for a writer: let a signal end that wait.
         Location::Local(path) => {
-            crate::signals::blocking(|| source::open(path)).context("cannot open the image")?
+            // Its errors name the image and say what failed.
+            let path = path.clone();
+            crate::signals::blocking(&remote.interrupt, move || source::open(&path))??
         }
-        Location::Url(url) => crate::signals::blocking(|| source::open_url(url, remote))
-            .context("cannot open the image")?,
+        Location::Url(url) => {
+            let (url, options) = (url.clone(), remote.clone());
+            let opened = crate::signals::blocking(&remote.interrupt, move || {
+                source::open_url(&url, &options)
+            })?;
+            opened.map_err(|e| match e {
+                // A server's or a network's error names the URL, not what it is.
+                source::Error::Remote(_) => anyhow::Error::new(e).context("cannot open the image"),
+                e => anyhow::Error::new(e),
+            })?
+        }
     };
     for notice in &opened.notices {
         messages::warning(notice);
@@ -280,16 +298,16 @@ fn check_not_overwriting_inputs(args: &CopyArgs, bmap: Option<&Path>) -> Result<
 
 /// Opens DEST. Opening a FIFO (or a character device such as a serial line) may wait
 /// for the other end indefinitely, and creates nothing: let a signal end that wait.
-fn open_dest(path: &Path, options: &dest::Options) -> Result<Dest> {
+fn open_dest(interrupt: &Interrupt, path: &Path, options: &dest::Options) -> Result<Dest> {
     let waits = std::fs::metadata(path).is_ok_and(|m| {
         let kind = m.file_type();
         !(kind.is_file() || kind.is_dir() || kind.is_block_device())
     });
-    let open = || Dest::open(path, options);
     Ok(if waits {
-        crate::signals::blocking(open)?
+        let (path, options) = (path.to_owned(), options.clone());
+        crate::signals::blocking(interrupt, move || Dest::open(&path, &options))??
     } else {
-        open()?
+        Dest::open(path, options)?
     })
 }
 

@@ -4,8 +4,8 @@
 //! half-written bmap (the reference leaves an empty or partial one).
 
 use std::fs::{File, OpenOptions, Permissions};
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -21,7 +21,7 @@ use crate::messages;
 pub fn run(args: &CreateArgs, interrupt: &Interrupt) -> Result<()> {
     let image = open_image(&args.image)?;
     let output = match &args.output {
-        Some(path) => Some(Output::prepare(path, &image)?),
+        Some(path) => Some(Output::prepare(path, &image, interrupt)?),
         None => None,
     };
     let options = Options {
@@ -43,13 +43,14 @@ pub fn run(args: &CreateArgs, interrupt: &Interrupt) -> Result<()> {
     ));
     let xml = bmap.to_xml();
     match output {
-        Some(output) => output.commit(&xml)?,
+        Some(output) => output.commit(&xml, interrupt)?,
         None => {
             // A pipe whose reader stops reading blocks the write: let a signal end it.
-            crate::signals::blocking(|| {
+            let xml = xml.clone();
+            crate::signals::blocking(interrupt, move || {
                 let mut stdout = std::io::stdout().lock();
                 stdout.write_all(&xml).and_then(|()| stdout.flush())
-            })
+            })?
             .context("cannot write the bmap to standard output")?;
         }
     }
@@ -100,7 +101,7 @@ enum Output {
 impl Output {
     /// Checks and opens the output before the (possibly long) work starts, so that an
     /// unwritable OUTPUT fails at once.
-    fn prepare(path: &Path, image: &File) -> Result<Output> {
+    fn prepare(path: &Path, image: &File, interrupt: &Interrupt) -> Result<Output> {
         let cannot = || format!("cannot create the output file '{}'", path.display());
         let existing = std::fs::metadata(path).ok();
         if let Some(meta) = &existing {
@@ -116,8 +117,11 @@ impl Output {
             }
             if !meta.is_file() {
                 // A FIFO's open waits for a reader: let a signal end that wait.
-                let file = crate::signals::blocking(|| OpenOptions::new().write(true).open(path))
-                    .with_context(cannot)?;
+                let fifo = path.to_owned();
+                let file = crate::signals::blocking(interrupt, move || {
+                    OpenOptions::new().write(true).open(fifo)
+                })?
+                .with_context(cannot)?;
                 return Ok(Output::Direct {
                     file,
                     path: path.to_owned(),
@@ -133,13 +137,7 @@ impl Output {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
             _ => PathBuf::from("."),
         };
-        let temp = tempfile::Builder::new()
-            .prefix(".bmaptool-")
-            .suffix(".tmp")
-            // 0666 less the umask, as a file created with open(2) would get.
-            .permissions(Permissions::from_mode(0o666))
-            .tempfile_in(&dir)
-            .with_context(cannot)?;
+        let temp = create_temp(&dir).with_context(cannot)?;
         Ok(Output::Replace {
             target,
             temp,
@@ -148,18 +146,23 @@ impl Output {
     }
 
     /// Writes the bmap and puts it in place.
-    fn commit(self, xml: &[u8]) -> Result<()> {
+    fn commit(self, xml: &[u8], interrupt: &Interrupt) -> Result<()> {
         match self {
             // A FIFO whose reader stops reading blocks the write: let a signal end it.
-            Output::Direct { mut file, path } => crate::signals::blocking(|| file.write_all(xml))
-                .with_context(|| format!("cannot write the bmap to '{}'", path.display())),
+            Output::Direct { mut file, path } => {
+                let xml = xml.to_vec();
+                crate::signals::blocking(interrupt, move || file.write_all(&xml))?
+                    .with_context(|| format!("cannot write the bmap to '{}'", path.display()))
+            }
             Output::Replace {
                 target,
                 mut temp,
                 mode,
             } => {
                 let cannot = || format!("cannot write the bmap to '{}'", target.display());
-                temp.write_all(xml).with_context(cannot)?;
+                // Through the file, not the NamedTempFile, whose errors name the
+                // temporary path: the user knows only the output's.
+                temp.as_file_mut().write_all(xml).with_context(cannot)?;
                 if let Some(mode) = mode {
                     temp.as_file()
                         .set_permissions(Permissions::from_mode(mode))
@@ -171,6 +174,36 @@ impl Output {
                     .with_context(cannot)?;
                 Ok(())
             }
+        }
+    }
+}
+
+/// A new temporary file in `dir` (mode 0666 less the umask, as a file created with
+/// open(2) would get), removed on drop. Made here rather than by `tempfile::Builder`,
+/// whose errors append the temporary path to the OS error: messages name the output
+/// the user gave, never the temporary file.
+fn create_temp(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut attempt = 0u32;
+    loop {
+        let name = format!(".bmaptool-{}-{stamp:x}-{attempt}.tmp", std::process::id());
+        // Absolute before it exists, so that nothing can fail between creating the
+        // file and holding it in a guard that removes it.
+        let path = std::path::absolute(dir.join(name))?;
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o666)
+            .open(&path)
+        {
+            Ok(file) => {
+                let path = tempfile::TempPath::try_from_path(path)?;
+                return Ok(tempfile::NamedTempFile::from_parts(file, path));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+            Err(e) => return Err(e),
         }
     }
 }

@@ -62,10 +62,14 @@ pub fn waits_reading_a_pipe(pid: u32) -> bool {
         .any(|w| w.contains("pipe_read") || w.contains("pipe_wait"))
 }
 
-/// Whether the main thread waits in the kernel for the other end of a FIFO to open
-/// (`wait_for_partner`, inlined into `fifo_open` on some kernels).
+/// Whether a thread of `pid` waits in the kernel for the other end of a FIFO to open
+/// (`wait_for_partner`, inlined into `fifo_open` on some kernels). Any thread: the
+/// binary opens what may block for good on a thread of its own, so that its main
+/// thread stays free to notice a signal.
 pub fn waits_for_fifo_partner(pid: u32) -> bool {
-    matches!(wchan(pid).as_str(), "wait_for_partner" | "fifo_open")
+    wchans(pid)
+        .iter()
+        .any(|w| matches!(w.as_str(), "wait_for_partner" | "fifo_open"))
 }
 
 /// The run state letter in a `stat` file (`R`, `S`, `T`, `t`, `Z`...).

@@ -8,7 +8,8 @@ use suppaftp::types::FileType;
 use suppaftp::{FtpStream, TlsStream, TransferStream};
 use url::Url;
 
-use super::{Error, Options, Remote, backoff, capped, redact};
+use super::retry::Retry;
+use super::{Error, Options, Remote, capped, redact};
 
 /// Opens `url` as a stream.
 pub(super) fn open(url: &Url, options: &Options) -> Result<Remote, Error> {
@@ -23,17 +24,7 @@ pub(super) fn open(url: &Url, options: &Options) -> Result<Remote, Error> {
         pos: 0,
         size: None,
     };
-    reader.connect(0).map_err(|e| {
-        if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-            let inner = e.into_inner().expect("checked above");
-            *inner.downcast::<Error>().expect("checked above")
-        } else {
-            Error::Transfer {
-                url: redact(url),
-                message: e.to_string(),
-            }
-        }
-    })?;
+    reader.connect(0)?;
     let size = reader.size;
     Ok(Remote::Stream {
         reader: Box::new(reader),
@@ -67,21 +58,22 @@ struct Reader {
 }
 
 impl Reader {
-    fn error(&self, message: impl std::fmt::Display) -> io::Error {
-        io::Error::other(Error::Transfer {
+    fn error(&self, message: impl std::fmt::Display) -> Error {
+        Error::Transfer {
             url: redact(&self.url),
             message: message.to_string(),
-        })
+        }
     }
 
     /// Logs in and starts a transfer from byte `from`.
-    fn connect(&mut self, from: u64) -> io::Result<()> {
+    fn connect(&mut self, from: u64) -> Result<(), Error> {
         self.data = None;
         self.control = None;
         let host = self.url.host_str().unwrap_or("localhost").to_owned();
         let port = self.url.port().unwrap_or(21);
         let address = (host.as_str(), port)
-            .to_socket_addrs()?
+            .to_socket_addrs()
+            .map_err(|e| self.error(format!("cannot resolve '{host}': {e}")))?
             .next()
             .ok_or_else(|| self.error(format!("cannot resolve '{host}'")))?;
         let mut control = FtpStream::connect_timeout(address, capped(self.options.connect_timeout))
@@ -114,7 +106,7 @@ impl Reader {
             match control.size(&self.path) {
                 Ok(size) => self.size = Some(size as u64),
                 Err(suppaftp::FtpError::UnexpectedResponse(r)) if r.status.code() == 550 => {
-                    return Err(io::Error::other(Error::NotFound(redact(&self.url))));
+                    return Err(Error::NotFound(redact(&self.url)));
                 }
                 Err(_) => {}
             }
@@ -125,7 +117,7 @@ impl Reader {
         }
         let data = control.retr_as_stream(&self.path).map_err(|e| match e {
             suppaftp::FtpError::UnexpectedResponse(ref r) if r.status.code() == 550 => {
-                io::Error::other(Error::NotFound(redact(&self.url)))
+                Error::NotFound(redact(&self.url))
             }
             e => self.error(e),
         })?;
@@ -141,14 +133,15 @@ impl Reader {
 
     fn read_once(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.data.is_none() {
-            self.connect(self.pos)?;
+            self.connect(self.pos).map_err(io::Error::other)?;
         }
         let data = self.data.as_mut().expect("connected above");
         let n = data.read(buf)?;
         if n == 0 {
             if let Some(data) = self.data.take() {
-                data.finish()
-                    .map_err(|e| self.error(format!("the transfer failed: {e}")))?;
+                data.finish().map_err(|e| {
+                    io::Error::other(self.error(format!("the transfer failed: {e}")))
+                })?;
             }
             if self.size.is_some_and(|size| self.pos < size) {
                 return Err(io::Error::new(
@@ -178,7 +171,7 @@ impl Read for Reader {
         {
             return Ok(0);
         }
-        let mut attempt = 0;
+        let mut retry = Retry::new(self.options.retries, &self.options.interrupt);
         loop {
             match self.read_once(buf) {
                 Ok(n) => return Ok(n),
@@ -186,14 +179,10 @@ impl Read for Reader {
                 Err(e) => {
                     self.data = None;
                     self.control = None;
-                    attempt += 1;
-                    if attempt > self.options.retries {
-                        return Err(self.error(format!(
-                            "{e} (after {attempt} attempts, at byte {})",
-                            self.pos
-                        )));
+                    if let Err(stop) = retry.after_failure() {
+                        let error = stop.error(&self.url, retry.attempts(), self.pos, Box::new(e));
+                        return Err(io::Error::other(error));
                     }
-                    std::thread::sleep(backoff(attempt));
                 }
             }
         }

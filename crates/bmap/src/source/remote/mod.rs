@@ -9,6 +9,7 @@
 
 mod ftp;
 mod http;
+mod retry;
 mod ssh;
 
 use std::fmt;
@@ -18,6 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
+
+use crate::Interrupt;
 
 pub use http::Ranged;
 
@@ -46,6 +49,8 @@ pub struct Options {
     pub retries: u32,
     /// The proxy for a URL.
     pub proxy: ProxyFor,
+    /// Raised to stop: the waits between attempts end at once.
+    pub interrupt: Interrupt,
 }
 
 impl Default for Options {
@@ -55,6 +60,7 @@ impl Default for Options {
             read_timeout: Duration::from_secs(30),
             retries: 5,
             proxy: Arc::new(|_| None),
+            interrupt: Interrupt::new(),
         }
     }
 }
@@ -94,6 +100,14 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+    /// Reading the answer failed.
+    #[error("cannot read '{url}'")]
+    Read {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The server stopped answering for longer than the read timeout.
     #[error("'{url}': no answer for {seconds} s (the timeout); the server or the network stalled")]
     TimedOut {
@@ -130,6 +144,24 @@ pub enum Error {
         /// What is wrong with the answer.
         message: String,
     },
+    /// Every attempt to read failed (each reconnection resumed where the last stopped).
+    #[error(
+        "'{url}': gave up after {attempts} {}",
+        if *.attempts == 1 { "attempt" } else { "attempts" }
+    )]
+    GaveUp {
+        /// The URL.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Bytes read before the last failure.
+        at: u64,
+        /// The last failure.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The interrupt flag was raised while waiting to try again.
+    #[error("'{0}': interrupted")]
+    Interrupted(String),
     /// The `ssh`/`sshpass` program is missing or failed.
     #[error("{0}")]
     Ssh(String),
@@ -313,9 +345,9 @@ pub fn fetch(url: &Url, options: &Options, limit: u64) -> Result<Vec<u8>, Error>
     reader
         .take(limit + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::Transfer {
+        .map_err(|source| Error::Read {
             url: redact(url),
-            message: e.to_string(),
+            source,
         })?;
     if bytes.len() as u64 > limit {
         return Err(Error::Transfer {
@@ -324,11 +356,6 @@ pub fn fetch(url: &Url, options: &Options, limit: u64) -> Result<Vec<u8>, Error>
         });
     }
     Ok(bytes)
-}
-
-/// Backoff before retry number `attempt` (1-based): 0.5 s, 1 s, 2 s, ... capped at 8 s.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(500u64.saturating_mul(1 << attempt.saturating_sub(1).min(4)))
 }
 
 #[cfg(test)]

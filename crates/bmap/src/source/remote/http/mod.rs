@@ -14,7 +14,9 @@ use std::io::{self, Read};
 use ureq::http::Response;
 use url::Url;
 
-use super::{Error, Options, Remote, backoff, redact};
+use super::retry::{Retry, Stop};
+use super::{Error, Options, Remote, redact};
+use crate::Interrupt;
 use client::Client;
 pub use ranged::Ranged;
 
@@ -67,15 +69,16 @@ const PROBE: u64 = crate::source::compression::SNIFF_LEN as u64;
 /// Opens `url`: for random access (`random`), with a small Range request that tells
 /// whether the server honours Range; otherwise as a plain stream.
 pub(super) fn open(url: &Url, options: &Options, random: bool) -> Result<Remote, Error> {
-    let mut attempt = 0;
+    // A couple of quick retries only: a wrong host name or a refused connection
+    // should not keep the user waiting.
+    let mut retry = Retry::new(options.retries.min(2), &options.interrupt);
     loop {
         match open_once(url, options, random) {
-            // A couple of quick retries only: a wrong host name or a refused
-            // connection should not keep the user waiting.
-            Err(Error::Transfer { .. }) if attempt < options.retries.min(2) => {
-                attempt += 1;
-                std::thread::sleep(backoff(attempt));
-            }
+            Err(e @ (Error::Transfer { .. } | Error::Read { .. })) => match retry.after_failure() {
+                Ok(()) => {}
+                Err(Stop::Exhausted) => return Err(e),
+                Err(Stop::Interrupted) => return Err(Error::Interrupted(redact(url))),
+            },
             result => return result,
         }
     }
@@ -86,6 +89,7 @@ fn open_once(url: &Url, options: &Options, random: bool) -> Result<Remote, Error
         client: Client::new(options),
         url: url.clone(),
         retries: options.retries,
+        interrupt: options.interrupt.clone(),
         size: None,
         accepts_ranges: false,
     };
@@ -147,16 +151,15 @@ struct Http {
     client: Client,
     url: Url,
     retries: u32,
+    interrupt: Interrupt,
     size: Option<u64>,
     accepts_ranges: bool,
 }
 
 impl Http {
-    fn transfer_error(&self, message: impl Into<String>) -> io::Error {
-        io::Error::other(Error::Transfer {
-            url: redact(&self.url),
-            message: message.into(),
-        })
+    /// The retries of one read.
+    fn retry(&self) -> Retry {
+        Retry::new(self.retries, &self.interrupt)
     }
 
     fn bad_answer(&self, message: impl Into<String>) -> Error {
@@ -178,9 +181,9 @@ impl Http {
             .into_reader()
             .take(want + 1)
             .read_to_end(&mut head)
-            .map_err(|e| Error::Transfer {
+            .map_err(|source| Error::Read {
                 url: redact(&self.url),
-                message: e.to_string(),
+                source,
             })?;
         if head.len() as u64 != want {
             return Err(Error::Transfer {
@@ -215,12 +218,9 @@ impl Http {
     /// Range sends first), asked to end before `to` when given; and where it ends
     /// (`None`: at the end of the file, or unknown). A partial answer must contain
     /// `from` and agree with the size the file had when it was opened.
-    fn body_from(&mut self, from: u64, to: Option<u64>) -> io::Result<(Body, u64, Option<u64>)> {
+    fn body_from(&mut self, from: u64, to: Option<u64>) -> Result<(Body, u64, Option<u64>), Error> {
         let range = (from > 0 || to.is_some()).then_some((from, to.map(|t| t - 1)));
-        let response = self
-            .client
-            .get(&self.url, range)
-            .map_err(io::Error::other)?;
+        let response = self.client.get(&self.url, range)?;
         let (start, end) = if is_partial(&response) {
             let span = content_range(&response);
             let same_file = |s: &Span| match (s.total, self.size) {
@@ -234,11 +234,11 @@ impl Http {
                 _ => {
                     let asked = to.map(|t| format!(" to {}", t - 1)).unwrap_or_default();
                     let had = self.size.map(|s| format!(" (the file had {s} bytes)"));
-                    return Err(io::Error::other(self.bad_answer(format!(
+                    return Err(self.bad_answer(format!(
                         "asked for the bytes from {from}{asked}, got {}{}",
                         shown(span),
                         had.unwrap_or_default()
-                    ))));
+                    )));
                 }
             }
         } else {
@@ -246,7 +246,12 @@ impl Http {
         };
         let mut body = response.into_body().into_reader();
         // A server without Range support sends everything: skip to where we are.
-        io::copy(&mut (&mut body).take(from - start), &mut io::sink())?;
+        io::copy(&mut (&mut body).take(from - start), &mut io::sink()).map_err(|source| {
+            Error::Read {
+                url: redact(&self.url),
+                source,
+            }
+        })?;
         Ok((body, from, end))
     }
 }
@@ -265,23 +270,25 @@ impl Read for Stream {
         if buf.is_empty() {
             return Ok(0);
         }
-        let mut attempt = 0;
+        let mut retry = self.http.retry();
         loop {
             let failure = match self.read_once(buf) {
                 Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => e,
+                Err(Failure::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(failure) => failure,
             };
             self.body = None;
-            attempt += 1;
             let resumable = self.http.accepts_ranges || self.pos == 0;
-            if !resumable || attempt > self.http.retries || !is_transient(&failure) {
-                return Err(self.http.transfer_error(format!(
-                    "{failure} (after {attempt} attempts, at byte {})",
-                    self.pos
-                )));
+            let verdict = if resumable && failure.is_transient() {
+                retry.after_failure()
+            } else {
+                Err(Stop::Exhausted)
+            };
+            if let Err(stop) = verdict {
+                let attempts = retry.attempts().max(1);
+                let error = stop.error(&self.http.url, attempts, self.pos, failure.into_source());
+                return Err(io::Error::other(error));
             }
-            std::thread::sleep(backoff(attempt));
         }
     }
 }
@@ -289,7 +296,7 @@ impl Read for Stream {
 impl Stream {
     /// One read, opening a response from the current position when none is open; an
     /// early end of a body of known length is an error (a dropped connection).
-    fn read_once(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read_once(&mut self, buf: &mut [u8]) -> Result<usize, Failure> {
         loop {
             if self.body.is_none() {
                 let (body, _, end) = self.http.body_from(self.pos, None)?;
@@ -307,10 +314,10 @@ impl Stream {
                 return Ok(0);
             }
             if self.end != Some(self.pos) {
-                return Err(io::Error::new(
+                return Err(Failure::Io(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!("the connection closed at byte {}", self.pos),
-                ));
+                )));
             }
             // The server sent a shorter part than asked for, all of it: ask for more.
             self.body = None;
@@ -318,17 +325,51 @@ impl Stream {
     }
 }
 
-/// Whether reconnecting may help (not a 404 or another status the server chose).
-fn is_transient(e: &io::Error) -> bool {
-    // A stall already cost a whole timeout: give up rather than wait again and again.
-    if e.kind() == io::ErrorKind::TimedOut {
-        return false;
+/// Why one attempt to read failed: the server's answer (or the request), or the
+/// connection while the body was read.
+#[derive(Debug)]
+enum Failure {
+    /// The request failed or its answer cannot be used.
+    Answer(Error),
+    /// Reading the body failed.
+    Io(io::Error),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        Failure::Answer(error)
     }
-    match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
-        Some(Error::Transfer { .. }) => true,
-        Some(_) => false,
-        None => true,
+}
+
+impl From<io::Error> for Failure {
+    fn from(error: io::Error) -> Failure {
+        Failure::Io(error)
     }
+}
+
+impl Failure {
+    /// Whether reconnecting may help.
+    fn is_transient(&self) -> bool {
+        match self {
+            // A stall already cost a whole timeout: give up rather than wait again.
+            Failure::Io(e) => e.kind() != io::ErrorKind::TimedOut,
+            Failure::Answer(e) => answer_is_transient(e),
+        }
+    }
+
+    /// The failure as the cause of a [`Error::GaveUp`].
+    fn into_source(self) -> Box<dyn std::error::Error + Send + Sync> {
+        match self {
+            Failure::Answer(e) => Box::new(e),
+            Failure::Io(e) => Box::new(e),
+        }
+    }
+}
+
+/// Whether asking again may help: not after a 404 or another status the server
+/// chose, an answer that cannot be used, or a stall that already cost a timeout.
+fn answer_is_transient(error: &Error) -> bool {
+    matches!(error, Error::Transfer { .. } | Error::Read { .. })
 }
 
 #[cfg(test)]

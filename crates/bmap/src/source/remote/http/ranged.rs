@@ -4,9 +4,10 @@
 
 use std::io::{self, Read};
 
-use super::{Body, Http, Stream, is_transient};
+use super::{Body, Http, Stream, answer_is_transient};
 use crate::source::RandomAccess;
-use crate::source::remote::{backoff, redact};
+use crate::source::remote::redact;
+use crate::source::remote::retry::Stop;
 
 /// Holes shorter than this are downloaded and dropped rather than skipped with a new
 /// request (a request costs a round trip; 1 MiB is a few milliseconds on a LAN).
@@ -105,7 +106,7 @@ impl RandomAccess for Ranged {
             buf[..n].copy_from_slice(&cached[..n]);
             return Ok(n);
         }
-        let mut attempt = 0;
+        let mut retry = self.http.retry();
         loop {
             // Keep the current response when the offset lies ahead of it, within reach.
             let usable = self
@@ -129,12 +130,18 @@ impl RandomAccess for Ranged {
                         self.body = Some(Current { body, pos, end });
                     }
                     Err(e) => {
-                        attempt += 1;
-                        if attempt > self.http.retries || !is_transient(&e) {
-                            return Err(e);
+                        if !answer_is_transient(&e) {
+                            return Err(io::Error::other(e));
                         }
-                        std::thread::sleep(backoff(attempt));
-                        continue;
+                        match retry.after_failure() {
+                            Ok(()) => continue,
+                            Err(Stop::Exhausted) => return Err(io::Error::other(e)),
+                            Err(stop) => {
+                                let (url, attempts) = (&self.http.url, retry.attempts());
+                                let error = stop.error(url, attempts, offset, Box::new(e));
+                                return Err(io::Error::other(error));
+                            }
+                        }
                     }
                 }
             }
@@ -160,18 +167,19 @@ impl RandomAccess for Ranged {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 failure => {
-                    let message = match failure {
-                        Err(e) => e.to_string(),
-                        _ => format!("the connection closed at byte {}", current.pos),
-                    };
+                    let failure = failure.err().unwrap_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("the connection closed at byte {}", current.pos),
+                        )
+                    });
+                    let at = current.pos;
                     self.body = None;
-                    attempt += 1;
-                    if attempt > self.http.retries {
-                        return Err(self.http.transfer_error(format!(
-                            "{message} (gave up after {attempt} attempts)"
-                        )));
+                    if let Err(stop) = retry.after_failure() {
+                        let error =
+                            stop.error(&self.http.url, retry.attempts(), at, Box::new(failure));
+                        return Err(io::Error::other(error));
                     }
-                    std::thread::sleep(backoff(attempt));
                 }
             }
         }
