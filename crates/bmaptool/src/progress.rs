@@ -1,9 +1,9 @@
 //! Rendering a copy's events, on a thread of its own (the writer only sends them down a
 //! channel): a bar on stderr when it is a terminal (bytes written, average rate, ETA,
 //! then a "synchronizing" spinner during the final sync), otherwise a plain line every
-//! few seconds with the rate and ETA (so short copies stay quiet and logs stay short)
-//! and a line when the final sync starts; nothing with `-q`; and `PROGRESS N` lines to
-//! a psplash pipe, as the reference writes them.
+//! few seconds with the rate and ETA, and a line when the final sync lasts (so short
+//! copies stay quiet and logs stay short; `-d` always has the line); nothing with
+//! `-q`; and `PROGRESS N` lines to a psplash pipe, as the reference writes them.
 
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
@@ -22,6 +22,8 @@ use crate::messages;
 const LINE_EVERY: Duration = Duration::from_secs(5);
 /// How often the renderer wakes without events.
 const TICK: Duration = Duration::from_millis(200);
+/// How long the final sync may take before a plain line says it is going on.
+const SYNC_QUIET: Duration = Duration::from_secs(1);
 
 /// How progress is shown.
 #[derive(Debug, Clone)]
@@ -36,6 +38,8 @@ pub struct Settings {
     pub psplash: Option<PathBuf>,
     /// How the destination is named in the synchronizing line.
     pub dest: String,
+    /// `-d`: the synchronizing line comes at once, as a debug line.
+    pub debug: bool,
 }
 
 /// The rendering thread and the channel that feeds it.
@@ -77,6 +81,8 @@ struct Renderer {
     started: Option<Instant>,
     last_line: Option<Instant>,
     last_percent: Option<u64>,
+    /// When the plain synchronizing line is due, while the sync runs.
+    sync_due: Option<Instant>,
 }
 
 impl Renderer {
@@ -89,6 +95,7 @@ impl Renderer {
             started: None,
             last_line: None,
             last_percent: None,
+            sync_due: None,
         }
     }
 
@@ -100,6 +107,7 @@ impl Renderer {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.plain_line();
+            self.sync_line();
         }
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
@@ -111,6 +119,7 @@ impl Renderer {
             Event::Phase(Phase::Writing) => self.writing(),
             Event::Phase(Phase::Syncing) => self.syncing(),
             Event::Phase(Phase::Done) => {
+                self.sync_due = None;
                 if let Some(bar) = self.bar.take() {
                     bar.finish_and_clear();
                 }
@@ -157,15 +166,29 @@ impl Renderer {
             }
             bar.set_message(self.settings.dest.clone());
             bar.enable_steady_tick(Duration::from_millis(120));
-        } else if self.settings.show {
-            messages::info(format_args!(
+        } else if self.settings.debug {
+            messages::debug(format_args!(
                 "synchronizing {} ({} written)",
                 self.settings.dest,
                 human_size(self.written)
             ));
+        } else if self.settings.show {
+            self.sync_due = Some(Instant::now() + SYNC_QUIET);
         }
-        // No more lines: the sync has its own.
+        // No more progress lines: the sync has its own.
         self.started = None;
+    }
+
+    /// The plain line of a sync that lasts: a slow card must not look hung.
+    fn sync_line(&mut self) {
+        if self.sync_due.is_some_and(|due| Instant::now() >= due) {
+            self.sync_due = None;
+            messages::info(format_args!(
+                "synchronizing {} ({} written), which can take a while on slow media",
+                self.settings.dest,
+                human_size(self.written)
+            ));
+        }
     }
 
     /// A plain line when one is due: percent, bytes, average rate, ETA.

@@ -82,7 +82,7 @@ fn progress_still_shows_under_debug_logging() {
     let text = stderr(&output);
     assert!(
         text.lines()
-            .any(|l| l.starts_with("bmaptool: info: synchronizing file 'out.img'")),
+            .any(|l| l.starts_with("bmaptool: debug: synchronizing file 'out.img'")),
         "no synchronizing line under -d:\n{text}"
     );
     assert!(
@@ -171,7 +171,7 @@ fn sigint_during_the_final_sync_restores_the_device_tuning() {
     let scheduler = device.scheduler();
     let mut child = KillOnDrop(
         bmaptool()
-            .args(["copy", "--bmap"])
+            .args(["-d", "copy", "--bmap"])
             .arg(&bmap)
             .arg(&image)
             .arg(device.path())
@@ -182,8 +182,8 @@ fn sigint_during_the_final_sync_restores_the_device_tuning() {
             .expect("bmaptool starts"),
     );
     let lines = Lines::collect(child.0.stderr.take().expect("piped stderr"));
-    // The phase line comes when every byte was handed to the device and the final
-    // sync starts.
+    // The phase line (at once under -d) comes when every byte was handed to the
+    // device and the final sync starts.
     let syncing = eventually(HANG, || {
         lines
             .find(|l| l.contains("synchronizing block device"))

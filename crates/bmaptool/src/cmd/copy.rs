@@ -60,6 +60,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         terminal: std::io::stderr().is_terminal(),
         psplash: args.psplash_pipe.clone(),
         dest: dest_label.clone(),
+        debug: messages::enabled(Level::Debug),
     })
     .context("cannot start the progress display")?;
     let options = Options {
