@@ -488,3 +488,57 @@ fn trust_reports_a_bmap_that_cannot_be_read_or_parsed_by_name() {
     .expect_err("not a bmap");
     assert!(matches!(error, trust::Error::Parse { .. }), "{error}");
 }
+
+/// A sink that refuses the chunk at one offset, as a full or failing disk does.
+struct FailAt(u64, Memory);
+
+impl RangeSink for FailAt {
+    fn begin(&mut self, span: &Span) -> Result<(), copy::Error> {
+        self.1.begin(span)
+    }
+
+    fn chunk(&mut self, data: &[u8], offset: u64) -> Result<(), copy::Error> {
+        if (offset..offset + data.len() as u64).contains(&self.0) {
+            return Err(copy::Error::Dest(bmap::dest::Error::Io {
+                action: "write",
+                path: "memory".into(),
+                source: std::io::Error::from_raw_os_error(28),
+            }));
+        }
+        self.1.chunk(data, offset)
+    }
+
+    fn end(&mut self, span: &Span, verdict: &Verdict) -> Result<(), copy::Error> {
+        self.1.end(span, verdict)
+    }
+
+    fn finish(&mut self, image_size: u64) -> Result<(), copy::Error> {
+        self.1.finish(image_size)
+    }
+}
+
+#[test]
+fn a_failed_write_is_a_range_event_and_the_copy_stops_unfinished() {
+    let (image, bmap) = sample(31, 4096, 200, 0);
+    let victim = bmap.ranges().len() - 1;
+    let (start, _) = bmap.byte_span(&bmap.ranges()[victim]);
+    let plan = Plan::new(stream(&image.bytes, None), Some(bmap.clone()), None).expect("plan");
+    let mut sink = FailAt(start, Memory::default());
+    let mut events = Vec::new();
+    let error = plan
+        .run(&mut sink, &mut events, &copy::Options::default())
+        .expect_err("the write fails");
+    assert!(matches!(error, copy::Error::Dest(_)), "{error}");
+    let failed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Range(r) if matches!(r.result, RangeResult::WriteFailed { .. }) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{events:?}");
+    assert_eq!(failed[0].index, victim);
+    assert_eq!(failed[0].result, RangeResult::WriteFailed { offset: start });
+    assert_eq!(sink.1.finished, None);
+    assert!(!events.contains(&Event::Phase(Phase::Syncing)));
+}
