@@ -13,6 +13,9 @@ use crate::format::Digest;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Checking the image and its bmap against each other (sizes, declared sizes).
+    /// Those checks ran in [`super::Plan::new`] (their time is in
+    /// [`Timings::checking`]); the phase is announced first so that every copy's
+    /// events start the same way.
     Checking,
     /// Reading, verifying and writing the mapped ranges.
     Writing,
