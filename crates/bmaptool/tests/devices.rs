@@ -218,11 +218,10 @@ impl Drop for NodeMode {
 
 /// `bmaptool ARGS...` as user `nobody` (no supplementary groups).
 fn run_as_nobody(args: &[OsString]) -> Output {
-    Command::new("setpriv")
+    clean_command("setpriv")
         .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
         .arg(env!("CARGO_BIN_EXE_bmaptool"))
         .args(args)
-        .env("RUST_BACKTRACE", "1")
         .output()
         .expect("setpriv runs")
 }

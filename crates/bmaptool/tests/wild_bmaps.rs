@@ -326,7 +326,7 @@ fn a_bmap_with_a_million_ranges_parses_in_seconds_with_bounded_memory() {
     fs::write(&image, b"x").expect("write image");
     let rss_file = dir.path().join("rss");
 
-    let mut child = Command::new("/usr/bin/time")
+    let mut child = clean_command("/usr/bin/time")
         .arg("-f")
         .arg("%M")
         .arg("-o")

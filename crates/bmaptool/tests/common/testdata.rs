@@ -547,10 +547,7 @@ pub fn golden_fixture_bmap(name: &str) -> PathBuf {
 /// The reference's own test data and golden output, `../shared/conformance` beside
 /// the repository; present only where the project is developed.
 pub fn conformance_path() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance"
-    ))
+    test_support::conformance_path()
 }
 
 /// Whether `../shared/conformance` is there.

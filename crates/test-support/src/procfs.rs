@@ -6,11 +6,6 @@
 //! Deadlines only bound a hang ([`HANG`]): they never decide a result. "Promptly"
 //! means "without further input", not within some number of milliseconds.
 
-#![allow(
-    dead_code,
-    reason = "each test file that includes this module uses its own subset"
-)]
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

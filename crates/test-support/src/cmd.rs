@@ -1,0 +1,144 @@
+//! Every command a test runs gets the same clean environment, and every run is judged by
+//! the same assertions. [`clean_command`] is the one place that decides what a program
+//! under test inherits: no proxy variables (either case), no `BMAPTOOL_*` variable the
+//! test did not set itself, `GNUPGHOME` on an empty directory (the user's keys never
+//! count), backtraces on (a panic cannot hide), no `NO_COLOR` (colour codes would show),
+//! standard input null. A test that needs one of them sets it on the command it gets.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// Variables that choose proxies: removed from every command.
+pub const PROXY_VARS: [&str; 10] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "ftp_proxy",
+    "FTP_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
+/// The prefix of the variables the binary reads (`BMAPTOOL_TIMEOUT`, ...): removed from
+/// every command, so only what a test sets reaches the binary.
+pub const BMAPTOOL_VAR_PREFIX: &str = "BMAPTOOL_";
+
+/// `program` with the clean environment described in the module's documentation.
+/// Wrappers that run the binary (`sh`, `setpriv`, `/usr/bin/time`) are made here too, so
+/// that the binary inherits the same environment.
+pub fn clean_command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with(BMAPTOOL_VAR_PREFIX) {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("GNUPGHOME", empty_gnupghome())
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// An empty directory (mode 0700) for `GNUPGHOME`, the same for every test of this
+/// user: `$TMPDIR/bmaptool-test-empty-gnupghome-UID`. The binary only reads a GnuPG
+/// home; finding anything in this one fails the test run loudly.
+pub fn empty_gnupghome() -> &'static Path {
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let uid = fs::metadata("/proc/self").map_or(0, |m| m.uid());
+        let dir = std::env::temp_dir().join(format!("bmaptool-test-empty-gnupghome-{uid}"));
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => panic!("cannot make {}: {e}", dir.display()),
+        }
+        let meta = fs::symlink_metadata(&dir)
+            .unwrap_or_else(|e| panic!("cannot stat {}: {e}", dir.display()));
+        assert!(
+            meta.is_dir() && meta.uid() == uid,
+            "{} is not a directory of uid {uid}",
+            dir.display()
+        );
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod 700");
+        let entries = fs::read_dir(&dir).map_or(0, Iterator::count);
+        assert_eq!(
+            entries,
+            0,
+            "the empty GnuPG home {} is not empty: something wrote into it; remove it",
+            dir.display()
+        );
+        dir
+    })
+}
+
+/// Standard error as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the text (stderr) shows no panic, backtrace or Python traceback.
+#[track_caller]
+pub fn assert_no_panic(text: &str) {
+    for bad in ["panicked", "backtrace", "RUST_BACKTRACE", "Traceback"] {
+        assert!(!text.contains(bad), "stderr shows {bad:?}:\n{text}");
+    }
+}
+
+/// Asserts success (exit 0, nothing on stdout, no error line, no panic); returns stderr.
+#[track_caller]
+pub fn assert_ok(output: &Output) -> String {
+    let text = stderr(output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "exit status; stderr:\n{text}"
+    );
+    assert!(output.stdout.is_empty(), "stdout not empty");
+    assert!(!text.contains("ERROR"), "error on success:\n{text}");
+    assert_no_panic(&text);
+    text
+}
+
+/// Asserts a clean failure: exit 1, nothing on stdout, exactly one `bmaptool: ERROR: `
+/// line and no other `ERROR`, which contains every needle (case-insensitive), and no
+/// panic. Returns the error line.
+#[track_caller]
+pub fn assert_fails(output: &Output, needles: &[&str]) -> String {
+    let text = stderr(output);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "exit status; stderr:\n{text}"
+    );
+    assert!(output.stdout.is_empty(), "stdout not empty on error");
+    assert_no_panic(&text);
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("bmaptool: ERROR: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "exactly one error line expected:\n{text}");
+    assert_eq!(
+        text.matches("ERROR").count(),
+        1,
+        "ERROR appears outside the error line:\n{text}"
+    );
+    let line = errors[0].to_owned();
+    for needle in needles {
+        assert!(
+            line.to_lowercase().contains(&needle.to_lowercase()),
+            "error line does not mention {needle:?}: {line}"
+        );
+    }
+    line
+}
