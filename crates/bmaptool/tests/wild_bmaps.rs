@@ -91,13 +91,7 @@ fn with_self_checksum(text: String) -> String {
 
 /// `copy --bmap BMAP IMAGE DEST`.
 fn copy_args(bmap: &Path, image: &Path, dest: &Path) -> Vec<OsString> {
-    vec![
-        "copy".into(),
-        "--bmap".into(),
-        bmap.into(),
-        image.into(),
-        dest.into(),
-    ]
+    test_support::with_bmap(bmap, image, dest)
 }
 
 /// The `WARNING` lines of a run.

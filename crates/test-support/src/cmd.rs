@@ -5,8 +5,9 @@
 //! count), backtraces on (a panic cannot hide), no `NO_COLOR` (colour codes would show),
 //! standard input null. A test that needs one of them sets it on the command it gets.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -141,4 +142,64 @@ pub fn assert_fails(output: &Output, needles: &[&str]) -> String {
         );
     }
     line
+}
+
+/// `copy [EXTRA...] IMAGE DEST`: the arguments of a copy, to pass to a command.
+pub fn copy_args<S: AsRef<OsStr>>(
+    extra: impl IntoIterator<Item = S>,
+    image: impl AsRef<OsStr>,
+    dest: impl AsRef<OsStr>,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["copy".into()];
+    args.extend(extra.into_iter().map(|a| a.as_ref().to_owned()));
+    args.push(image.as_ref().to_owned());
+    args.push(dest.as_ref().to_owned());
+    args
+}
+
+/// `copy --bmap BMAP IMAGE DEST`.
+pub fn with_bmap(
+    bmap: impl AsRef<OsStr>,
+    image: impl AsRef<OsStr>,
+    dest: impl AsRef<OsStr>,
+) -> Vec<OsString> {
+    copy_args([OsStr::new("--bmap"), bmap.as_ref()], image, dest)
+}
+
+/// Runs a setup or oracle command that must succeed; fails the test with the command
+/// and its stderr otherwise. Returns its output.
+#[track_caller]
+pub fn succeeds(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Feeds `input` to `cmd` through a pipe (from a thread, so that a large input cannot
+/// deadlock against a full output pipe) and returns what it wrote on stdout; the command
+/// must succeed.
+#[track_caller]
+pub fn pipe_through(cmd: &mut Command, input: &[u8]) -> Vec<u8> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("the piped command runs");
+    feeder
+        .join()
+        .expect("the feeder thread does not panic")
+        .unwrap_or_else(|e| panic!("cannot feed {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed ({})", out.status);
+    out.stdout
 }

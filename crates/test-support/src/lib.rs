@@ -29,7 +29,7 @@ mod wait;
 
 pub use cmd::{
     BMAPTOOL_VAR_PREFIX, PROXY_VARS, assert_fails, assert_no_panic, assert_ok, clean_command,
-    empty_gnupghome, stderr,
+    copy_args, empty_gnupghome, pipe_through, stderr, succeeds, with_bmap,
 };
 pub use data::{MIB, flip_byte, merge, random_bytes, read, write_chunks, write_filled};
 pub use env::{

@@ -36,6 +36,7 @@ pub mod testdata;
 pub use test_support::{
     KillOnDrop, REFERENCE, STRICT_VAR, assert_no_panic, clean_command, have_reference, is_root,
     merge as merge_ranges, procfs, random_bytes, read, require, runs, send_signal, stderr, strict,
+    succeeds,
 };
 
 /// Names of the golden images (the images of `golden/make-images.py`).
@@ -95,15 +96,7 @@ pub fn fs_magic(path: &Path) -> Option<u64> {
 /// Runs a setup command that must succeed.
 #[track_caller]
 fn run_setup(program: &str, args: &[&str]) {
-    let out = StdCommand::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(StdCommand::new(program).args(args));
 }
 
 // ---------------------------------------------------------------------------------
@@ -468,17 +461,7 @@ const WORDING_3_6_TO_3_9: [(&str, &str); 3] = [
 /// bmap's own checksum recomputed by the format's rule. Needs [`have_reference`].
 #[track_caller]
 pub fn reference_create_3_9(image: &Path) -> Vec<u8> {
-    let out = StdCommand::new(REFERENCE)
-        .arg("create")
-        .arg(image)
-        .output()
-        .expect("the reference runs");
-    assert!(
-        out.status.success(),
-        "reference create {}: {}",
-        image.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(StdCommand::new(REFERENCE).arg("create").arg(image));
     assert_eq!(
         testdata::self_checksum_holds(&out.stdout),
         Some(true),

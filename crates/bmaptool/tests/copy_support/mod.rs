@@ -34,7 +34,7 @@ pub use test_support::procfs::{self, HANG};
 pub use test_support::{
     KillOnDrop, MIB, REFERENCE, STRICT_VAR, assert_fails, assert_no_panic, clean_command,
     eventually, flip_byte, is_root, merge, need_loop_devices, need_mount, need_python,
-    need_reference, random_bytes, read, require, runs, signal, stderr, strict, wait_for,
+    need_reference, random_bytes, read, require, runs, signal, stderr, strict, succeeds, wait_for,
     write_filled,
 };
 #[allow(
@@ -115,12 +115,11 @@ pub fn test_image(dir: &Path) -> (PathBuf, Vec<u8>) {
 /// `dir/test.image` with the real gzip, checks it, returns its path and bytes.
 pub fn reference_test_image(dir: &Path) -> (PathBuf, Vec<u8>) {
     let path = dir.join("test.image");
-    let out = Command::new("gzip")
-        .arg("-dc")
-        .arg(conformance().join("reference-test-data/test.image.gz"))
-        .output()
-        .expect("gzip runs");
-    assert!(out.status.success(), "gzip -dc test.image.gz failed");
+    let out = succeeds(
+        Command::new("gzip")
+            .arg("-dc")
+            .arg(conformance().join("reference-test-data/test.image.gz")),
+    );
     fs::write(&path, &out.stdout).expect("write test.image");
     assert_eq!(out.stdout.len() as u64, TEST_IMAGE_SIZE);
     assert_eq!(sha256(&path), REFERENCE_TEST_IMAGE_SHA256);
@@ -134,11 +133,7 @@ pub fn golden_images(dir: &Path) {
 
 /// SHA-256 of a file, by `sha256sum`.
 pub fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum runs");
-    assert!(out.status.success(), "sha256sum {} failed", path.display());
+    let out = succeeds(Command::new("sha256sum").arg(path));
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()
@@ -321,16 +316,7 @@ while off < size:
     print(data, hole)
     off = hole
 ";
-    let out = Command::new("python3")
-        .args(["-c", PROBE])
-        .arg(path)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "SEEK_DATA probe failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(Command::new("python3").args(["-c", PROBE]).arg(path));
     merge(String::from_utf8_lossy(&out.stdout).lines().map(|line| {
         let (data, hole) = line.split_once(' ').expect("two numbers");
         let data: u64 = data.parse().expect("offset");
@@ -452,16 +438,7 @@ impl LoopDevice {
         } else {
             write_filled(&backing, size, fill);
         }
-        let out = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(&backing)
-            .output()
-            .expect("losetup runs");
-        assert!(
-            out.status.success(),
-            "losetup -f --show failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = succeeds(Command::new("losetup").args(["-f", "--show"]).arg(&backing));
         let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         assert!(path.starts_with("/dev/"), "losetup printed {path:?}");
         let mut device = LoopDevice {
@@ -547,16 +524,7 @@ impl Mount {
     /// `mount ARGS... DIR`.
     pub fn new(args: &[&OsStr]) -> Mount {
         let dir = tempdir();
-        let out = Command::new("mount")
-            .args(args)
-            .arg(dir.path())
-            .output()
-            .expect("mount runs");
-        assert!(
-            out.status.success(),
-            "mount {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeds(Command::new("mount").args(args).arg(dir.path()));
         Mount { dir }
     }
 

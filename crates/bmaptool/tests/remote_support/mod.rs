@@ -44,7 +44,7 @@ use tempfile::TempDir;
 pub use test_support::{
     Helper, HttpServer, PROXY_VARS, Proxied, Request, START_LIMIT, STRICT_VAR, Stats, TlsFiles,
     assert_no_panic, clean_command, fixtures, free_port, is_root, json_string, need_python,
-    need_tool, random_bytes, require, runs, strict, wait_listening, which,
+    need_tool, pipe_through, random_bytes, require, runs, strict, wait_listening, which,
 };
 
 /// The binary under test.
@@ -115,22 +115,7 @@ pub fn test_image_bytes() -> Vec<u8> {
 /// `bytes` compressed by `gzip -9 -n` (no name or time in the header: the same bytes
 /// on every run).
 fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("gzip")
-        .args(["-9", "-n", "-c"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("gzip runs");
-    let mut stdin = child.stdin.take().expect("gzip's stdin");
-    let input = bytes.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().expect("gzip finishes");
-    feeder
-        .join()
-        .expect("the feeder thread does not panic")
-        .expect("write to gzip");
-    assert!(out.status.success(), "gzip -9 -n -c failed");
-    out.stdout
+    pipe_through(Command::new("gzip").args(["-9", "-n", "-c"]), bytes)
 }
 
 /// A directory of images that the servers serve, readable by every user:

@@ -11,11 +11,10 @@
     reason = "a harness: not every test binary that includes it uses every helper"
 )]
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use tempfile::TempDir;
@@ -25,8 +24,8 @@ use tempfile::TempDir;
     reason = "the names the signature tests have always used; each uses its own subset"
 )]
 pub use test_support::{
-    assert_fails, assert_no_panic, assert_ok, clean_command, gpg, need_python, read, require, runs,
-    stderr,
+    assert_fails, assert_no_panic, assert_ok, clean_command, copy_args, gpg, need_python,
+    pipe_through, read, require, runs, stderr,
 };
 
 // ---------------------------------------------------------------------------------
@@ -163,18 +162,8 @@ pub fn bmap_without_range_193() -> String {
 
 /// SHA-256 (hex) of `bytes`, by `sha256sum` (independent of the product).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("sha256sum starts");
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let input = bytes.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().expect("sha256sum runs");
-    feeder.join().expect("feeder").expect("feed sha256sum");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
+    let out = pipe_through(&mut Command::new("sha256sum"), bytes);
+    String::from_utf8_lossy(&out)
         .split_whitespace()
         .next()
         .expect("a digest")
@@ -323,19 +312,6 @@ pub fn run<S: AsRef<OsStr>>(gnupghome: &Path, args: impl IntoIterator<Item = S>)
         .args(args)
         .output()
         .expect("bmaptool runs")
-}
-
-/// `copy [EXTRA...] IMAGE DEST`.
-pub fn copy_args<S: AsRef<OsStr>>(
-    extra: impl IntoIterator<Item = S>,
-    image: impl AsRef<OsStr>,
-    dest: &Path,
-) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["copy".into()];
-    args.extend(extra.into_iter().map(|a| a.as_ref().to_owned()));
-    args.push(image.as_ref().to_owned());
-    args.push(dest.into());
-    args
 }
 
 /// Asserts a refusal before anything was written: a clean failure and no `dest`.
