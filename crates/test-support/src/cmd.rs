@@ -203,3 +203,66 @@ pub fn pipe_through(cmd: &mut Command, input: &[u8]) -> Vec<u8> {
     assert!(out.status.success(), "{cmd:?} failed ({})", out.status);
     out.stdout
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_command_removes_every_proxy_and_bmaptool_variable_of_the_test_process() {
+        let cmd = clean_command("true");
+        let removed: Vec<String> = cmd
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        for var in PROXY_VARS {
+            assert!(removed.iter().any(|r| r == var), "{var} is not removed");
+        }
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy().into_owned();
+            if name.starts_with(BMAPTOOL_VAR_PREFIX) {
+                assert!(removed.contains(&name), "{name} is not removed");
+            }
+        }
+    }
+
+    #[test]
+    fn clean_command_gives_an_empty_gnupghome_null_stdin_and_backtraces() {
+        // `cat` reads standard input: null ends it at once (an inherited terminal or
+        // pipe would block or feed it).
+        let out = succeeds(
+            clean_command("sh").args(["-c", "cat; echo \"[$GNUPGHOME][$RUST_BACKTRACE]\""]),
+        );
+        let home = empty_gnupghome();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("[{}][1]\n", home.display())
+        );
+        assert_eq!(fs::read_dir(home).map(Iterator::count).ok(), Some(0));
+        let mode = fs::metadata(home).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn a_variable_the_test_sets_reaches_the_program() {
+        let out = succeeds(
+            clean_command("sh")
+                .args(["-c", "echo \"$https_proxy\""])
+                .env("https_proxy", "http://127.0.0.1:9"),
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "http://127.0.0.1:9\n");
+    }
+
+    #[test]
+    fn copy_args_and_with_bmap_build_the_copy_command_line() {
+        assert_eq!(
+            copy_args(["--nobmap"], "a.img", "/dev/x"),
+            ["copy", "--nobmap", "a.img", "/dev/x"].map(OsString::from)
+        );
+        assert_eq!(
+            with_bmap("a.bmap", "a.img", "b.img"),
+            ["copy", "--bmap", "a.bmap", "a.img", "b.img"].map(OsString::from)
+        );
+    }
+}
