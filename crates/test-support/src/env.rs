@@ -113,6 +113,20 @@ pub fn conformance_path() -> PathBuf {
     ))
 }
 
+/// What tests that read `../shared/conformance` say when it is missing.
+pub const CONFORMANCE_NEED: &str = "the reference 3.9's test data and golden output in \
+    ../shared/conformance beside the repository (extra conformance checks)";
+
+/// Whether `../shared/conformance` is there (the extra tests against the reference's
+/// own data); otherwise skipped or, strict, failed.
+#[track_caller]
+pub fn need_conformance() -> bool {
+    let present = conformance_path()
+        .join("reference-test-data/test.image.gz")
+        .is_file();
+    require(present, CONFORMANCE_NEED)
+}
+
 /// `../shared/conformance/reference-test-data`; `None` (skipped, or failing when
 /// strict) when it is not beside the repository.
 #[track_caller]

@@ -33,9 +33,9 @@ pub use cmd::{
 };
 pub use data::{MIB, flip_byte, merge, random_bytes, read, write_chunks, write_filled};
 pub use env::{
-    REFERENCE, STRICT_VAR, conformance_path, have_reference, is_root, need_loop_devices,
-    need_mount, need_python, need_reference, need_tool, reference_test_data, require, runs, strict,
-    which,
+    CONFORMANCE_NEED, REFERENCE, STRICT_VAR, conformance_path, have_reference, is_root,
+    need_conformance, need_loop_devices, need_mount, need_python, need_reference, need_tool,
+    reference_test_data, require, runs, strict, which,
 };
 pub use helper::{Helper, START_LIMIT, free_port, scratch_dir, wait_listening};
 pub use http::{HttpServer, Proxied, Request, Stats, TlsFiles, fixtures, json_string};

@@ -1,8 +1,10 @@
-//! Shared harness for the black-box tests of the `bmaptool` binary: the command
-//! builder, scratch directories on a chosen file system (ext4, tmpfs; loop- or
-//! tmpfs-mounted when root and the temporary directory is something else), sparse image
-//! builders with an in-memory model of their bytes, bmap assertions, and the rule for
-//! tests that need something from the environment.
+//! The create and README tests' part of the harness (`create.rs`, `readme.rs`): what
+//! every test binary shares (the environment rule, the clean command, waits, data
+//! generators, procfs) is the `test_support` crate's, re-exported here under the names
+//! these tests have always used. Here: the command builder, scratch directories on a
+//! chosen file system (ext4, tmpfs; loop- or tmpfs-mounted when root and the temporary
+//! directory is something else), sparse image builders with an in-memory model of
+//! their bytes, and bmap assertions.
 //!
 //! The test data (golden images, fixture bmaps) is made at test time by `testdata.rs`;
 //! the reference's own golden output in `../shared/conformance` is read only by the
@@ -35,8 +37,8 @@ pub mod testdata;
 )]
 pub use test_support::{
     KillOnDrop, REFERENCE, STRICT_VAR, assert_no_panic, clean_command, have_reference, is_root,
-    merge as merge_ranges, procfs, random_bytes, read, require, runs, send_signal, stderr, strict,
-    succeeds,
+    merge as merge_ranges, need_conformance, procfs, random_bytes, read, require, runs,
+    send_signal, stderr, strict, succeeds,
 };
 
 /// Names of the golden images (the images of `golden/make-images.py`).
@@ -67,12 +69,6 @@ pub fn golden_dir() -> PathBuf {
 pub fn golden_bmap(name: &str) -> Vec<u8> {
     let path = golden_dir().join(format!("{name}.bmap"));
     fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-/// Whether `../shared/conformance` is there; otherwise skipped or, strict, failed.
-#[track_caller]
-pub fn need_conformance() -> bool {
-    require(testdata::conformance_present(), testdata::CONFORMANCE_NEED)
 }
 
 /// Whether `python3` is on PATH.

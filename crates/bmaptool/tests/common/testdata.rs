@@ -549,14 +549,3 @@ pub fn golden_fixture_bmap(name: &str) -> PathBuf {
 pub fn conformance_path() -> PathBuf {
     test_support::conformance_path()
 }
-
-/// Whether `../shared/conformance` is there.
-pub fn conformance_present() -> bool {
-    conformance_path()
-        .join("reference-test-data/test.image.gz")
-        .is_file()
-}
-
-/// What tests that read `../shared/conformance` say when it is missing.
-pub const CONFORMANCE_NEED: &str = "the reference 3.9's test data and golden output in \
-    ../shared/conformance beside the repository (extra conformance checks)";

@@ -1,9 +1,12 @@
-//! Harness for the black-box tests of `bmaptool copy` (`tests/copy.rs`): running the
-//! real binary, the rule for tests that need the environment, the test data (made at
-//! test time by `common/testdata.rs`; the reference's own data in
-//! `../shared/conformance` only for the extra conformance tests), a bmap reader
-//! independent of the product's parser, sparseness checks, and guards that undo what a
-//! test set up (loop devices, mounts, helper processes) even when the test fails.
+//! The copy tests' part of the harness (`copy.rs`, `devices.rs`, `edge.rs`,
+//! `decoders.rs`, `wild_bmaps.rs`). What every test binary shares (the environment
+//! rule, the clean command, the run assertions, waits, data generators, procfs) is the
+//! `test_support` crate's, re-exported here under the names these tests have always
+//! used. Only what is theirs lives here: running the real binary with stdin from a file
+//! or a pipe, the test data (made at test time by `common/testdata.rs`; the reference's
+//! own data in `../shared/conformance` only for the extra conformance tests), a bmap
+//! reader independent of the product's parser, sparseness checks, and guards that undo
+//! what a test set up (loop devices, mounts) even when the test fails.
 //!
 //! Environment rule: a test that needs root, loop devices, a mount, `python3`, the
 //! reference tool or `../shared/conformance` asks [`require`] first. When the need is
@@ -33,9 +36,9 @@ pub use test_support::procfs::{self, HANG};
 )]
 pub use test_support::{
     KillOnDrop, MIB, REFERENCE, STRICT_VAR, assert_fails, assert_no_panic, clean_command,
-    eventually, flip_byte, is_root, merge, need_loop_devices, need_mount, need_python,
-    need_reference, random_bytes, read, require, runs, signal, stderr, strict, succeeds, wait_for,
-    write_filled,
+    eventually, flip_byte, is_root, merge, need_conformance, need_loop_devices, need_mount,
+    need_python, need_reference, random_bytes, read, require, runs, signal, stderr, strict,
+    succeeds, wait_for, write_filled,
 };
 #[allow(
     unused_imports,
@@ -57,15 +60,6 @@ pub const REFERENCE_TEST_IMAGE_SHA256: &str =
     "d1ff17fa5f20ff1c4fffa079fc466819fcd0b3308ac89e7c13a91da948e09f5b";
 /// Page size used to describe allocation (all the test bmaps use 4 KiB blocks).
 pub const PAGE: u64 = 4096;
-
-// ---------------------------------------------------------------------------------
-// The environment rule (the rest is `test_support`'s)
-
-/// `../shared/conformance` (the extra tests against the reference's own data).
-#[track_caller]
-pub fn need_conformance() -> bool {
-    require(testdata::conformance_present(), testdata::CONFORMANCE_NEED)
-}
 
 // ---------------------------------------------------------------------------------
 // Paths and data

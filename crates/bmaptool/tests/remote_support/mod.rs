@@ -1,6 +1,9 @@
-//! Harness for the black-box tests of remote images (`tests/remote.rs`): the servers the
-//! tests start on the loopback interface, the data they serve, a runner for the real
-//! binary with a deadline, and assertions.
+//! The remote tests' part of the harness (`tests/remote.rs`): what every test binary
+//! shares (the environment rule, the clean command, assertions, the helper processes
+//! and the HTTP server) is the `test_support` crate's, re-exported here under the names
+//! these tests have always used. Here: the other servers the tests start on the
+//! loopback interface, the data they serve, a runner for the real binary with a
+//! deadline, and the assertions on such a run.
 //!
 //! Servers (each test starts its own, stopped on drop; a server also exits by itself when
 //! the test process goes away, because it watches its standard input):

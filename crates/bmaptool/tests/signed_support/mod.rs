@@ -1,10 +1,13 @@
-//! Harness for the black-box tests of signed bmaps (`tests/signed.rs`): a test image
-//! and its format-2.0 bmap written by the test from the format's rules (digests by
-//! `sha256sum`, independent of the product), a work directory per test, running the
-//! real binary with a chosen GnuPG home, the assertions every signature failure must
-//! pass, the reference's signed test data when `../shared/conformance` is there, and
-//! the test HTTP server. Keys and signatures come from `gpg` (`test_support::gpg`,
-//! shared with the library's tests).
+//! The signature tests' part of the harness (`tests/signed.rs`): what every test
+//! binary shares (the environment rule, the clean command, the run assertions, the gpg
+//! fixtures, the HTTP server) is the `test_support` crate's, re-exported here under
+//! the names these tests have always used. Here: a test image and its format-2.0 bmap
+//! written by the test from the format's rules (digests by `sha256sum`, independent of
+//! the product), a work directory per test, running the real binary with a chosen
+//! GnuPG home, the assertions every signature failure must pass, the reference's signed
+//! test data when `../shared/conformance` is there, and the test HTTP server by file
+//! name. Keys and signatures come from `gpg` (`test_support::gpg`, shared with the
+//! library's tests).
 
 #![allow(
     dead_code,
