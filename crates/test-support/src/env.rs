@@ -138,3 +138,64 @@ pub fn reference_test_data() -> Option<PathBuf> {
     )
     .then_some(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Not a test of its own: the probe the two tests below run in a child process,
+    /// with and without `BMAPTOOL_TEST_STRICT=1`.
+    #[test]
+    #[ignore = "run by the environment-rule tests in a child process"]
+    fn probe_a_missing_need() {
+        assert!(!require(false, "a probe's missing need"));
+    }
+
+    /// Runs [`probe_a_missing_need`] in a child test process with `strict` as the value
+    /// of `BMAPTOOL_TEST_STRICT` (removed when `None`).
+    fn probe(strict: Option<&str>) -> std::process::Output {
+        let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
+        cmd.args([
+            "--ignored",
+            "--exact",
+            "env::tests::probe_a_missing_need",
+            "--nocapture",
+        ]);
+        match strict {
+            Some(value) => cmd.env(STRICT_VAR, value),
+            None => cmd.env_remove(STRICT_VAR),
+        };
+        cmd.stdin(Stdio::null())
+            .output()
+            .expect("the test binary runs")
+    }
+
+    #[test]
+    fn a_missing_need_skips_with_a_note_when_not_strict() {
+        for strict in [None, Some("0")] {
+            let out = probe(strict);
+            let text = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{strict:?}: {text}");
+            assert!(
+                text.contains("SKIPPED: this environment lacks a probe's missing need"),
+                "{strict:?}: no note:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_need_fails_the_test_when_strict() {
+        let out = probe(Some("1"));
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "the probe passed under strict:\n{text}"
+        );
+        assert!(
+            text.contains(
+                "BMAPTOOL_TEST_STRICT=1 and this environment lacks a probe's missing need"
+            ),
+            "{text}"
+        );
+    }
+}
