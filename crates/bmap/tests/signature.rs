@@ -1,17 +1,15 @@
 //! Signature verdicts of the library, against keys and signatures made by the real gpg
-//! at test time (`support/gpg.rs`), with gpgv as the oracle; and, when
+//! at test time (`test_support::gpg`), with gpgv as the oracle; and, when
 //! `../shared/conformance` is beside the repository, against the reference's own signed
 //! test data.
-
-#[path = "support/gpg.rs"]
-mod gpg;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bmap::signature::{self, Date, Error, Keyring, Options, State, Verified};
-use gpg::{Case, Expect, Gpg, Gpgv};
+use test_support::gpg::{self, Case, Expect, Gpg, Gpgv};
+use test_support::read;
 
 /// Some data to sign.
 const DATA: &[u8] = b"<bmap version=\"2.0\">not really a bmap, but signed bytes</bmap>\n";
@@ -24,10 +22,6 @@ fn workdir() -> tempfile::TempDir {
         .expect("temporary directory");
     fs::write(dir.path().join("data"), DATA).expect("write data");
     dir
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 fn keyring_of(files: &[&Path]) -> Keyring {
@@ -570,13 +564,7 @@ fn secp256k1_signatures_verify_whatever_half_of_the_curve_order_s_falls_in() {
 /// `../shared/conformance` is not beside the repository.
 #[track_caller]
 fn conformance() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/conformance/reference-test-data");
-    gpg::require(
-        dir.is_dir(),
-        "../shared/conformance (the reference's test data)",
-    )
-    .then_some(dir)
+    test_support::reference_test_data()
 }
 
 /// The key of the reference's keybox; it expired on 2024-06-12 20:04:40 UTC.

@@ -14,15 +14,14 @@
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-#[path = "common/procfs.rs"]
-mod procfs;
 #[path = "common/testdata.rs"]
 mod testdata;
+
+use test_support::{clean_command, procfs, require, which};
 
 const BMAPTOOL: &str = env!("CARGO_BIN_EXE_bmaptool");
 const BLOCK: usize = 4096;
@@ -30,33 +29,18 @@ const BLOCK: usize = 4096;
 // ---------------------------------------------------------------------------------
 // Tools
 
-fn strict() -> bool {
-    std::env::var_os("BMAPTOOL_TEST_STRICT").is_some_and(|v| v == "1")
-}
-
-fn have(tool: &str) -> bool {
-    let Some(path) = std::env::var_os("PATH") else {
-        return false;
-    };
-    std::env::split_paths(&path).any(|dir| {
-        fs::metadata(dir.join(tool))
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
-}
-
 /// Whether all `needed` tools are installed. Without them the caller skips its case
 /// (with a note), unless `BMAPTOOL_TEST_STRICT=1`, where a missing tool fails the test.
 fn tools(needed: &[&str], what: &str) -> bool {
-    let missing: Vec<&str> = needed.iter().copied().filter(|t| !have(t)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        !strict(),
-        "{what}: missing tools {missing:?}, and BMAPTOOL_TEST_STRICT=1 requires every tool"
-    );
-    eprintln!("skipping {what}: missing tools {missing:?}");
-    false
+    let missing: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|t| which(t).is_none())
+        .collect();
+    require(
+        missing.is_empty(),
+        &format!("the tools {missing:?} (for {what})"),
+    )
 }
 
 /// Runs a tool to completion: `{in}` and `{out}` in `argv` are replaced by the paths;
@@ -450,7 +434,7 @@ impl Run {
 }
 
 fn bmaptool(args: &[&OsStr], input: Input<'_>) -> Run {
-    let mut cmd = Command::new(BMAPTOOL);
+    let mut cmd = clean_command(BMAPTOOL);
     cmd.args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

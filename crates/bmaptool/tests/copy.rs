@@ -27,22 +27,12 @@ use copy_support::*;
 
 /// `copy --bmap BMAP IMAGE DEST`.
 fn with_bmap(bmap: &Path, image: impl AsRef<OsStr>, dest: &Path) -> Vec<OsString> {
-    vec![
-        "copy".into(),
-        "--bmap".into(),
-        bmap.into(),
-        image.as_ref().to_owned(),
-        dest.into(),
-    ]
+    test_support::with_bmap(bmap, image, dest)
 }
 
 /// `copy [EXTRA...] IMAGE DEST`.
 fn copy_args(extra: &[&str], image: impl AsRef<OsStr>, dest: &Path) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["copy".into()];
-    args.extend(extra.iter().map(OsString::from));
-    args.push(image.as_ref().to_owned());
-    args.push(dest.into());
-    args
+    test_support::copy_args(extra, image, dest)
 }
 
 /// Offset of a byte inside block 3 of `test.image` (range 3-5 in every bmap version).

@@ -594,7 +594,7 @@ fn output_to_a_full_device_is_a_clean_error() {
         .write(true)
         .open("/dev/full")
         .expect("open /dev/full");
-    let output = StdCommand::new(bin_path())
+    let output = clean_command(bin_path())
         .arg("create")
         .arg(&image)
         .stdout(Stdio::from(full))
@@ -699,7 +699,7 @@ fn new_output_gets_mode_0666_less_the_umask() {
     assorted_image().write(&image);
     for (umask, mode) in [("022", 0o644), ("077", 0o600), ("002", 0o664)] {
         let out = scratch.path().join(format!("{umask}.bmap"));
-        let status = StdCommand::new("sh")
+        let status = clean_command("sh")
             .args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\"")])
             .arg(bin_path())
             .args(["create", "-o"])
@@ -713,21 +713,10 @@ fn new_output_gets_mode_0666_less_the_umask() {
     }
 }
 
-/// A child killed and reaped when dropped: a failing test leaves no process behind
-/// (SIGKILL ends a stopped one too).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Spawns `bmaptool ARGS...` with no input and its output discarded.
 fn spawn_quiet(args: &[&OsStr]) -> KillOnDrop {
     KillOnDrop(
-        StdCommand::new(bin_path())
+        clean_command(bin_path())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -735,14 +724,6 @@ fn spawn_quiet(args: &[&OsStr]) -> KillOnDrop {
             .spawn()
             .expect("bmaptool starts"),
     )
-}
-
-/// Sends `signal` (a `kill -s` name) to a child we started; whether `kill` found it.
-fn send(child: &std::process::Child, signal: &str) -> bool {
-    StdCommand::new("kill")
-        .args(["-s", signal, &child.id().to_string()])
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// Waits for `child` to exit; `None` (after SIGKILL) when it still runs after
@@ -804,7 +785,7 @@ fn fifo_image_is_refused_without_blocking() {
     );
     if !procfs::exited(pid) {
         let wchans = procfs::wchans(pid);
-        send(&child.0, "TERM");
+        send_signal(&child.0, "TERM");
         let status = wait_or_kill(&mut child.0);
         panic!(
             "create on a FIFO blocked waiting for a writer (wait channels {wchans:?}); \
@@ -842,7 +823,7 @@ fn sigterm_stops_create_waiting_for_a_fifo_output_reader() {
         !procfs::exited(pid),
         "create ended although nobody read the FIFO"
     );
-    assert!(send(&child.0, "TERM"), "kill -s TERM failed");
+    assert!(send_signal(&child.0, "TERM"), "kill -s TERM failed");
     let status =
         wait_or_kill(&mut child.0).expect("create waiting for a FIFO reader ignores SIGTERM");
     assert_eq!(status.code(), Some(143), "{status:?}");
@@ -1089,7 +1070,7 @@ fn create_and_signal(image: &Path, out: &Path, signal: &str, mapped: u64) -> Int
     const CHUNK: u64 = 1 << 20;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let mut child = KillOnDrop(
-        StdCommand::new(bin_path())
+        clean_command(bin_path())
             .arg("create")
             .arg("-o")
             .arg(out)
@@ -1107,15 +1088,15 @@ fn create_and_signal(image: &Path, out: &Path, signal: &str, mapped: u64) -> Int
         saw_temp = list_dir(dir).iter().any(|n| n.ends_with(".tmp"));
         saw_temp || procfs::exited(pid)
     });
-    assert!(send(&child.0, "STOP"), "kill -s STOP failed");
+    assert!(send_signal(&child.0, "STOP"), "kill -s STOP failed");
     assert!(
         procfs::within_hang(|| procfs::exited(pid) || procfs::all_threads_stopped(pid)),
         "bmaptool did not stop"
     );
     let caught_hashing = !procfs::exited(pid)
         && procfs::read_chars(pid).is_some_and(|read| read + 4 * threads * CHUNK < mapped);
-    let delivered = send(&child.0, signal);
-    send(&child.0, "CONT");
+    let delivered = send_signal(&child.0, signal);
+    send_signal(&child.0, "CONT");
     assert!(
         wait_or_kill(&mut child.0).is_some(),
         "create still runs {} s after SIG{signal}",

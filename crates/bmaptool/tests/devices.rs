@@ -20,13 +20,7 @@ use copy_support::*;
 
 /// `copy --bmap BMAP IMAGE DEST`.
 fn with_bmap(bmap: &Path, image: impl AsRef<OsStr>, dest: impl AsRef<OsStr>) -> Vec<OsString> {
-    vec![
-        "copy".into(),
-        "--bmap".into(),
-        bmap.into(),
-        image.as_ref().to_owned(),
-        dest.as_ref().to_owned(),
-    ]
+    test_support::with_bmap(bmap, image, dest)
 }
 
 /// A sparse image of 3 MiB and 5000 bytes (a partial last block) with data in four
@@ -218,11 +212,10 @@ impl Drop for NodeMode {
 
 /// `bmaptool ARGS...` as user `nobody` (no supplementary groups).
 fn run_as_nobody(args: &[OsString]) -> Output {
-    Command::new("setpriv")
+    clean_command("setpriv")
         .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
         .arg(env!("CARGO_BIN_EXE_bmaptool"))
         .args(args)
-        .env("RUST_BACKTRACE", "1")
         .output()
         .expect("setpriv runs")
 }

@@ -135,7 +135,7 @@ fn assert_interrupted(output: &Output, code: i32) {
 }
 
 // ---------------------------------------------------------------------------------
-// The process under test, seen through /proc (common/procfs.rs)
+// The process under test, seen through /proc (test_support::procfs)
 
 fn wchan(child: &Child) -> String {
     procfs::wchan(child.id())

@@ -61,14 +61,10 @@ fn xz_decompress(path: &Path) -> Vec<u8> {
     out.stdout
 }
 
-fn stderr_of(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 /// Exit status 1 and one error line that contains `needle` (after the info lines).
 #[track_caller]
 fn assert_refused(output: &Output, needle: &str) {
-    let text = stderr_of(output);
+    let text = stderr(output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert_no_panic(&text);
     let errors: Vec<&str> = text
@@ -100,7 +96,7 @@ fn readme_first_command_flashes_the_demo_into_a_file_checking_its_signature() {
         .arg(&dest)
         .output()
         .expect("bmaptool runs");
-    let text = stderr_of(&output);
+    let text = stderr(&output);
     assert!(output.status.success(), "{text}");
     assert!(output.stdout.is_empty());
     for line in [
@@ -199,7 +195,7 @@ fn demo_bmap_is_what_create_makes_of_the_flashed_image() {
         demo.join("demo.img.xz").as_os_str(),
         dest.as_os_str(),
     ]);
-    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(output.status.success(), "{}", stderr(&output));
     // The copy keeps the holes, so create sees the image as make-demo.sh did.
     let created = run(["create".as_ref(), dest.as_os_str()]);
     assert_quiet_success(&created);
@@ -276,7 +272,7 @@ fn demo_signature_is_good_for_gpgv_and_the_key_file_holds_no_secret() {
         .env("GNUPGHOME", dir.path())
         .output()
         .expect("gpg runs");
-    assert!(dearmor.status.success(), "{}", stderr_of(&dearmor));
+    assert!(dearmor.status.success(), "{}", stderr(&dearmor));
     let gpgv = Command::new("gpgv")
         .arg("--keyring")
         .arg(&keyring)
@@ -285,8 +281,8 @@ fn demo_signature_is_good_for_gpgv_and_the_key_file_holds_no_secret() {
         .env("GNUPGHOME", dir.path())
         .output()
         .expect("gpgv runs");
-    assert!(gpgv.status.success(), "gpgv: {}", stderr_of(&gpgv));
-    assert!(stderr_of(&gpgv).contains("Good signature"));
+    assert!(gpgv.status.success(), "gpgv: {}", stderr(&gpgv));
+    assert!(stderr(&gpgv).contains("Good signature"));
 }
 
 #[test]
@@ -461,10 +457,10 @@ fn version_is_bmaptool_4_0_0_and_isar_reads_4_0_0_with_awk() {
          printf '3.6\\n%s\\n' \"$v\" | sort -V | head -n 1",
         bin_path().display()
     );
-    let out = Command::new("sh")
+    let out = clean_command("sh")
         .args(["-c", &script])
         .output()
         .expect("sh runs");
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "4.0.0\n3.6\n");
 }

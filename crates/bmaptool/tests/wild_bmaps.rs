@@ -91,13 +91,7 @@ fn with_self_checksum(text: String) -> String {
 
 /// `copy --bmap BMAP IMAGE DEST`.
 fn copy_args(bmap: &Path, image: &Path, dest: &Path) -> Vec<OsString> {
-    vec![
-        "copy".into(),
-        "--bmap".into(),
-        bmap.into(),
-        image.into(),
-        dest.into(),
-    ]
+    test_support::with_bmap(bmap, image, dest)
 }
 
 /// The `WARNING` lines of a run.
@@ -326,7 +320,7 @@ fn a_bmap_with_a_million_ranges_parses_in_seconds_with_bounded_memory() {
     fs::write(&image, b"x").expect("write image");
     let rss_file = dir.path().join("rss");
 
-    let mut child = Command::new("/usr/bin/time")
+    let mut child = clean_command("/usr/bin/time")
         .arg("-f")
         .arg("%M")
         .arg("-o")

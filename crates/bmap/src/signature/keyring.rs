@@ -42,9 +42,9 @@ impl Keyring {
             for (n, &start) in starts.iter().enumerate() {
                 let end = starts.get(n + 1).copied().unwrap_or(bytes.len());
                 let (keys, _) = SignedPublicKey::from_armor_many(&bytes[start..end])
-                    .map_err(|e| Error::Keyring(e.to_string()))?;
+                    .map_err(|e| Error::Keyring(super::pgp_message(&e)))?;
                 for key in keys {
-                    self.push(key.map_err(|e| Error::Keyring(e.to_string()))?);
+                    self.push(key.map_err(|e| Error::Keyring(super::pgp_message(&e)))?);
                 }
             }
             return Ok(());
@@ -55,7 +55,7 @@ impl Keyring {
     fn add_binary(&mut self, bytes: &[u8]) -> Result<(), Error> {
         let bytes = &without_trust_packets(bytes)?;
         let keys = SignedPublicKey::from_bytes_many(&bytes[..])
-            .map_err(|e| Error::Keyring(e.to_string()))?;
+            .map_err(|e| Error::Keyring(super::pgp_message(&e)))?;
         // A keyring may hold secret keys or other packets we cannot use: skip them.
         for key in keys.flatten() {
             self.push(key);

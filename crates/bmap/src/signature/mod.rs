@@ -313,7 +313,7 @@ pub fn verify_detached(
     keyring: &Keyring,
     options: &Options,
 ) -> Result<Verified, Error> {
-    let malformed = |e: pgp::errors::Error| Error::Malformed(e.to_string());
+    let malformed = |e: pgp::errors::Error| Error::Malformed(pgp_message(&e));
     let parsed: Vec<_> = if signature
         .trim_ascii_start()
         .starts_with(b"-----BEGIN PGP SIGNATURE-----")
@@ -334,6 +334,18 @@ pub fn verify_detached(
         .map(|s| s.map(|s| s.signature).map_err(malformed))
         .collect::<Result<Vec<_>, _>>()?;
     judge::all(&signatures, data, keyring, options)
+}
+
+/// What rPGP says about a signature it cannot parse, without the `Debug` form that its
+/// `InvalidPacketContent` shows (with a captured backtrace when `RUST_BACKTRACE` is
+/// set): the innermost message instead.
+pub(crate) fn pgp_message(e: &pgp::errors::Error) -> String {
+    match e {
+        pgp::errors::Error::InvalidPacketContent { source } => {
+            format!("invalid packet content: {}", pgp_message(source))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Verifies a clearsigned bmap; returns the verdict and the signed text (the bmap).
@@ -358,7 +370,7 @@ fn parse_clearsigned(bytes: &[u8]) -> Result<(CleartextSignedMessage, Vec<u8>), 
     let input = std::str::from_utf8(bytes)
         .map_err(|_| Error::Malformed("a clearsigned bmap that is not UTF-8 text".into()))?;
     let (message, _) = CleartextSignedMessage::from_string(input.trim_start())
-        .map_err(|e| Error::Malformed(e.to_string()))?;
+        .map_err(|e| Error::Malformed(pgp_message(&e)))?;
     // The signed text with dash-escaping undone ("- -x" was "-x"), without its last
     // line ending as OpenPGP defines it; gpg writes the bmap back with it, and the
     // bmap's own checksum covers it.

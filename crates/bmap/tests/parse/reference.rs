@@ -11,8 +11,6 @@ use bmap::format::{ChecksumKind, ParseError, Parsed, SelfCheck, Version, parse};
 use super::fixture;
 use super::spans;
 
-const STRICT_VAR: &str = "BMAPTOOL_TEST_STRICT";
-
 const VERSIONS: [&str; 4] = [
     "test.image.bmap.v1.2",
     "test.image.bmap.v1.3",
@@ -23,22 +21,7 @@ const VERSIONS: [&str; 4] = [
 /// `../shared/conformance/reference-test-data`, or `None` (skip) when it is missing.
 #[track_caller]
 fn data_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/conformance/reference-test-data");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let strict = std::env::var_os(STRICT_VAR).is_some_and(|v| v == "1");
-    assert!(
-        !strict,
-        "{STRICT_VAR}=1 and the reference's test data is missing ({})",
-        dir.display()
-    );
-    eprintln!(
-        "SKIPPED: no reference test data at {} (set {STRICT_VAR}=1 to fail instead)",
-        dir.display()
-    );
-    None
+    test_support::reference_test_data()
 }
 
 fn read(dir: &std::path::Path, name: &str) -> Vec<u8> {

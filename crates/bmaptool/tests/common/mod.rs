@@ -1,8 +1,10 @@
-//! Shared harness for the black-box tests of the `bmaptool` binary: the command
-//! builder, scratch directories on a chosen file system (ext4, tmpfs; loop- or
-//! tmpfs-mounted when root and the temporary directory is something else), sparse image
-//! builders with an in-memory model of their bytes, bmap assertions, and the rule for
-//! tests that need something from the environment.
+//! The create and README tests' part of the harness (`create.rs`, `readme.rs`): what
+//! every test binary shares (the environment rule, the clean command, waits, data
+//! generators, procfs) is the `test_support` crate's, re-exported here under the names
+//! these tests have always used. Here: the command builder, scratch directories on a
+//! chosen file system (ext4, tmpfs; loop- or tmpfs-mounted when root and the temporary
+//! directory is something else), sparse image builders with an in-memory model of
+//! their bytes, and bmap assertions.
 //!
 //! The test data (golden images, fixture bmaps) is made at test time by `testdata.rs`;
 //! the reference's own golden output in `../shared/conformance` is read only by the
@@ -22,49 +24,32 @@ use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command as StdCommand, Output, Stdio};
+use std::process::{Command as StdCommand, Output};
 
 use bmap::format::{Bmap, ChecksumKind, SelfCheck};
 use tempfile::TempDir;
 
-pub mod procfs;
 pub mod testdata;
+
+#[allow(
+    unused_imports,
+    reason = "the names the create and readme tests have always used; each uses a subset"
+)]
+pub use test_support::{
+    KillOnDrop, REFERENCE, STRICT_VAR, assert_no_panic, clean_command, have_reference, is_root,
+    merge as merge_ranges, need_conformance, procfs, random_bytes, read, require, runs,
+    send_signal, stderr, strict, succeeds,
+};
 
 /// Names of the golden images (the images of `golden/make-images.py`).
 pub const GOLDEN_IMAGES: [&str; 6] = testdata::GOLDEN_IMAGES;
-
-/// The variable that turns missing environment into test failures.
-pub const STRICT_VAR: &str = "BMAPTOOL_TEST_STRICT";
 
 /// `statfs` magic of ext2/3/4.
 pub const EXT4_MAGIC: u64 = 0xEF53;
 /// `statfs` magic of tmpfs.
 pub const TMPFS_MAGIC: u64 = 0x0102_1994;
 
-/// The Debian `bmap-tools` reference (3.6), a Python script.
-pub const REFERENCE: &str = "/usr/bin/bmaptool";
-
 const MIB: u64 = 1 << 20;
-
-/// Whether missing environment must fail tests (`BMAPTOOL_TEST_STRICT=1`).
-pub fn strict() -> bool {
-    std::env::var_os(STRICT_VAR).is_some_and(|v| v == "1")
-}
-
-/// Whether a test may go on: `true` when `cond` holds. Otherwise the test is skipped
-/// (`false`, with a note on stderr), or, in strict mode, fails naming `what` is missing.
-#[track_caller]
-pub fn require(cond: bool, what: &str) -> bool {
-    if cond {
-        return true;
-    }
-    assert!(
-        !strict(),
-        "{STRICT_VAR}=1 and this environment lacks {what}"
-    );
-    eprintln!("SKIPPED: this environment lacks {what} (set {STRICT_VAR}=1 to fail instead)");
-    false
-}
 
 // ---------------------------------------------------------------------------------
 // Paths and environment probes
@@ -86,36 +71,9 @@ pub fn golden_bmap(name: &str) -> Vec<u8> {
     fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-/// Whether `../shared/conformance` is there; otherwise skipped or, strict, failed.
-#[track_caller]
-pub fn need_conformance() -> bool {
-    require(testdata::conformance_present(), testdata::CONFORMANCE_NEED)
-}
-
-/// Whether the tests run as root (the owner of `/proc/self` is the effective uid).
-pub fn is_root() -> bool {
-    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// Whether `program args...` runs and succeeds.
-pub fn runs(program: &str, args: &[&str]) -> bool {
-    StdCommand::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Whether `python3` is on PATH.
 pub fn have_python3() -> bool {
     runs("python3", &["--version"])
-}
-
-/// Whether the reference tool and the Python it needs are installed.
-pub fn have_reference() -> bool {
-    Path::new(REFERENCE).exists() && runs(REFERENCE, &["--version"])
 }
 
 /// The `statfs` magic of the file system holding `path` (via `stat -f`).
@@ -134,15 +92,7 @@ pub fn fs_magic(path: &Path) -> Option<u64> {
 /// Runs a setup command that must succeed.
 #[track_caller]
 fn run_setup(program: &str, args: &[&str]) {
-    let out = StdCommand::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(StdCommand::new(program).args(args));
 }
 
 // ---------------------------------------------------------------------------------
@@ -322,11 +272,9 @@ pub fn bin_path() -> PathBuf {
     assert_cmd::cargo::cargo_bin("bmaptool")
 }
 
-/// `bmaptool` with a clean environment for messages (no colour, no backtrace noise).
+/// `bmaptool` with the harness's clean environment ([`test_support::clean_command`]).
 pub fn bmaptool() -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("bmaptool").expect("the bmaptool binary is built");
-    cmd.env_remove("NO_COLOR").env("RUST_BACKTRACE", "1");
-    cmd
+    assert_cmd::Command::from_std(test_support::clean_command(bin_path()))
 }
 
 /// Runs `bmaptool ARGS...` and returns what it did.
@@ -370,14 +318,6 @@ pub fn assert_error(output: &Output, needle: &str) {
         "error line {:?} does not mention {needle:?}",
         lines[0]
     );
-}
-
-/// Asserts stderr shows no panic or backtrace.
-#[track_caller]
-pub fn assert_no_panic(stderr: &str) {
-    for bad in ["panicked", "backtrace", "RUST_BACKTRACE", "Traceback"] {
-        assert!(!stderr.contains(bad), "stderr shows {bad:?}:\n{stderr}");
-    }
 }
 
 /// Asserts success with nothing at all on stderr.
@@ -428,21 +368,6 @@ pub struct SparseImage {
     pub pieces: Vec<Piece>,
 }
 
-/// `len` pseudo-random bytes (splitmix64), never all zero for long runs.
-pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 impl SparseImage {
     /// Writes the image at `path` (a new file), syncs it, and returns its bytes.
     pub fn write(&self, path: &Path) -> Vec<u8> {
@@ -480,20 +405,6 @@ impl SparseImage {
                 .map(|p| (p.offset / block_size, (p.offset + p.len - 1) / block_size)),
         )
     }
-}
-
-/// Sorts inclusive block ranges and merges overlapping or adjacent ones.
-pub fn merge_ranges(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
-    let mut sorted: Vec<(u64, u64)> = ranges.into_iter().collect();
-    sorted.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::new();
-    for (first, last) in sorted {
-        match merged.last_mut() {
-            Some(prev) if first <= prev.1 + 1 => prev.1 = prev.1.max(last),
-            _ => merged.push((first, last)),
-        }
-    }
-    merged
 }
 
 /// Writes the six golden images into `dir`, the bytes `golden/make-images.py` writes.
@@ -546,17 +457,7 @@ const WORDING_3_6_TO_3_9: [(&str, &str); 3] = [
 /// bmap's own checksum recomputed by the format's rule. Needs [`have_reference`].
 #[track_caller]
 pub fn reference_create_3_9(image: &Path) -> Vec<u8> {
-    let out = StdCommand::new(REFERENCE)
-        .arg("create")
-        .arg(image)
-        .output()
-        .expect("the reference runs");
-    assert!(
-        out.status.success(),
-        "reference create {}: {}",
-        image.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(StdCommand::new(REFERENCE).arg("create").arg(image));
     assert_eq!(
         testdata::self_checksum_holds(&out.stdout),
         Some(true),
@@ -634,22 +535,7 @@ pub fn fs_block_size(path: &Path) -> u64 {
         .blksize()
 }
 
-/// Reads a whole file.
-#[track_caller]
-pub fn read(path: &Path) -> Vec<u8> {
-    fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
 /// Writes a data-only pattern file of `size` bytes (every block mapped, not zero).
 pub fn write_pattern_file(path: &Path, size: u64) {
-    let chunk = random_bytes(7, usize::try_from(MIB).expect("fits"));
-    let file = File::create(path).expect("create pattern file");
-    let mut offset = 0;
-    while offset < size {
-        let len = (size - offset).min(MIB);
-        file.write_all_at(&chunk[..usize::try_from(len).expect("fits")], offset)
-            .expect("write pattern");
-        offset += len;
-    }
-    file.sync_all().expect("sync pattern file");
+    test_support::write_chunks(path, size, &random_bytes(7, MIB as usize));
 }

@@ -547,19 +547,5 @@ pub fn golden_fixture_bmap(name: &str) -> PathBuf {
 /// The reference's own test data and golden output, `../shared/conformance` beside
 /// the repository; present only where the project is developed.
 pub fn conformance_path() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance"
-    ))
+    test_support::conformance_path()
 }
-
-/// Whether `../shared/conformance` is there.
-pub fn conformance_present() -> bool {
-    conformance_path()
-        .join("reference-test-data/test.image.gz")
-        .is_file()
-}
-
-/// What tests that read `../shared/conformance` say when it is missing.
-pub const CONFORMANCE_NEED: &str = "the reference 3.9's test data and golden output in \
-    ../shared/conformance beside the repository (extra conformance checks)";

@@ -1,9 +1,12 @@
-//! Harness for the black-box tests of `bmaptool copy` (`tests/copy.rs`): running the
-//! real binary, the rule for tests that need the environment, the test data (made at
-//! test time by `common/testdata.rs`; the reference's own data in
-//! `../shared/conformance` only for the extra conformance tests), a bmap reader
-//! independent of the product's parser, sparseness checks, and guards that undo what a
-//! test set up (loop devices, mounts, helper processes) even when the test fails.
+//! The copy tests' part of the harness (`copy.rs`, `devices.rs`, `edge.rs`,
+//! `decoders.rs`, `wild_bmaps.rs`). What every test binary shares (the environment
+//! rule, the clean command, the run assertions, waits, data generators, procfs) is the
+//! `test_support` crate's, re-exported here under the names these tests have always
+//! used. Only what is theirs lives here: running the real binary with stdin from a file
+//! or a pipe, the test data (made at test time by `common/testdata.rs`; the reference's
+//! own data in `../shared/conformance` only for the extra conformance tests), a bmap
+//! reader independent of the product's parser, sparseness checks, and guards that undo
+//! what a test set up (loop devices, mounts) even when the test fails.
 //!
 //! Environment rule: a test that needs root, loop devices, a mount, `python3`, the
 //! reference tool or `../shared/conformance` asks [`require`] first. When the need is
@@ -13,23 +16,30 @@
 #[path = "../common/testdata.rs"]
 mod testdata;
 
-#[path = "../common/procfs.rs"]
-pub mod procfs;
-
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
+use tempfile::TempDir;
 #[allow(
     unused_imports,
     reason = "each test file that includes this harness uses its own subset"
 )]
-pub use procfs::HANG;
-use tempfile::TempDir;
+pub use test_support::procfs::{self, HANG};
+#[allow(
+    unused_imports,
+    reason = "the names the copy tests have always used; each uses its own subset"
+)]
+pub use test_support::{
+    KillOnDrop, MIB, REFERENCE, STRICT_VAR, assert_fails, assert_no_panic, clean_command,
+    eventually, flip_byte, is_root, merge, need_conformance, need_loop_devices, need_mount,
+    need_python, need_reference, random_bytes, read, require, runs, signal, stderr, strict,
+    succeeds, wait_for, write_filled,
+};
 #[allow(
     unused_imports,
     reason = "each test file that includes this harness uses its own subset"
@@ -40,10 +50,6 @@ pub use testdata::{
     test_image_bytes,
 };
 
-/// The variable that turns a missing environment into test failures.
-pub const STRICT_VAR: &str = "BMAPTOOL_TEST_STRICT";
-/// The Debian `bmap-tools` reference (3.6).
-pub const REFERENCE: &str = "/usr/bin/bmaptool";
 /// The four bmap versions the test data comes in.
 pub const VERSIONS: [&str; 4] = ["1.2", "1.3", "1.4", "2.0"];
 /// SHA-256 of the generated `test.image` (pins the generator: the same on every machine).
@@ -54,86 +60,6 @@ pub const REFERENCE_TEST_IMAGE_SHA256: &str =
     "d1ff17fa5f20ff1c4fffa079fc466819fcd0b3308ac89e7c13a91da948e09f5b";
 /// Page size used to describe allocation (all the test bmaps use 4 KiB blocks).
 pub const PAGE: u64 = 4096;
-/// One mebibyte.
-pub const MIB: u64 = 1 << 20;
-
-// ---------------------------------------------------------------------------------
-// The environment rule
-
-/// Whether a missing environment must fail tests.
-pub fn strict() -> bool {
-    std::env::var_os(STRICT_VAR).is_some_and(|v| v == "1")
-}
-
-/// `true` when `cond` holds; otherwise skips (`false`, with a note) or, in strict mode,
-/// fails naming what is missing.
-#[track_caller]
-pub fn require(cond: bool, what: &str) -> bool {
-    if cond {
-        return true;
-    }
-    assert!(
-        !strict(),
-        "{STRICT_VAR}=1 and this environment lacks {what}"
-    );
-    eprintln!("SKIPPED: this environment lacks {what} (set {STRICT_VAR}=1 to fail instead)");
-    false
-}
-
-/// Whether the tests run as root.
-pub fn is_root() -> bool {
-    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// Whether `program args...` runs and succeeds.
-pub fn runs(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Root, `losetup` and the loop control device.
-#[track_caller]
-pub fn need_loop_devices() -> bool {
-    require(
-        is_root() && Path::new("/dev/loop-control").exists() && runs("losetup", &["--version"]),
-        "root and loop devices (losetup, /dev/loop-control)",
-    )
-}
-
-/// Root and `mount` (for tmpfs mounts).
-#[track_caller]
-pub fn need_mount() -> bool {
-    require(
-        is_root() && runs("mount", &["--version"]),
-        "root and mount (to mount a tmpfs)",
-    )
-}
-
-/// `python3` (the golden image generator, SEEK_DATA probes, helper processes).
-#[track_caller]
-pub fn need_python() -> bool {
-    require(runs("python3", &["--version"]), "python3")
-}
-
-/// The reference tool.
-#[track_caller]
-pub fn need_reference() -> bool {
-    require(
-        Path::new(REFERENCE).exists() && runs(REFERENCE, &["--version"]),
-        "the reference bmaptool (Debian bmap-tools) at /usr/bin/bmaptool",
-    )
-}
-
-/// `../shared/conformance` (the extra tests against the reference's own data).
-#[track_caller]
-pub fn need_conformance() -> bool {
-    require(testdata::conformance_present(), testdata::CONFORMANCE_NEED)
-}
 
 // ---------------------------------------------------------------------------------
 // Paths and data
@@ -183,12 +109,11 @@ pub fn test_image(dir: &Path) -> (PathBuf, Vec<u8>) {
 /// `dir/test.image` with the real gzip, checks it, returns its path and bytes.
 pub fn reference_test_image(dir: &Path) -> (PathBuf, Vec<u8>) {
     let path = dir.join("test.image");
-    let out = Command::new("gzip")
-        .arg("-dc")
-        .arg(conformance().join("reference-test-data/test.image.gz"))
-        .output()
-        .expect("gzip runs");
-    assert!(out.status.success(), "gzip -dc test.image.gz failed");
+    let out = succeeds(
+        Command::new("gzip")
+            .arg("-dc")
+            .arg(conformance().join("reference-test-data/test.image.gz")),
+    );
     fs::write(&path, &out.stdout).expect("write test.image");
     assert_eq!(out.stdout.len() as u64, TEST_IMAGE_SIZE);
     assert_eq!(sha256(&path), REFERENCE_TEST_IMAGE_SHA256);
@@ -202,22 +127,12 @@ pub fn golden_images(dir: &Path) {
 
 /// SHA-256 of a file, by `sha256sum`.
 pub fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum runs");
-    assert!(out.status.success(), "sha256sum {} failed", path.display());
+    let out = succeeds(Command::new("sha256sum").arg(path));
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()
         .expect("sha256sum prints a digest")
         .to_owned()
-}
-
-/// Reads a whole file.
-#[track_caller]
-pub fn read(path: &Path) -> Vec<u8> {
-    fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 /// Reads the first `len` bytes of a file or device.
@@ -228,48 +143,6 @@ pub fn read_prefix(path: &Path, len: u64) -> Vec<u8> {
         .and_then(|f| f.take(len).read_to_end(&mut buf))
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     buf
-}
-
-/// Writes `len` bytes of `byte` to a new file (or over an existing one).
-pub fn write_filled(path: &Path, len: u64, byte: u8) {
-    let chunk = vec![byte; MIB as usize];
-    let file = File::create(path).expect("create filled file");
-    let mut offset = 0;
-    while offset < len {
-        let n = (len - offset).min(MIB);
-        file.write_all_at(&chunk[..n as usize], offset)
-            .expect("write filled file");
-        offset += n;
-    }
-    file.sync_all().expect("sync filled file");
-}
-
-/// `len` pseudo-random bytes (splitmix64).
-pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// Flips all bits of the byte at `offset`.
-pub fn flip_byte(path: &Path, offset: u64) {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .expect("open to corrupt");
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, offset).expect("read byte");
-    byte[0] ^= 0xFF;
-    file.write_all_at(&byte, offset).expect("write byte");
 }
 
 /// `mkfifo PATH`.
@@ -400,20 +273,6 @@ impl BmapValues {
     }
 }
 
-/// Sorts inclusive ranges and merges overlapping or adjacent ones.
-pub fn merge(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
-    let mut sorted: Vec<(u64, u64)> = ranges.into_iter().collect();
-    sorted.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::new();
-    for (first, last) in sorted {
-        match merged.last_mut() {
-            Some(prev) if first <= prev.1 + 1 => prev.1 = prev.1.max(last),
-            _ => merged.push((first, last)),
-        }
-    }
-    merged
-}
-
 // ---------------------------------------------------------------------------------
 // Sparseness
 
@@ -451,16 +310,7 @@ while off < size:
     print(data, hole)
     off = hole
 ";
-    let out = Command::new("python3")
-        .args(["-c", PROBE])
-        .arg(path)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "SEEK_DATA probe failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(Command::new("python3").args(["-c", PROBE]).arg(path));
     merge(String::from_utf8_lossy(&out.stdout).lines().map(|line| {
         let (data, hole) = line.split_once(' ').expect("two numbers");
         let data: u64 = data.parse().expect("offset");
@@ -499,14 +349,9 @@ pub fn assert_sparse_as(dest: &Path, facts: &BmapFacts) {
 // ---------------------------------------------------------------------------------
 // Running the binary
 
-/// `bmaptool` with a clean environment: backtraces on (so a panic cannot hide), no
-/// `NO_COLOR` (so colour codes would show), standard input closed.
+/// `bmaptool` with the harness's clean environment ([`test_support::clean_command`]).
 pub fn bmaptool() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bmaptool"));
-    cmd.env("RUST_BACKTRACE", "1")
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::null());
-    cmd
+    test_support::clean_command(env!("CARGO_BIN_EXE_bmaptool"))
 }
 
 /// Runs `bmaptool ARGS...`.
@@ -554,115 +399,14 @@ where
     output
 }
 
-/// Standard error as text.
-pub fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Asserts stderr shows no panic or backtrace.
-#[track_caller]
-pub fn assert_no_panic(text: &str) {
-    for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace", "Traceback"] {
-        assert!(!text.contains(bad), "stderr shows {bad:?}:\n{text}");
-    }
-}
-
 /// Asserts success (exit 0, nothing on stdout, no error line, no panic).
 #[track_caller]
 pub fn assert_ok(output: &Output) {
-    let text = stderr(output);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "exit status; stderr:\n{text}"
-    );
-    assert!(output.stdout.is_empty(), "stdout not empty");
-    assert!(!text.contains("ERROR"), "error on success:\n{text}");
-    assert_no_panic(&text);
-}
-
-/// Asserts a clean failure: exit 1, nothing on stdout, exactly one `bmaptool: ERROR:`
-/// line, which contains every needle (case-insensitive), and no panic. Returns the line.
-#[track_caller]
-pub fn assert_fails(output: &Output, needles: &[&str]) -> String {
-    let text = stderr(output);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "exit status; stderr:\n{text}"
-    );
-    assert!(output.stdout.is_empty(), "stdout not empty on error");
-    assert_no_panic(&text);
-    let errors: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("bmaptool: ERROR: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "exactly one error line expected:\n{text}");
-    assert_eq!(
-        text.matches("ERROR").count(),
-        1,
-        "ERROR appears outside the error line:\n{text}"
-    );
-    let line = errors[0].to_owned();
-    for needle in needles {
-        assert!(
-            line.to_lowercase().contains(&needle.to_lowercase()),
-            "error line does not mention {needle:?}: {line}"
-        );
-    }
-    line
-}
-
-/// Waits up to `limit` for a child; `None` if it is still running.
-pub fn wait_for(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Polls `cond` every 10 ms for up to `limit`; whether it became true.
-pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Sends `signal` (a `kill -s` name such as `TERM`) to a child we started.
-pub fn signal(child: &Child, signal: &str) {
-    let ok = Command::new("kill")
-        .args(["-s", signal, &child.id().to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill -s {signal} {} failed", child.id());
+    test_support::assert_ok(output);
 }
 
 // ---------------------------------------------------------------------------------
 // Guards
-
-/// A child process killed (and reaped) when the guard is dropped.
-#[derive(Debug)]
-pub struct KillOnDrop(pub Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A loop device over a backing file in its own temporary directory; detached (and
 /// the file removed) on drop.
@@ -688,16 +432,7 @@ impl LoopDevice {
         } else {
             write_filled(&backing, size, fill);
         }
-        let out = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(&backing)
-            .output()
-            .expect("losetup runs");
-        assert!(
-            out.status.success(),
-            "losetup -f --show failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = succeeds(Command::new("losetup").args(["-f", "--show"]).arg(&backing));
         let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         assert!(path.starts_with("/dev/"), "losetup printed {path:?}");
         let mut device = LoopDevice {
@@ -783,16 +518,7 @@ impl Mount {
     /// `mount ARGS... DIR`.
     pub fn new(args: &[&OsStr]) -> Mount {
         let dir = tempdir();
-        let out = Command::new("mount")
-            .args(args)
-            .arg(dir.path())
-            .output()
-            .expect("mount runs");
-        assert!(
-            out.status.success(),
-            "mount {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeds(Command::new("mount").args(args).arg(dir.path()));
         Mount { dir }
     }
 

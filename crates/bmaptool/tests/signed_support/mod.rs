@@ -1,31 +1,35 @@
-//! Harness for the black-box tests of signed bmaps (`tests/signed.rs`): a test image
-//! and its format-2.0 bmap written by the test from the format's rules (digests by
-//! `sha256sum`, independent of the product), a work directory per test, running the
-//! real binary with a chosen GnuPG home, the assertions every signature failure must
-//! pass, the reference's signed test data when `../shared/conformance` is there, and
-//! the test HTTP server. Keys and signatures come from `gpg` (`gpg.rs`, shared with
-//! the library's tests).
+//! The signature tests' part of the harness (`tests/signed.rs`): what every test
+//! binary shares (the environment rule, the clean command, the run assertions, the gpg
+//! fixtures, the HTTP server) is the `test_support` crate's, re-exported here under
+//! the names these tests have always used. Here: a test image and its format-2.0 bmap
+//! written by the test from the format's rules (digests by `sha256sum`, independent of
+//! the product), a work directory per test, running the real binary with a chosen
+//! GnuPG home, the assertions every signature failure must pass, the reference's signed
+//! test data when `../shared/conformance` is there, and the test HTTP server by file
+//! name. Keys and signatures come from `gpg` (`test_support::gpg`, shared with the
+//! library's tests).
 
 #![allow(
     dead_code,
     reason = "a harness: not every test binary that includes it uses every helper"
 )]
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::sync::mpsc;
-use std::time::Duration;
 
 use tempfile::TempDir;
 
-#[path = "../../../bmap/tests/support/gpg.rs"]
-pub mod gpg;
-
-pub use gpg::{require, runs};
+#[allow(
+    unused_imports,
+    reason = "the names the signature tests have always used; each uses its own subset"
+)]
+pub use test_support::{
+    assert_fails, assert_no_panic, assert_ok, clean_command, copy_args, gpg, need_python,
+    pipe_through, read, require, runs, stderr,
+};
 
 // ---------------------------------------------------------------------------------
 // The environment
@@ -37,12 +41,6 @@ pub fn need_tools() -> bool {
         runs("gzip", &["--version"]) && runs("sha256sum", &["--version"]),
         "gzip and sha256sum",
     )
-}
-
-/// `python3` (the test HTTP server).
-#[track_caller]
-pub fn need_python() -> bool {
-    require(runs("python3", &["--version"]), "python3")
 }
 
 /// The tools and a gpg home; `None`: skipped.
@@ -167,18 +165,8 @@ pub fn bmap_without_range_193() -> String {
 
 /// SHA-256 (hex) of `bytes`, by `sha256sum` (independent of the product).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("sha256sum starts");
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let input = bytes.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().expect("sha256sum runs");
-    feeder.join().expect("feeder").expect("feed sha256sum");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
+    let out = pipe_through(&mut Command::new("sha256sum"), bytes);
+    String::from_utf8_lossy(&out)
         .split_whitespace()
         .next()
         .expect("a digest")
@@ -214,10 +202,6 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
-}
-
-pub fn read(path: &Path) -> Vec<u8> {
-    fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 pub fn write(path: &Path, bytes: impl AsRef<[u8]>) {
@@ -292,16 +276,10 @@ pub const REF_IMAGE_SIZE: usize = 821_752;
 /// strict) when it is not beside the repository.
 #[track_caller]
 pub fn conformance() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance/reference-test-data"
-    ));
-    (need_tools()
-        && require(
-            dir.is_dir(),
-            "../shared/conformance (the reference's test data)",
-        ))
-    .then_some(dir)
+    if !need_tools() {
+        return None;
+    }
+    test_support::reference_test_data()
 }
 
 impl Work {
@@ -322,32 +300,12 @@ impl Work {
 // ---------------------------------------------------------------------------------
 // Running the binary
 
-/// Variables that choose proxies: removed from every run.
-const PROXY_VARS: [&str; 10] = [
-    "http_proxy",
-    "HTTP_PROXY",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "ftp_proxy",
-    "FTP_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-    "no_proxy",
-    "NO_PROXY",
-];
-
-/// `bmaptool` with `GNUPGHOME` and `HOME` both `gnupghome` (so that the user's own keys
-/// never count), no proxies, backtraces on, stdin closed.
+/// `bmaptool` with the harness's clean environment
+/// ([`test_support::clean_command`]) and `GNUPGHOME` and `HOME` both `gnupghome` (so
+/// that the user's own keys never count).
 pub fn bmaptool(gnupghome: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bmaptool"));
-    for var in PROXY_VARS {
-        cmd.env_remove(var);
-    }
-    cmd.env("GNUPGHOME", gnupghome)
-        .env("HOME", gnupghome)
-        .env("RUST_BACKTRACE", "1")
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::null());
+    let mut cmd = test_support::clean_command(env!("CARGO_BIN_EXE_bmaptool"));
+    cmd.env("GNUPGHOME", gnupghome).env("HOME", gnupghome);
     cmd
 }
 
@@ -357,78 +315,6 @@ pub fn run<S: AsRef<OsStr>>(gnupghome: &Path, args: impl IntoIterator<Item = S>)
         .args(args)
         .output()
         .expect("bmaptool runs")
-}
-
-/// `copy [EXTRA...] IMAGE DEST`.
-pub fn copy_args<S: AsRef<OsStr>>(
-    extra: impl IntoIterator<Item = S>,
-    image: impl AsRef<OsStr>,
-    dest: &Path,
-) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["copy".into()];
-    args.extend(extra.into_iter().map(|a| a.as_ref().to_owned()));
-    args.push(image.as_ref().to_owned());
-    args.push(dest.into());
-    args
-}
-
-pub fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-#[track_caller]
-pub fn assert_no_panic(text: &str) {
-    for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace", "Traceback"] {
-        assert!(!text.contains(bad), "stderr shows {bad:?}:\n{text}");
-    }
-}
-
-/// Asserts success (exit 0, nothing on stdout, no error, no panic); returns stderr.
-#[track_caller]
-pub fn assert_ok(output: &Output) -> String {
-    let text = stderr(output);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "exit status; stderr:\n{text}"
-    );
-    assert!(output.stdout.is_empty(), "stdout not empty");
-    assert!(!text.contains("ERROR"), "error on success:\n{text}");
-    assert_no_panic(&text);
-    text
-}
-
-/// Asserts a clean failure: exit 1, nothing on stdout, exactly one
-/// `bmaptool: ERROR: ` line containing every needle (case-insensitive), no panic.
-/// Returns the error line.
-#[track_caller]
-pub fn assert_fails(output: &Output, needles: &[&str]) -> String {
-    let text = stderr(output);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "exit status; stderr:\n{text}"
-    );
-    assert!(output.stdout.is_empty(), "stdout not empty on error");
-    assert_no_panic(&text);
-    let errors: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("bmaptool: ERROR: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "exactly one error line expected:\n{text}");
-    assert_eq!(
-        text.matches("ERROR").count(),
-        1,
-        "ERROR appears outside the error line:\n{text}"
-    );
-    let line = errors[0].to_owned();
-    for needle in needles {
-        assert!(
-            line.to_lowercase().contains(&needle.to_lowercase()),
-            "error line does not mention {needle:?}: {line}"
-        );
-    }
-    line
 }
 
 /// Asserts a refusal before anything was written: a clean failure and no `dest`.
@@ -488,63 +374,20 @@ pub fn assert_discovered_sig(text: &str, name: &str) {
 // ---------------------------------------------------------------------------------
 // The test HTTP server
 
-/// `tests/fixtures/httpd.py --root DIR`: prints its port, exits when stdin closes.
+/// `tests/fixtures/httpd.py --root DIR` ([`test_support::HttpServer`]), addressed by
+/// file name.
 #[derive(Debug)]
-pub struct Httpd {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    port: u16,
-}
+pub struct Httpd(test_support::HttpServer);
 
 impl Httpd {
     /// `None`: skipped (no python3).
     #[track_caller]
     pub fn start(root: &Path) -> Option<Httpd> {
-        if !need_python() {
-            return None;
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/httpd.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg("--root")
-            .arg(root)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("httpd.py starts");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut server = Httpd {
-            child,
-            stdin,
-            port: 0,
-        };
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("httpd.py printed its port");
-        server.port = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("httpd.py printed {line:?}, not a port"));
-        Some(server)
+        test_support::HttpServer::start(root).map(Httpd)
     }
 
+    /// `http://127.0.0.1:PORT/NAME`.
     pub fn url(&self, name: &str) -> String {
-        format!("http://127.0.0.1:{}/{name}", self.port)
-    }
-}
-
-impl Drop for Httpd {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.url(&format!("/{name}"))
     }
 }

@@ -6,31 +6,17 @@
 //! Deadlines only bound a hang ([`HANG`]): they never decide a result. "Promptly"
 //! means "without further input", not within some number of milliseconds.
 
-#![allow(
-    dead_code,
-    reason = "each test file that includes this module uses its own subset"
-)]
-
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a state may take to appear, or a process to exit once nothing holds it
 /// back, on a busy machine. It bounds a hang; a passing run never comes near it.
 pub const HANG: Duration = Duration::from_secs(120);
 
 /// Polls `cond` every 10 ms until it holds (`true`) or [`HANG`] passes (`false`).
-pub fn within_hang(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + HANG;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+pub fn within_hang(cond: impl FnMut() -> bool) -> bool {
+    crate::eventually(HANG, cond)
 }
 
 /// `/proc/PID/task/*`: one directory per thread (empty once the process is reaped).

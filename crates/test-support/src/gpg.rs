@@ -1,15 +1,11 @@
 //! gpg-made keys and signatures for the signature tests of both crates (the library's
-//! `tests/signature.rs` and the CLI's `tests/signed.rs` include this file): a temporary
-//! GnuPG home driven by the real `gpg`, the clock faked (`--faked-system-time`) where a
-//! key or a signature must be from the past, and the situations gpgv refuses, each
-//! built the way a user would build it. `gpgv` is the oracle.
+//! `tests/signature.rs` and the CLI's `tests/signed.rs`): a temporary GnuPG home driven
+//! by the real `gpg`, the clock faked (`--faked-system-time`) where a key or a signature
+//! must be from the past, and the situations gpgv refuses, each built the way a user
+//! would build it. `gpgv` is the oracle.
 //!
 //! Tests that need `gpg` skip when it is missing, unless `BMAPTOOL_TEST_STRICT=1`,
-//! where they fail.
-#![allow(
-    dead_code,
-    reason = "shared by two test crates, each of which uses a part of it"
-)]
+//! where they fail (the rule of [`crate::require`]).
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -20,39 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 
-/// The variable that turns a missing environment into test failures.
-pub const STRICT_VAR: &str = "BMAPTOOL_TEST_STRICT";
-
-/// Whether a missing tool fails the test instead of skipping it.
-pub fn strict() -> bool {
-    std::env::var_os(STRICT_VAR).is_some_and(|v| v == "1")
-}
-
-/// `true` when `cond` holds; otherwise skips (`false`, with a note) or, in strict mode,
-/// fails naming what is missing.
-#[track_caller]
-pub fn require(cond: bool, what: &str) -> bool {
-    if cond {
-        return true;
-    }
-    assert!(
-        !strict(),
-        "{STRICT_VAR}=1 and this environment lacks {what}"
-    );
-    eprintln!("SKIPPED: this environment lacks {what} (set {STRICT_VAR}=1 to fail instead)");
-    false
-}
-
-/// Whether `program args...` runs and succeeds.
-pub fn runs(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+pub use crate::env::{STRICT_VAR, require, runs, strict};
 
 /// Seconds since the epoch, now.
 pub fn now() -> u64 {
