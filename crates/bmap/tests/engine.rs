@@ -542,3 +542,34 @@ fn a_failed_write_is_a_range_event_and_the_copy_stops_unfinished() {
     assert_eq!(sink.1.finished, None);
     assert!(!events.contains(&Event::Phase(Phase::Syncing)));
 }
+
+#[test]
+fn a_verify_only_pass_checks_an_image_against_its_bmap_without_writing() {
+    let (mut image, bmap) = sample(37, 4096, 120, 0);
+    let plan = Plan::new(stream(&image.bytes, None), Some(bmap.clone()), None).expect("plan");
+    let outcome = plan
+        .run(
+            &mut copy::Discard,
+            &mut copy::NoEvents,
+            &copy::Options::default(),
+        )
+        .expect("the image matches its bmap");
+    assert_eq!(outcome.ranges_verified, bmap.ranges().len() as u64);
+    assert_eq!(outcome.bytes_written, bmap.mapped_bytes());
+
+    let last = bmap.ranges()[bmap.ranges().len() - 1];
+    let (start, len) = bmap.byte_span(&last);
+    image.bytes[usize::try_from(start + len - 1).expect("small")] ^= 1;
+    let plan = Plan::new(stream(&image.bytes, None), Some(bmap.clone()), None).expect("plan");
+    let error = plan
+        .run(
+            &mut copy::Discard,
+            &mut copy::NoEvents,
+            &copy::Options::default(),
+        )
+        .expect_err("a changed last byte");
+    assert!(
+        matches!(&error, copy::Error::ChecksumMismatch(m) if m.first == last.first()),
+        "{error}"
+    );
+}

@@ -36,7 +36,7 @@ use crate::source::Image;
 
 pub use events::{Event, Events, NoEvents, Outcome, Phase, RangeOutcome, RangeResult, Timings};
 pub use plan::{Plan, Span};
-pub use sink::{DestWriter, RangeSink, Verdict};
+pub use sink::{DestWriter, Discard, RangeSink, Verdict};
 
 /// Choices for [`Plan::run`].
 #[derive(Debug, Clone)]

@@ -1,7 +1,8 @@
 //! The last stage of a copy: a [`RangeSink`] takes each range's bytes after they were
-//! hashed. [`DestWriter`], writing to one [`Dest`], is one implementation; a read-back
-//! check, several destinations or a verify-only pass are others, and the reader and
-//! the hashers do not change for them.
+//! hashed. [`DestWriter`], writing to one [`Dest`], is one implementation and
+//! [`Discard`] (a verify-only pass) another; a read-back check or several
+//! destinations are others to come, and the reader and the hashers do not change for
+//! them.
 
 use super::{Error, Span};
 use crate::dest::{Dest, MIN_ALIGN};
@@ -114,6 +115,21 @@ impl RangeSink for DestWriter {
     fn finish(&mut self, image_size: u64) -> Result<(), Error> {
         let dest = self.dest.take().ok_or(Error::Finished)?;
         dest.finish(image_size)?;
+        Ok(())
+    }
+}
+
+/// Takes the ranges and writes nothing: a verify-only pass (does this image match
+/// its bmap?), or the base of a sink that only looks at the bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Discard;
+
+impl RangeSink for Discard {
+    fn chunk(&mut self, _data: &[u8], _offset: u64) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn finish(&mut self, _image_size: u64) -> Result<(), Error> {
         Ok(())
     }
 }
