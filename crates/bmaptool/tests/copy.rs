@@ -148,6 +148,39 @@ fn test_image_from_stdin_redirected_from_the_file_with_each_bmap_version() {
 }
 
 #[test]
+fn stdin_redirected_from_a_file_is_read_at_offsets_like_the_path_and_a_pipe_is_read_through() {
+    let dir = tempdir();
+    let (image, mut bytes) = test_image(dir.path());
+    // Data where the bmap has a hole (block 200, in the trailing hole): a copy that reads
+    // at offsets never sees it; a copy that reads the image through checks every hole.
+    let in_hole = 200 * 4096 + 10;
+    flip_byte(&image, in_hole);
+    let bmap = test_bmap("2.0");
+    for (how, output) in [
+        (
+            "path",
+            run(with_bmap(&bmap, &image, &dir.path().join("path.img"))),
+        ),
+        (
+            "stdin",
+            run_stdin_file(with_bmap(&bmap, "-", &dir.path().join("stdin.img")), &image),
+        ),
+    ] {
+        assert_ok(&output);
+        // The hole stays a hole: the destination holds the image with zeros there.
+        bytes[in_hole as usize] = 0;
+        assert_eq!(read(&dir.path().join(format!("{how}.img"))), bytes, "{how}");
+    }
+    let piped = dir.path().join("piped.img");
+    let output = run_stdin_pipe(with_bmap(&bmap, "-", &piped), read(&image));
+    assert_fails(
+        &output,
+        &["block 200 ", "is a hole in the bmap but holds data"],
+    );
+    assert_no_partial_image(&piped);
+}
+
+#[test]
 fn test_image_over_a_larger_existing_file_leaves_no_old_bytes() {
     if !need_python() {
         return;

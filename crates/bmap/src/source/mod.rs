@@ -164,10 +164,35 @@ fn threads() -> u32 {
 pub fn open(path: &Path) -> Result<Opened, Error> {
     let image = Image::open(path)?;
     let name = path.to_string_lossy();
-    let named = compression::from_name(&name);
     let Image::File { file, size } = image else {
         return open_stream_named(image_reader(image), Some(&name), None, None);
     };
+    open_at_offsets(file, size, path, Some(&name))
+}
+
+/// Opens a regular file that is already open as an image, read at offsets with its
+/// holes skipped, as [`open`] reads a path: standard input redirected from a file
+/// (`bmaptool copy - DEST < disk.img`). Its format is recognised from its first bytes
+/// alone. The file is read from offset 0 with positioned reads, so its offset is left
+/// as it was: the caller makes sure that offset is 0 (bytes before it would not be the
+/// image's). `label` names it in errors.
+pub fn open_file(file: File, label: &Path) -> Result<Opened, Error> {
+    let meta = file.metadata().map_err(|source| Error::Open {
+        path: label.to_owned(),
+        source,
+    })?;
+    open_at_offsets(file, meta.len(), label, None)
+}
+
+/// A regular file or block device of `size` bytes: a raw image is read at offsets,
+/// anything else through its decoder chain.
+fn open_at_offsets(
+    file: File,
+    size: u64,
+    path: &Path,
+    name: Option<&str>,
+) -> Result<Opened, Error> {
+    let named = name.and_then(compression::from_name);
     let mut head = vec![0u8; compression::SNIFF_LEN];
     let got = file.read_at(&mut head, 0).map_err(|source| Error::Open {
         path: path.to_owned(),
@@ -185,7 +210,13 @@ pub fn open(path: &Path) -> Result<Opened, Error> {
     }
     let mut file = file;
     let declared = declared_size(&head, &mut file, size);
-    open_stream_named(Box::new(file), Some(&name), None, declared)
+    // The decoders read from the file's offset: from the start.
+    file.seek(SeekFrom::Start(0))
+        .map_err(|source| Error::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    open_stream_named(Box::new(file), name, None, declared)
 }
 
 /// The decoded size an xz file that can be read at offsets declares in its indexes.

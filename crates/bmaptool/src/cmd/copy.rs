@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Seek};
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -238,19 +238,25 @@ fn open_image(
                 .as_fd()
                 .try_clone_to_owned()
                 .context("cannot open standard input")?;
-            let file = File::from(fd);
+            let mut file = File::from(fd);
             source::tune_pipe(&file);
-            // A regular file redirected to stdin has a known size, as in the reference.
-            let size = file
-                .metadata()
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| m.len());
-            // Recognising the format reads the first bytes, which may not come for a while.
-            // Its errors say "cannot read image ..." themselves.
-            crate::signals::blocking(&remote.interrupt, move || {
-                source::open_stream(Box::new(file), None, size)
-            })??
+            let regular = file.metadata().ok().filter(|m| m.is_file());
+            match regular {
+                // A regular file redirected to stdin from its start is read as the file
+                // it is: at offsets, holes skipped (a stream reads every hole's zeroes).
+                Some(_) if file.stream_position().is_ok_and(|at| at == 0) => {
+                    source::open_file(file, Path::new("-"))?
+                }
+                // Otherwise its size is known, as in the reference. Recognising the
+                // format reads the first bytes, which may not come for a while. Its
+                // errors say "cannot read image ..." themselves.
+                _ => {
+                    let size = regular.map(|m| m.len());
+                    crate::signals::blocking(&remote.interrupt, move || {
+                        source::open_stream(Box::new(file), None, size)
+                    })??
+                }
+            }
         }
         // Opening a FIFO waits for a writer: let a signal end that wait.
         Location::Local(path) => {
