@@ -16,6 +16,7 @@
 //! | bytes that are not UTF-8, or not well-formed XML | refuses up front | refuse |
 //! | a DTD (entity declarations) | expands the entities | refuse: no bmap needs one, and expansion is an attack surface |
 //! | any root element name, unknown elements and attributes, spaces around values, `3 - 5`, `+3`, `1_0` | accepts | accept silently |
+//! | comments or processing instructions inside a value (`<ImageSize><!-- x -->42</ImageSize>`, `1<!-- -->-2`) | drops them, reads the text around them as one | the same |
 //! | no `version` attribute | crash | refuse |
 //! | `version="2"` (no minor) | crash | accept, read as 2.0 |
 //! | major version 0, or above 2 | 0: copies, unverified; above 2: crash | refuse, naming the version |
@@ -51,6 +52,8 @@
 //!
 //! Accepted oddities come back as [`Warning`]s for the caller to show; refusals are
 //! [`ParseError`]s naming the line and the values.
+
+use std::borrow::Cow;
 
 use roxmltree::{Document, Node, ParsingOptions};
 
@@ -261,7 +264,8 @@ impl<'input> Parser<'_, 'input> {
                     element: "ChecksumType",
                     version,
                 })?;
-            let name = node.text().unwrap_or("").trim();
+            let name = text_of(node);
+            let name = name.trim();
             let kind =
                 ChecksumKind::from_name(name).ok_or_else(|| ParseError::UnknownChecksumType {
                     name: name.to_owned(),
@@ -305,14 +309,14 @@ impl<'input> Parser<'_, 'input> {
             return Ok(SelfCheck::Absent);
         };
         let kind = scheme.kind.unwrap_or(ChecksumKind::Sha1);
-        let raw = node.text().unwrap_or("");
+        let raw = text_of(node);
         let expected = raw.trim();
         Digest::from_hex(kind, expected).map_err(|source| ParseError::BadDigest {
             element: format!("<{}>", scheme.file_element),
             line: self.line(node),
             source,
         })?;
-        let at = self.digest_offset(node, raw, expected);
+        let at = self.digest_offset(node, &raw, expected);
         let actual =
             self_checksum(kind, self.bytes, at).expect("the digest's text lies inside the file");
         if !actual.to_hex().eq_ignore_ascii_case(expected) {
@@ -359,7 +363,8 @@ impl<'input> Parser<'_, 'input> {
         // Counted first so the vector is allocated once, at its size.
         let mut ranges = Vec::with_capacity(range_nodes(map).count());
         for node in range_nodes(map) {
-            let text = node.text().unwrap_or("");
+            let text = text_of(node);
+            let text = text.as_ref();
             let bad = || ParseError::BadRange {
                 text: text.trim().to_owned(),
                 line: self.line(node),
@@ -402,7 +407,8 @@ impl<'input> Parser<'_, 'input> {
             .and_then(|map| {
                 range_nodes(map)
                     .filter(|node| {
-                        let text = node.text().unwrap_or("");
+                        let text = text_of(*node);
+                        let text = text.as_ref();
                         let first = text.split_once('-').map_or(text, |(a, _)| a);
                         parse_u64(first) == Some(range.first())
                             && node.attributes().any(|a| {
@@ -441,8 +447,8 @@ impl<'input> Parser<'_, 'input> {
         let Some(node) = self.child(root, name) else {
             return Ok(None);
         };
-        let value = node.text().unwrap_or("");
-        match parse_u64(value) {
+        let value = text_of(node);
+        match parse_u64(&value) {
             Some(n) => Ok(Some((n, node))),
             None => Err(ParseError::BadNumber {
                 element: name.to_owned(),
@@ -468,6 +474,30 @@ impl<'input> Parser<'_, 'input> {
     /// The line a node starts on. Linear in the node's offset: for errors only.
     fn line(&self, node: Node<'_, '_>) -> u32 {
         self.doc.text_pos_at(node.range().start).row
+    }
+}
+
+/// An element's text as the reference's parser (ElementTree) reads it: all the text
+/// before its first child element, with comments and processing instructions left out,
+/// so `<ImageSize><!-- size -->42</ImageSize>` holds 42 and `<Range>1<!-- -->-2</Range>`
+/// holds `1-2`. Borrowed in the usual case of a single text node.
+fn text_of<'a>(node: Node<'a, '_>) -> Cow<'a, str> {
+    let mut parts = node
+        .children()
+        .take_while(|c| !c.is_element())
+        .filter(|c| c.is_text())
+        .filter_map(|c| c.text());
+    let Some(first) = parts.next() else {
+        return Cow::Borrowed("");
+    };
+    match parts.next() {
+        None => Cow::Borrowed(first),
+        Some(second) => {
+            let mut text = String::from(first);
+            text.push_str(second);
+            text.extend(parts);
+            Cow::Owned(text)
+        }
     }
 }
 
