@@ -77,6 +77,9 @@ impl Image {
     }
 }
 
+/// A change to a bmap's text.
+type Edit = fn(String) -> String;
+
 /// `copy --bmap BMAP IMAGE DEST`.
 fn copy_args(bmap: &Path, image: &Path, dest: &Path) -> Vec<OsString> {
     vec![
@@ -95,7 +98,7 @@ fn copy_args(bmap: &Path, image: &Path, dest: &Path) -> Vec<OsString> {
 fn comments_inside_bmap_values_are_dropped_as_the_reference_drops_them() {
     let dir = tempdir();
     let image = Image::new(dir.path());
-    let edits: [(&str, fn(String) -> String); 4] = [
+    let edits: [(&str, Edit); 4] = [
         ("in ImageSize", |t| {
             t.replacen("<ImageSize> ", "<ImageSize><!-- bytes --> ", 1)
         }),
