@@ -124,3 +124,41 @@ fn comments_inside_bmap_values_are_dropped_as_the_reference_drops_them() {
         assert_eq!(read(&dest), image.bytes, "{place}");
     }
 }
+
+/// A loop device backed by the image is the image under another name: writing a
+/// decompressed image onto it overwrote the compressed file while it was being read,
+/// and the copy "succeeded". Refused like any other name of the image, given as a path
+/// or as standard input, and the image is untouched.
+#[test]
+fn image_survives_a_copy_onto_a_loop_device_backed_by_it() {
+    if !need_loop_devices() || !require(runs("gzip", &["--version"]), "gzip") {
+        return;
+    }
+    let dir = tempdir();
+    let raw = dir.path().join("random.img");
+    fs::write(&raw, random_bytes(11, MIB as usize)).expect("write image");
+    assert!(runs("gzip", &["-k", &raw.to_string_lossy()]));
+    let gz = read(&dir.path().join("random.img.gz"));
+    // Room for the decompressed image: the gzip stream, then zero padding.
+    let device = LoopDevice::new(2 * MIB, 0);
+    File::options()
+        .write(true)
+        .open(device.backing())
+        .and_then(|f| f.write_all_at(&gz, 0))
+        .expect("write the gzip file as the backing file");
+    let before = read(device.backing());
+    let image = dir.path().join("image.img.gz");
+    std::os::unix::fs::symlink(device.backing(), &image).expect("symlink");
+
+    let out = run([
+        "copy".into(),
+        "--nobmap".into(),
+        image.into_os_string(),
+        device.path().into(),
+    ]);
+    assert_fails(&out, &["is the image itself"]);
+    let args = ["copy", "--nobmap", "-", &device.path().to_string_lossy()];
+    let out = run_stdin_file(args, device.backing());
+    assert_fails(&out, &["is the image itself", "standard input"]);
+    assert!(read(device.backing()) == before, "the image was written");
+}
