@@ -8,6 +8,7 @@
 
 #[allow(dead_code)] // the copy tests' harness; this file uses part of it
 mod copy_support;
+mod signed_support;
 
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -161,4 +162,35 @@ fn image_survives_a_copy_onto_a_loop_device_backed_by_it() {
     let out = run_stdin_file(args, device.backing());
     assert_fails(&out, &["is the image itself", "standard input"]);
     assert!(read(device.backing()) == before, "the image was written");
+}
+
+/// gpg writes a clearsigned bmap back with its own line endings, so a bmap with CRLF
+/// line endings, whose own checksum covers the CRs, verifies after gpg clearsigned it
+/// (it was refused with a checksum mismatch: the CRs were dropped).
+#[test]
+fn clearsigned_bmap_with_crlf_line_endings_keeps_them_for_its_own_checksum() {
+    let Some(gpg) = signed_support::need_gpg() else {
+        return;
+    };
+    let key = gpg.gen_key("QA Signer <qa@example.org>", "ed25519", "sign");
+    let dir = tempdir();
+    let image = Image::new(dir.path());
+    let plain = dir.path().join("crlf.bmap");
+    fs::write(&plain, image.bmap(|t| t.replace('\n', "\r\n"))).expect("write bmap");
+    let clear = dir.path().join("crlf.bmap.asc");
+    gpg.clearsign(&[&key], &plain, &clear);
+    for extra in [vec!["--fingerprint", key.as_str()], vec!["--no-sig-verify"]] {
+        let dest = dir.path().join("out.img");
+        let mut args = vec![
+            "copy".into(),
+            "--bmap".into(),
+            clear.clone().into_os_string(),
+        ];
+        args.extend(extra.iter().map(OsString::from));
+        args.extend([image.path.clone().into_os_string(), dest.clone().into()]);
+        let out = signed_support::run(&gpg.home, args);
+        assert_ok(&out);
+        assert!(stderr(&out).contains("2 of 2 ranges verified"), "{extra:?}");
+        assert_eq!(read(&dest), image.bytes, "{extra:?}");
+    }
 }

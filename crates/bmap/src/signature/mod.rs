@@ -363,18 +363,23 @@ fn parse_clearsigned(bytes: &[u8]) -> Result<(CleartextSignedMessage, Vec<u8>), 
         .map_err(|_| Error::Malformed("a clearsigned bmap that is not UTF-8 text".into()))?;
     let (message, _) = CleartextSignedMessage::from_string(input.trim_start())
         .map_err(|e| Error::Malformed(e.to_string()))?;
-    // The signed text with dash-escaping undone ("- -x" was "-x"), without its last
-    // line ending as OpenPGP defines it; gpg writes the bmap back with it, and the
-    // bmap's own checksum covers it.
-    let escaped = message.text().replace("\r\n", "\n");
-    let mut text = Vec::with_capacity(escaped.len() + 1);
+    // The signed text with dash-escaping undone ("- -x" was "-x"), as gpg writes it
+    // back: each line keeps its own line ending ("\r\n" stays: the bmap's own checksum
+    // covers it), and the last line gets the one before the signature's armor, which
+    // OpenPGP leaves out of the signed text.
+    let escaped = message.text();
+    let last_ending: &[u8] = match input.find("\n-----BEGIN PGP SIGNATURE") {
+        Some(at) if input[..at].ends_with('\r') => b"\r\n",
+        _ => b"\n",
+    };
+    let mut text = Vec::with_capacity(escaped.len() + 2);
     for (i, line) in escaped.split('\n').enumerate() {
         if i > 0 {
             text.push(b'\n');
         }
         text.extend_from_slice(line.strip_prefix("- ").unwrap_or(line).as_bytes());
     }
-    text.push(b'\n');
+    text.extend_from_slice(last_ending);
     Ok((message, text))
 }
 
