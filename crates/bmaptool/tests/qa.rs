@@ -194,3 +194,80 @@ fn clearsigned_bmap_with_crlf_line_endings_keeps_them_for_its_own_checksum() {
         assert_eq!(read(&dest), image.bytes, "{extra:?}");
     }
 }
+
+/// A signature with a critical notation gpg does not know is BAD for gpgv ("unknown
+/// critical bit"); it was reported as successfully verified. A non-critical notation,
+/// or a critical one gpg knows, still verifies; beside a good signature the critical
+/// one still refuses the file, as gpgv refuses it.
+#[test]
+fn signature_with_an_unknown_critical_notation_is_refused_as_gpgv_refuses_it() {
+    let Some(gpg) = signed_support::need_gpg() else {
+        return;
+    };
+    let key = gpg.gen_key("QA Signer <qa@example.org>", "ed25519", "sign");
+    let dir = tempdir();
+    let image = Image::new(dir.path());
+    let bmap = dir.path().join("qa.bmap");
+    fs::write(&bmap, image.bmap(|t| t)).expect("write bmap");
+    let keyring = dir.path().join("keyring.gpg");
+    fs::write(&keyring, gpg.export(&[&key], false)).expect("write keyring");
+    let sign = |name: &str, notation: &str| {
+        let sig = dir.path().join(name);
+        gpg.run([
+            "--local-user",
+            &key,
+            "--sig-notation",
+            notation,
+            "--detach-sign",
+            "--output",
+            &sig.to_string_lossy(),
+            &bmap.to_string_lossy(),
+        ]);
+        sig
+    };
+    let critical = sign("critical.sig", "!build@example.org=42");
+    let plain = sign("plain.sig", "build@example.org=42");
+    let known = sign("known.sig", "!pka-address@gnupg.org=qa@example.org");
+    let both = dir.path().join("both.sig");
+    fs::write(&both, [read(&plain), read(&critical)].concat()).expect("write both");
+
+    for (sig, good) in [
+        (&critical, false),
+        (&plain, true),
+        (&known, true),
+        (&both, false),
+    ] {
+        let Some(gpgv) = signed_support::gpg::Gpgv::check(&keyring, sig, &bmap) else {
+            return;
+        };
+        assert_eq!(gpgv.accepts(), good, "gpgv on {sig:?}:\n{}", gpgv.status);
+        let dest = dir.path().join("out.img");
+        let _ = fs::remove_file(&dest);
+        let args: [&std::ffi::OsStr; 9] = [
+            "copy".as_ref(),
+            "--bmap".as_ref(),
+            bmap.as_ref(),
+            "--bmap-sig".as_ref(),
+            sig.as_ref(),
+            "--keyring".as_ref(),
+            keyring.as_ref(),
+            image.path.as_ref(),
+            dest.as_ref(),
+        ];
+        let out = run(args);
+        if good {
+            assert_ok(&out);
+            assert_eq!(read(&dest), image.bytes);
+        } else {
+            assert_fails(
+                &out,
+                &[
+                    "critical notation 'build@example.org'",
+                    "counts as BAD",
+                    &key,
+                ],
+            );
+            assert!(!dest.exists(), "nothing is written for a refused signature");
+        }
+    }
+}

@@ -209,6 +209,12 @@ pub enum State {
         /// The signing key's creation.
         created: Date,
     },
+    /// The signature carries a critical notation gpg does not know (gpgv: "assuming bad
+    /// signature ... due to an unknown critical bit", then BAD).
+    CriticalNotation {
+        /// The notation's name.
+        name: String,
+    },
 }
 
 impl State {
@@ -217,7 +223,10 @@ impl State {
     fn after_cryptography(&self) -> bool {
         matches!(
             self,
-            State::KeyExpired { .. } | State::KeyRevoked { .. } | State::SignatureExpired { .. }
+            State::KeyExpired { .. }
+                | State::KeyRevoked { .. }
+                | State::SignatureExpired { .. }
+                | State::CriticalNotation { .. }
         )
     }
 
@@ -246,6 +255,10 @@ impl State {
             State::SignatureExpired { on } => format!("the signature expired on {on}"),
             State::OlderThanKey { signed, created } => format!(
                 "the signature is dated {signed}, older than the key (created on {created})"
+            ),
+            State::CriticalNotation { name } => format!(
+                "the signature carries the critical notation '{name}', which gpg does not \
+                 know and so counts as BAD"
             ),
         }
     }
