@@ -116,6 +116,18 @@ pub enum ParseError {
     /// Not well-formed XML (roxmltree's message names line and column).
     #[error("not a valid XML file: {0}")]
     Xml(#[from] roxmltree::Error),
+    /// An element with more attributes than any bmap's (the XML parser's time grows with
+    /// the square of their number: a hostile bmap could keep it busy for hours).
+    #[error(
+        "line {line}: an element with more than {max} attributes, which no bmap has: this is \
+         not a bmap"
+    )]
+    TooManyAttributes {
+        /// Line number.
+        line: u32,
+        /// The most attributes accepted on one element.
+        max: usize,
+    },
     /// The root element has no `version` attribute.
     #[error("line {line}: the <{root}> element has no 'version' attribute")]
     MissingVersion {
