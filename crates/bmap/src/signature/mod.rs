@@ -23,6 +23,7 @@
 //! and the others are reported in [`Verified::passed_over`]. A BAD signature among
 //! them refuses the file, as gpgv fails.
 
+mod clearsigned;
 mod date;
 mod ecdsa;
 mod judge;
@@ -31,7 +32,7 @@ mod validity;
 
 use std::time::SystemTime;
 
-use pgp::composed::{CleartextSignedMessage, Deserializable, DetachedSignature};
+use pgp::composed::{Deserializable, DetachedSignature};
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::types::KeyDetails;
 
@@ -359,41 +360,15 @@ pub fn verify_clearsigned(
     keyring: &Keyring,
     options: &Options,
 ) -> Result<(Verified, Vec<u8>), Error> {
-    let (message, text) = parse_clearsigned(bytes)?;
-    let signed = message.signed_text();
-    let verified = judge::all(message.signatures(), signed.as_bytes(), keyring, options)?;
-    Ok((verified, text))
+    let message = clearsigned::parse(bytes)?;
+    let verified = judge::all(&message.signatures, &message.signed, keyring, options)?;
+    Ok((verified, message.text))
 }
 
 /// The signed text of a clearsigned bmap, without checking the signature
 /// (`--no-sig-verify`): still only the text inside the signed block.
 pub fn clearsigned_text(bytes: &[u8]) -> Result<Vec<u8>, Error> {
-    parse_clearsigned(bytes).map(|(_, text)| text)
-}
-
-fn parse_clearsigned(bytes: &[u8]) -> Result<(CleartextSignedMessage, Vec<u8>), Error> {
-    let input = std::str::from_utf8(bytes)
-        .map_err(|_| Error::Malformed("a clearsigned bmap that is not UTF-8 text".into()))?;
-    let (message, _) = CleartextSignedMessage::from_string(input.trim_start())
-        .map_err(|e| Error::Malformed(e.to_string()))?;
-    // The signed text with dash-escaping undone ("- -x" was "-x"), as gpg writes it
-    // back: each line keeps its own line ending ("\r\n" stays: the bmap's own checksum
-    // covers it), and the last line gets the one before the signature's armor, which
-    // OpenPGP leaves out of the signed text.
-    let escaped = message.text();
-    let last_ending: &[u8] = match input.find("\n-----BEGIN PGP SIGNATURE") {
-        Some(at) if input[..at].ends_with('\r') => b"\r\n",
-        _ => b"\n",
-    };
-    let mut text = Vec::with_capacity(escaped.len() + 2);
-    for (i, line) in escaped.split('\n').enumerate() {
-        if i > 0 {
-            text.push(b'\n');
-        }
-        text.extend_from_slice(line.strip_prefix("- ").unwrap_or(line).as_bytes());
-    }
-    text.extend_from_slice(last_ending);
-    Ok((message, text))
+    clearsigned::parse(bytes).map(|message| message.text)
 }
 
 /// A key's fingerprint, upper-case hex.
