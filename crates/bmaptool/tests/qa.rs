@@ -384,3 +384,28 @@ fn clearsigned_bmap_of_60000_ranges_is_read_in_linear_time() {
         started.elapsed()
     );
 }
+
+/// A file of /proc says it is 0 bytes long and holds bytes: `--nobmap` wrote an empty
+/// file and succeeded; the reference copies its bytes, and so do we now. A really empty
+/// file is still an empty image.
+#[test]
+fn nobmap_copies_a_proc_file_that_says_it_is_empty() {
+    let dir = tempdir();
+    let dest = dir.path().join("version.img");
+    let out = run(["copy", "--nobmap", "/proc/version", &dest.to_string_lossy()]);
+    assert_ok(&out);
+    let expected = read(Path::new("/proc/version"));
+    assert!(!expected.is_empty());
+    assert_eq!(read(&dest), expected);
+
+    let empty = dir.path().join("empty.img");
+    fs::write(&empty, b"").expect("write empty image");
+    let out = run([
+        "copy".as_ref(),
+        "--nobmap".as_ref(),
+        empty.as_os_str(),
+        dest.as_os_str(),
+    ]);
+    assert_ok(&out);
+    assert!(read(&dest).is_empty());
+}
