@@ -409,3 +409,85 @@ fn nobmap_copies_a_proc_file_that_says_it_is_empty() {
     assert_ok(&out);
     assert!(read(&dest).is_empty());
 }
+
+/// LZ4 skippable frames (before, between and after frames) are passed over by `lz4 -d`;
+/// they were refused here (one at the start was even taken for zstd). A skippable frame
+/// cut short is still a truncated file.
+#[test]
+fn lz4_skippable_frames_are_passed_over_as_lz4_does() {
+    if !require(runs("lz4", &["--version"]), "lz4") {
+        return;
+    }
+    let dir = tempdir();
+    let image = Image::new(dir.path());
+    let bmap = dir.path().join("qa.bmap");
+    fs::write(&bmap, image.bmap(|t| t)).expect("write bmap");
+    let frame = std::process::Command::new("lz4")
+        .args(["-c", "-q"])
+        .arg(&image.path)
+        .output()
+        .expect("lz4 runs")
+        .stdout;
+    assert!(!frame.is_empty());
+    let skippable = |magic: u32, data: &[u8]| {
+        let mut bytes = magic.to_le_bytes().to_vec();
+        bytes.extend((data.len() as u32).to_le_bytes());
+        bytes.extend(data);
+        bytes
+    };
+    let (half, rest) = image.bytes.split_at(BLOCK as usize * 5);
+    let mut halves = Vec::new();
+    for (i, part) in [half, rest].into_iter().enumerate() {
+        let file = dir.path().join(format!("part{i}"));
+        fs::write(&file, part).expect("write part");
+        let out = std::process::Command::new("lz4")
+            .args(["-c", "-q"])
+            .arg(&file)
+            .output()
+            .expect("lz4 runs");
+        halves.push(out.stdout);
+    }
+    let cases = [
+        (
+            "before",
+            [skippable(0x184D_2A50, b"meta"), frame.clone()].concat(),
+        ),
+        (
+            "after",
+            [frame.clone(), skippable(0x184D_2A5F, b"")].concat(),
+        ),
+        (
+            "between",
+            [
+                halves[0].clone(),
+                skippable(0x184D_2A55, &[7; 300]),
+                halves[1].clone(),
+            ]
+            .concat(),
+        ),
+    ];
+    for (place, bytes) in cases {
+        let lz4 = dir.path().join(format!("{place}.img.lz4"));
+        fs::write(&lz4, bytes).expect("write lz4");
+        assert!(
+            runs("lz4", &["-t", "-q", &lz4.to_string_lossy()]),
+            "lz4 -t: {place}"
+        );
+        let dest = dir.path().join(format!("{place}.img"));
+        let out = run(copy_args(&bmap, &lz4, &dest));
+        assert_ok(&out);
+        assert!(
+            !stderr(&out).contains("WARNING"),
+            "{place}: {}",
+            stderr(&out)
+        );
+        assert_eq!(read(&dest), image.bytes, "{place}");
+    }
+    let cut = dir.path().join("cut.img.lz4");
+    let mut bytes = [frame, skippable(0x184D_2A50, &[1; 100])].concat();
+    bytes.truncate(bytes.len() - 50);
+    fs::write(&cut, bytes).expect("write lz4");
+    let dest = dir.path().join("cut.img");
+    assert_fails(&run(copy_args(&bmap, &cut, &dest)), &["truncated"]);
+    assert!(!dest.exists());
+}
