@@ -491,3 +491,43 @@ fn lz4_skippable_frames_are_passed_over_as_lz4_does() {
     assert_fails(&run(copy_args(&bmap, &cut, &dest)), &["truncated"]);
     assert!(!dest.exists());
 }
+
+/// A document type that declares nothing (`<!DOCTYPE bmap>`, or one naming an external
+/// DTD, which is never read) is harmless and the reference accepts it: it was refused.
+/// Declarations (where entities live) stay refused, however the declaration is hidden.
+#[test]
+fn a_doctype_without_declarations_is_accepted_and_one_with_them_refused() {
+    let dir = tempdir();
+    let image = Image::new(dir.path());
+    let dest = dir.path().join("out.img");
+    let good = [
+        "<!DOCTYPE bmap>\n",
+        "<!DOCTYPE bmap SYSTEM \"http://127.0.0.1:9/bmap.dtd\">\n",
+    ];
+    let bad = [
+        "<!DOCTYPE bmap [<!ENTITY a \"4096\">]>\n",
+        "<!DOCTYPE bmap SYSTEM \"a>b\" [<!ENTITY a \"1\">]>\n",
+        "<!-- <!DOCTYPE x> -->\n<!DOCTYPE bmap [<!ENTITY a \"1\">]>\n",
+    ];
+    for (doctype, accepted) in good
+        .iter()
+        .map(|d| (d, true))
+        .chain(bad.iter().map(|d| (d, false)))
+    {
+        let bmap = dir.path().join("doctype.bmap");
+        fs::write(
+            &bmap,
+            image.bmap(|t| t.replacen("<bmap ", &format!("{doctype}<bmap "), 1)),
+        )
+        .expect("write bmap");
+        let _ = fs::remove_file(&dest);
+        let out = run(copy_args(&bmap, &image.path, &dest));
+        if accepted {
+            assert_ok(&out);
+            assert_eq!(read(&dest), image.bytes, "{doctype}");
+        } else {
+            assert_fails(&out, &["DTD"]);
+            assert!(!dest.exists(), "{doctype}");
+        }
+    }
+}

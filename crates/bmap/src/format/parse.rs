@@ -14,7 +14,8 @@
 //! | The bmap has | Reference 3.6 | Here |
 //! |---|---|---|
 //! | bytes that are not UTF-8, or not well-formed XML | refuses up front | refuse |
-//! | a DTD (entity declarations) | expands the entities | refuse: no bmap needs one, and expansion is an attack surface |
+//! | a DTD with declarations (`<!DOCTYPE bmap [ ... ]>`) | expands the entities | refuse: no bmap needs one, and expansion is an attack surface |
+//! | a document type without declarations (`<!DOCTYPE bmap>`, or naming an external DTD) | accepts (never reads the external DTD) | accept silently, the same |
 //! | any root element name, unknown elements and attributes, spaces around values, `3 - 5`, `+3`, `1_0` | accepts | accept silently |
 //! | comments or processing instructions inside a value (`<ImageSize><!-- x -->42</ImageSize>`, `1<!-- -->-2`) | drops them, reads the text around them as one | the same |
 //! | no `version` attribute | crash | refuse |
@@ -87,7 +88,7 @@ pub enum SelfCheck {
 pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
     let text = std::str::from_utf8(bytes).map_err(|e| ParseError::NotUtf8(e.valid_up_to()))?;
     let options = ParsingOptions {
-        allow_dtd: false,
+        allow_dtd: doctype_without_declarations(text),
         ..ParsingOptions::default()
     };
     check_attribute_counts(text)?;
@@ -476,6 +477,32 @@ impl<'input> Parser<'_, 'input> {
     fn line(&self, node: Node<'_, '_>) -> u32 {
         self.doc.text_pos_at(node.range().start).row
     }
+}
+
+/// Whether the document type declaration, if there is one, declares nothing itself
+/// (`<!DOCTYPE bmap>` or `<!DOCTYPE bmap SYSTEM "bmap.dtd">`, whose DTD is never read):
+/// harmless, and the reference accepts it. An internal subset (`[...]`, where entities
+/// are declared) stays refused.
+fn doctype_without_declarations(text: &str) -> bool {
+    // One declaration at most, so that one in a comment cannot stand for the real one.
+    let Some(at) = text.find("<!DOCTYPE") else {
+        return false;
+    };
+    if text[at + 1..].contains("<!DOCTYPE") {
+        return false;
+    }
+    let mut quote = None;
+    for c in text[at..].chars() {
+        match (quote, c) {
+            (Some(q), _) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '[') => return false,
+            (None, '>') => return true,
+            (None, _) => {}
+        }
+    }
+    false
 }
 
 /// The most attributes (namespace declarations included) one element may have. The XML
