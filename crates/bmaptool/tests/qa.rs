@@ -531,3 +531,29 @@ fn a_doctype_without_declarations_is_accepted_and_one_with_them_refused() {
         }
     }
 }
+
+/// A cut `.lzo` said "failed to fill whole buffer"; it says the file is truncated now.
+#[test]
+fn a_cut_lzo_file_is_called_truncated() {
+    if !require(runs("lzop", &["--version"]), "lzop") {
+        return;
+    }
+    let dir = tempdir();
+    let image = Image::new(dir.path());
+    let bmap = dir.path().join("qa.bmap");
+    fs::write(&bmap, image.bmap(|t| t)).expect("write bmap");
+    let lzo = std::process::Command::new("lzop")
+        .arg("-c")
+        .arg(&image.path)
+        .output()
+        .expect("lzop runs")
+        .stdout;
+    let cut = dir.path().join("cut.img.lzo");
+    for len in [lzo.len() / 2, lzo.len() - 3] {
+        fs::write(&cut, &lzo[..len]).expect("write cut file");
+        let dest = dir.path().join("out.img");
+        let line = assert_fails(&run(copy_args(&bmap, &cut, &dest)), &["lzop", "truncated"]);
+        assert!(!line.contains("fill whole buffer"), "{line}");
+        assert!(!dest.exists());
+    }
+}
