@@ -557,3 +557,48 @@ fn a_cut_lzo_file_is_called_truncated() {
         assert!(!dest.exists());
     }
 }
+
+/// The XML parser copies the namespaces in scope into each element that declares one:
+/// 20,000 nested elements each declaring a namespace (a 600 KB bmap) ran for more than
+/// ten minutes, deaf to Ctrl-C. Refused at once now; a bmap that declares a few
+/// namespaces still copies.
+#[test]
+fn nested_namespace_declarations_by_the_thousand_are_refused_at_once() {
+    let dir = tempdir();
+    let image = Image::new(dir.path());
+    let nested: String = (0..20_000)
+        .map(|i| format!("<a xmlns:p{i}=\"u{i}\">"))
+        .collect();
+    let closing = "</a>".repeat(20_000);
+    let bmap = dir.path().join("nested.bmap");
+    fs::write(
+        &bmap,
+        image.bmap(|t| t.replacen("<BlockMap>", &format!("{nested}{closing}<BlockMap>"), 1)),
+    )
+    .expect("write bmap");
+    let dest = dir.path().join("out.img");
+    let started = std::time::Instant::now();
+    let out = run(copy_args(&bmap, &image.path, &dest));
+    assert_fails(&out, &["line 9", "more than 64 XML namespace declarations"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!dest.exists());
+
+    let few: String = (0..3).map(|i| format!(" xmlns:p{i}=\"u{i}\"")).collect();
+    fs::write(
+        &bmap,
+        image.bmap(|t| {
+            t.replacen(
+                "<bmap version=\"2.0\">",
+                &format!("<bmap version=\"2.0\"{few}>"),
+                1,
+            )
+        }),
+    )
+    .expect("write bmap");
+    assert_ok(&run(copy_args(&bmap, &image.path, &dest)));
+    assert_eq!(read(&dest), image.bytes);
+}

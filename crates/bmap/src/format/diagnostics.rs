@@ -128,6 +128,18 @@ pub enum ParseError {
         /// The most attributes accepted on one element.
         max: usize,
     },
+    /// More namespace declarations than any bmap's (the XML parser copies the ones in
+    /// scope into every element: time quadratic in their nesting).
+    #[error(
+        "line {line}: more than {max} XML namespace declarations, which no bmap has: this \
+         is not a bmap"
+    )]
+    TooManyNamespaces {
+        /// Line number.
+        line: u32,
+        /// The most namespace declarations accepted.
+        max: usize,
+    },
     /// The root element has no `version` attribute.
     #[error("line {line}: the <{root}> element has no 'version' attribute")]
     MissingVersion {

@@ -511,12 +511,20 @@ fn doctype_without_declarations(text: &str) -> bool {
 /// to Ctrl-C. A bmap's elements have one or two.
 const MAX_ATTRIBUTES: usize = 32;
 
-/// Refuses a start tag with more than [`MAX_ATTRIBUTES`] attributes, in one pass over
-/// the text before it is parsed. Comments, CDATA sections, processing instructions and
+/// The most namespace declarations (`xmlns` attributes) a bmap may hold. The XML
+/// parser copies the namespaces in scope into every element: 20,000 nested elements,
+/// each declaring one (a 600 KB bmap), ran for more than ten minutes. A bmap declares
+/// none or one or two.
+const MAX_NAMESPACES: usize = 64;
+
+/// Refuses a start tag with more than [`MAX_ATTRIBUTES`] attributes, and a text with
+/// more than [`MAX_NAMESPACES`] namespace declarations, in one pass over the text
+/// before it is parsed. Comments, CDATA sections, processing instructions and
 /// declarations are skipped; `=` signs outside quotes are counted in the other tags.
 fn check_attribute_counts(text: &str) -> Result<(), ParseError> {
     let bytes = text.as_bytes();
     let mut at = 0;
+    let mut namespaces = 0;
     while let Some(offset) = bytes[at..].iter().position(|&b| b == b'<') {
         let start = at + offset;
         let rest = &text[start..];
@@ -540,6 +548,12 @@ fn check_attribute_counts(text: &str) -> Result<(), ParseError> {
                     (Some(_), _) => {}
                     (None, b'"' | b'\'') => quote = Some(b),
                     (None, b'=') => count += 1,
+                    (None, b'x')
+                        if bytes[start + i].is_ascii_whitespace()
+                            && bytes[start + 1 + i..].starts_with(b"xmlns") =>
+                    {
+                        namespaces += 1;
+                    }
                     (None, b'>' | b'<') => {
                         at = start + 1 + i;
                         break;
@@ -547,11 +561,19 @@ fn check_attribute_counts(text: &str) -> Result<(), ParseError> {
                     (None, _) => {}
                 }
             }
-            if count > MAX_ATTRIBUTES {
+            if count > MAX_ATTRIBUTES || namespaces > MAX_NAMESPACES {
                 let line = 1 + bytes[..start].iter().filter(|&&b| b == b'\n').count();
-                return Err(ParseError::TooManyAttributes {
-                    line: u32::try_from(line).unwrap_or(u32::MAX),
-                    max: MAX_ATTRIBUTES,
+                let line = u32::try_from(line).unwrap_or(u32::MAX);
+                return Err(if count > MAX_ATTRIBUTES {
+                    ParseError::TooManyAttributes {
+                        line,
+                        max: MAX_ATTRIBUTES,
+                    }
+                } else {
+                    ParseError::TooManyNamespaces {
+                        line,
+                        max: MAX_NAMESPACES,
+                    }
                 });
             }
         }
