@@ -59,6 +59,7 @@ use std::borrow::Cow;
 use roxmltree::{Document, Node, ParsingOptions};
 
 use super::diagnostics::{ParseError, Warning};
+use super::prescan;
 use super::ranges::{self, Conflict};
 use super::{BlockRange, Bmap, ChecksumKind, Digest, InvalidBmap, Version, self_checksum};
 
@@ -88,10 +89,10 @@ pub enum SelfCheck {
 pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
     let text = std::str::from_utf8(bytes).map_err(|e| ParseError::NotUtf8(e.valid_up_to()))?;
     let options = ParsingOptions {
-        allow_dtd: doctype_without_declarations(text),
+        allow_dtd: prescan::doctype_without_declarations(text),
         ..ParsingOptions::default()
     };
-    check_attribute_counts(text)?;
+    prescan::check_attribute_counts(text)?;
     let doc = Document::parse_with_options(text, options)?;
     Parser { doc: &doc, bytes }.parse()
 }
@@ -477,108 +478,6 @@ impl<'input> Parser<'_, 'input> {
     fn line(&self, node: Node<'_, '_>) -> u32 {
         self.doc.text_pos_at(node.range().start).row
     }
-}
-
-/// Whether the document type declaration, if there is one, declares nothing itself
-/// (`<!DOCTYPE bmap>` or `<!DOCTYPE bmap SYSTEM "bmap.dtd">`, whose DTD is never read):
-/// harmless, and the reference accepts it. An internal subset (`[...]`, where entities
-/// are declared) stays refused.
-fn doctype_without_declarations(text: &str) -> bool {
-    // One declaration at most, so that one in a comment cannot stand for the real one.
-    let Some(at) = text.find("<!DOCTYPE") else {
-        return false;
-    };
-    if text[at + 1..].contains("<!DOCTYPE") {
-        return false;
-    }
-    let mut quote = None;
-    for c in text[at..].chars() {
-        match (quote, c) {
-            (Some(q), _) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '[') => return false,
-            (None, '>') => return true,
-            (None, _) => {}
-        }
-    }
-    false
-}
-
-/// The most attributes (namespace declarations included) one element may have. The XML
-/// parser compares each attribute with the element's others, in time quadratic in their
-/// number: one element with 200,000 attributes (a 2.6 MB bmap) took two minutes, deaf
-/// to Ctrl-C. A bmap's elements have one or two.
-const MAX_ATTRIBUTES: usize = 32;
-
-/// The most namespace declarations (`xmlns` attributes) a bmap may hold. The XML
-/// parser copies the namespaces in scope into every element: 20,000 nested elements,
-/// each declaring one (a 600 KB bmap), ran for more than ten minutes. A bmap declares
-/// none or one or two.
-const MAX_NAMESPACES: usize = 64;
-
-/// Refuses a start tag with more than [`MAX_ATTRIBUTES`] attributes, and a text with
-/// more than [`MAX_NAMESPACES`] namespace declarations, in one pass over the text
-/// before it is parsed. Comments, CDATA sections, processing instructions and
-/// declarations are skipped; `=` signs outside quotes are counted in the other tags.
-fn check_attribute_counts(text: &str) -> Result<(), ParseError> {
-    let bytes = text.as_bytes();
-    let mut at = 0;
-    let mut namespaces = 0;
-    while let Some(offset) = bytes[at..].iter().position(|&b| b == b'<') {
-        let start = at + offset;
-        let rest = &text[start..];
-        let skip_to = |end: &str| {
-            rest.find(end)
-                .map_or(bytes.len(), |i| start + i + end.len())
-        };
-        if rest.starts_with("<!--") {
-            at = skip_to("-->");
-        } else if rest.starts_with("<![CDATA[") {
-            at = skip_to("]]>");
-        } else if rest.starts_with("<?") {
-            at = skip_to("?>");
-        } else {
-            let mut quote = None;
-            let mut count = 0;
-            at = bytes.len();
-            for (i, &b) in bytes[start + 1..].iter().enumerate() {
-                match (quote, b) {
-                    (Some(q), _) if b == q => quote = None,
-                    (Some(_), _) => {}
-                    (None, b'"' | b'\'') => quote = Some(b),
-                    (None, b'=') => count += 1,
-                    (None, b'x')
-                        if bytes[start + i].is_ascii_whitespace()
-                            && bytes[start + 1 + i..].starts_with(b"xmlns") =>
-                    {
-                        namespaces += 1;
-                    }
-                    (None, b'>' | b'<') => {
-                        at = start + 1 + i;
-                        break;
-                    }
-                    (None, _) => {}
-                }
-            }
-            if count > MAX_ATTRIBUTES || namespaces > MAX_NAMESPACES {
-                let line = 1 + bytes[..start].iter().filter(|&&b| b == b'\n').count();
-                let line = u32::try_from(line).unwrap_or(u32::MAX);
-                return Err(if count > MAX_ATTRIBUTES {
-                    ParseError::TooManyAttributes {
-                        line,
-                        max: MAX_ATTRIBUTES,
-                    }
-                } else {
-                    ParseError::TooManyNamespaces {
-                        line,
-                        max: MAX_NAMESPACES,
-                    }
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 /// An element's text as the reference's parser (ElementTree) reads it: all the text
