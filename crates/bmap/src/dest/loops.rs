@@ -73,7 +73,7 @@ fn bound() -> Vec<Backed> {
 
 /// The path in a `backing_file` attribute; `None` for a file deleted since (no other
 /// name can reach it).
-fn backing_path(text: &str) -> Option<PathBuf> {
+pub(super) fn backing_path(text: &str) -> Option<PathBuf> {
     let text = text.strip_suffix('\n').unwrap_or(text);
     if text.is_empty() || text.ends_with(" (deleted)") {
         return None;

@@ -1,7 +1,8 @@
 //! Whether writing one file changes the bytes of another, judged by what the files are
 //! (device and inode, or the block device behind a node), not by how they are named:
-//! a symlink, a hard link, a `file://` URL, standard input redirected from a file, or
-//! a second device node all reach the same storage.
+//! a symlink, a hard link, a `file://` URL, standard input redirected from a file, a
+//! second device node, or a loop device (or one of its partitions) backed by the file
+//! all reach the same storage.
 
 use std::fs::Metadata;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -9,17 +10,36 @@ use std::path::PathBuf;
 
 /// Whether writing the file or device `dest` changes the bytes of `input`: the same
 /// regular file, the same block device through any node, or a block device and one of
-/// its partitions. Other nodes hold no bytes to destroy (`/dev/null` may well be both
-/// the input and DEST).
+/// its partitions, a loop device (or a partition of one) backed by the file. Other nodes
+/// hold no bytes to destroy (`/dev/null` may well be both the input and DEST).
 pub fn same_storage(input: &Metadata, dest: &Metadata) -> bool {
+    let same_file = |m: &Metadata| m.is_file() && m.dev() == input.dev() && m.ino() == input.ino();
     if input.is_file() && dest.is_file() {
-        return input.dev() == dest.dev() && input.ino() == dest.ino();
+        return same_file(dest);
+    }
+    if input.is_file() && dest.file_type().is_block_device() {
+        let rdev = dest.rdev();
+        return [Some(rdev), disk_of(rdev)]
+            .into_iter()
+            .flatten()
+            .filter_map(loop_backing_file)
+            .any(|backing| std::fs::metadata(backing).is_ok_and(|m| same_file(&m)));
     }
     let block = |m: &Metadata| m.file_type().is_block_device().then(|| m.rdev());
     let (Some(a), Some(b)) = (block(input), block(dest)) else {
         return false;
     };
     a == b || disk_of(a) == Some(b) || disk_of(b) == Some(a)
+}
+
+/// The backing file of the loop device `rdev` (`None` when it is not a bound loop device).
+fn loop_backing_file(rdev: u64) -> Option<PathBuf> {
+    let attribute = format!(
+        "/sys/dev/block/{}:{}/loop/backing_file",
+        rustix::fs::major(rdev),
+        rustix::fs::minor(rdev)
+    );
+    super::loops::backing_path(&std::fs::read_to_string(attribute).ok()?)
 }
 
 /// The whole disk a partition belongs to (its `MAJ:MIN`); `None` for a whole disk.

@@ -116,6 +116,30 @@ pub enum ParseError {
     /// Not well-formed XML (roxmltree's message names line and column).
     #[error("not a valid XML file")]
     Xml(#[from] roxmltree::Error),
+    /// An element with more attributes than any bmap's (the XML parser's time grows with
+    /// the square of their number: a hostile bmap could keep it busy for hours).
+    #[error(
+        "line {line}: an element with more than {max} attributes, which no bmap has: this is \
+         not a bmap"
+    )]
+    TooManyAttributes {
+        /// Line number.
+        line: u32,
+        /// The most attributes accepted on one element.
+        max: usize,
+    },
+    /// More namespace declarations than any bmap's (the XML parser copies the ones in
+    /// scope into every element: time quadratic in their nesting).
+    #[error(
+        "line {line}: more than {max} XML namespace declarations, which no bmap has: this \
+         is not a bmap"
+    )]
+    TooManyNamespaces {
+        /// Line number.
+        line: u32,
+        /// The most namespace declarations accepted.
+        max: usize,
+    },
     /// The root element has no `version` attribute.
     #[error("line {line}: the <{root}> element has no 'version' attribute")]
     MissingVersion {

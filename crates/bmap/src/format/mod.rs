@@ -23,6 +23,7 @@ mod digest;
 mod emit;
 mod human;
 mod parse;
+mod prescan;
 mod ranges;
 
 use std::fmt;

@@ -14,8 +14,10 @@
 //! | The bmap has | Reference 3.6 | Here |
 //! |---|---|---|
 //! | bytes that are not UTF-8, or not well-formed XML | refuses up front | refuse |
-//! | a DTD (entity declarations) | expands the entities | refuse: no bmap needs one, and expansion is an attack surface |
+//! | a DTD with declarations (`<!DOCTYPE bmap [ ... ]>`) | expands the entities | refuse: no bmap needs one, and expansion is an attack surface |
+//! | a document type without declarations (`<!DOCTYPE bmap>`, or naming an external DTD) | accepts (never reads the external DTD) | accept silently, the same |
 //! | any root element name, unknown elements and attributes, spaces around values, `3 - 5`, `+3`, `1_0` | accepts | accept silently |
+//! | comments or processing instructions inside a value (`<ImageSize><!-- x -->42</ImageSize>`, `1<!-- -->-2`) | drops them, reads the text around them as one | the same |
 //! | no `version` attribute | crash | refuse |
 //! | `version="2"` (no minor) | crash | accept, read as 2.0 |
 //! | major version 0, or above 2 | 0: copies, unverified; above 2: crash | refuse, naming the version |
@@ -52,9 +54,12 @@
 //! Accepted oddities come back as [`Warning`]s for the caller to show; refusals are
 //! [`ParseError`]s naming the line and the values.
 
+use std::borrow::Cow;
+
 use roxmltree::{Document, Node, ParsingOptions};
 
 use super::diagnostics::{ParseError, Warning};
+use super::prescan;
 use super::ranges::{self, Conflict};
 use super::{BlockRange, Bmap, ChecksumKind, Digest, InvalidBmap, Version, self_checksum};
 
@@ -84,9 +89,10 @@ pub enum SelfCheck {
 pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
     let text = std::str::from_utf8(bytes).map_err(|e| ParseError::NotUtf8(e.valid_up_to()))?;
     let options = ParsingOptions {
-        allow_dtd: false,
+        allow_dtd: prescan::doctype_without_declarations(text),
         ..ParsingOptions::default()
     };
+    prescan::check_attribute_counts(text)?;
     let doc = Document::parse_with_options(text, options)?;
     Parser { doc: &doc, bytes }.parse()
 }
@@ -261,7 +267,8 @@ impl<'input> Parser<'_, 'input> {
                     element: "ChecksumType",
                     version,
                 })?;
-            let name = node.text().unwrap_or("").trim();
+            let name = text_of(node);
+            let name = name.trim();
             let kind =
                 ChecksumKind::from_name(name).ok_or_else(|| ParseError::UnknownChecksumType {
                     name: name.to_owned(),
@@ -305,14 +312,14 @@ impl<'input> Parser<'_, 'input> {
             return Ok(SelfCheck::Absent);
         };
         let kind = scheme.kind.unwrap_or(ChecksumKind::Sha1);
-        let raw = node.text().unwrap_or("");
+        let raw = text_of(node);
         let expected = raw.trim();
         Digest::from_hex(kind, expected).map_err(|source| ParseError::BadDigest {
             element: format!("<{}>", scheme.file_element),
             line: self.line(node),
             source,
         })?;
-        let at = self.digest_offset(node, raw, expected);
+        let at = self.digest_offset(node, &raw, expected);
         let actual =
             self_checksum(kind, self.bytes, at).expect("the digest's text lies inside the file");
         if !actual.to_hex().eq_ignore_ascii_case(expected) {
@@ -359,7 +366,8 @@ impl<'input> Parser<'_, 'input> {
         // Counted first so the vector is allocated once, at its size.
         let mut ranges = Vec::with_capacity(range_nodes(map).count());
         for node in range_nodes(map) {
-            let text = node.text().unwrap_or("");
+            let text = text_of(node);
+            let text = text.as_ref();
             let bad = || ParseError::BadRange {
                 text: text.trim().to_owned(),
                 line: self.line(node),
@@ -402,7 +410,8 @@ impl<'input> Parser<'_, 'input> {
             .and_then(|map| {
                 range_nodes(map)
                     .filter(|node| {
-                        let text = node.text().unwrap_or("");
+                        let text = text_of(*node);
+                        let text = text.as_ref();
                         let first = text.split_once('-').map_or(text, |(a, _)| a);
                         parse_u64(first) == Some(range.first())
                             && node.attributes().any(|a| {
@@ -441,8 +450,8 @@ impl<'input> Parser<'_, 'input> {
         let Some(node) = self.child(root, name) else {
             return Ok(None);
         };
-        let value = node.text().unwrap_or("");
-        match parse_u64(value) {
+        let value = text_of(node);
+        match parse_u64(&value) {
             Some(n) => Ok(Some((n, node))),
             None => Err(ParseError::BadNumber {
                 element: name.to_owned(),
@@ -468,6 +477,30 @@ impl<'input> Parser<'_, 'input> {
     /// The line a node starts on. Linear in the node's offset: for errors only.
     fn line(&self, node: Node<'_, '_>) -> u32 {
         self.doc.text_pos_at(node.range().start).row
+    }
+}
+
+/// An element's text as the reference's parser (ElementTree) reads it: all the text
+/// before its first child element, with comments and processing instructions left out,
+/// so `<ImageSize><!-- size -->42</ImageSize>` holds 42 and `<Range>1<!-- -->-2</Range>`
+/// holds `1-2`. Borrowed in the usual case of a single text node.
+fn text_of<'a>(node: Node<'a, '_>) -> Cow<'a, str> {
+    let mut parts = node
+        .children()
+        .take_while(|c| !c.is_element())
+        .filter(|c| c.is_text())
+        .filter_map(|c| c.text());
+    let Some(first) = parts.next() else {
+        return Cow::Borrowed("");
+    };
+    match parts.next() {
+        None => Cow::Borrowed(first),
+        Some(second) => {
+            let mut text = String::from(first);
+            text.push_str(second);
+            text.extend(parts);
+            Cow::Owned(text)
+        }
     }
 }
 

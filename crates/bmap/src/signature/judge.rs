@@ -4,7 +4,7 @@
 
 use pgp::composed::{SignedPublicKey, SignedPublicSubKey};
 use pgp::crypto::hash::HashAlgorithm;
-use pgp::packet::{Signature, SignatureType};
+use pgp::packet::{Signature, SignatureType, SubpacketData};
 use pgp::types::{KeyDetails, VerifyingKey};
 
 use super::ecdsa::LowS;
@@ -52,12 +52,18 @@ pub(super) fn all(
             }
         }
     };
-    // A BAD signature refuses the file, as gpgv fails on one.
-    if let Some((i, Err(bad))) = verdicts
-        .iter()
-        .enumerate()
-        .find(|(_, v)| matches!(v, Err(Error::Bad { .. })))
-    {
+    // A BAD signature refuses the file, as gpgv fails on one (gpgv counts a signature
+    // with a critical notation it does not know as BAD).
+    if let Some((i, Err(bad))) = verdicts.iter().enumerate().find(|(_, v)| {
+        matches!(
+            v,
+            Err(Error::Bad { .. }
+                | Error::Refused {
+                    state: State::CriticalNotation { .. },
+                    ..
+                })
+        )
+    }) {
         return Err(if count == 1 {
             bad.clone()
         } else {
@@ -257,6 +263,9 @@ impl Candidate<'_> {
                 reason,
             },
         })?;
+        if let Some(name) = unknown_critical_notation(self.signature) {
+            return Err(refused(State::CriticalNotation { name }));
+        }
         validity::after(self.key, self.subkey, &bound, self.signature, now).map_err(&refused)?;
         Ok(Verified {
             primary: fingerprint(primary),
@@ -269,6 +278,30 @@ impl Candidate<'_> {
             passed_over: Vec::new(),
         })
     }
+}
+
+/// Critical notations gpg knows (`register_known_notation` in its parse-packet.c).
+const KNOWN_CRITICAL_NOTATIONS: [&[u8]; 2] = [
+    b"preferred-email-encoding@pgp.com",
+    b"pka-address@gnupg.org",
+];
+
+/// The name of a critical notation in the signed part of `signature` that gpg does not
+/// know: the signer asked that a verifier who does not understand it refuse the
+/// signature (RFC 4880, 5.2.3.16), and gpgv does.
+fn unknown_critical_notation(signature: &Signature) -> Option<String> {
+    signature
+        .config()?
+        .hashed_subpackets()
+        .find_map(|packet| match &packet.data {
+            SubpacketData::Notation(notation)
+                if packet.is_critical
+                    && !KNOWN_CRITICAL_NOTATIONS.contains(&notation.name.as_ref()) =>
+            {
+                Some(String::from_utf8_lossy(&notation.name).into_owned())
+            }
+            _ => None,
+        })
 }
 
 /// Why a key did not verify a signature.

@@ -23,6 +23,7 @@
 //! and the others are reported in [`Verified::passed_over`]. A BAD signature among
 //! them refuses the file, as gpgv fails.
 
+mod clearsigned;
 mod date;
 mod ecdsa;
 mod judge;
@@ -31,7 +32,7 @@ mod validity;
 
 use std::time::SystemTime;
 
-use pgp::composed::{CleartextSignedMessage, Deserializable, DetachedSignature};
+use pgp::composed::{Deserializable, DetachedSignature};
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::types::KeyDetails;
 
@@ -205,6 +206,12 @@ pub enum State {
         /// The signing key's creation.
         created: Date,
     },
+    /// The signature carries a critical notation gpg does not know (gpgv: "assuming bad
+    /// signature ... due to an unknown critical bit", then BAD).
+    CriticalNotation {
+        /// The notation's name.
+        name: String,
+    },
 }
 
 impl State {
@@ -213,7 +220,10 @@ impl State {
     fn after_cryptography(&self) -> bool {
         matches!(
             self,
-            State::KeyExpired { .. } | State::KeyRevoked { .. } | State::SignatureExpired { .. }
+            State::KeyExpired { .. }
+                | State::KeyRevoked { .. }
+                | State::SignatureExpired { .. }
+                | State::CriticalNotation { .. }
         )
     }
 
@@ -242,6 +252,10 @@ impl State {
             State::SignatureExpired { on } => format!("the signature expired on {on}"),
             State::OlderThanKey { signed, created } => format!(
                 "the signature is dated {signed}, older than the key (created on {created})"
+            ),
+            State::CriticalNotation { name } => format!(
+                "the signature carries the critical notation '{name}', which gpg does not \
+                 know and so counts as BAD"
             ),
         }
     }
@@ -354,36 +368,15 @@ pub fn verify_clearsigned(
     keyring: &Keyring,
     options: &Options,
 ) -> Result<(Verified, Vec<u8>), Error> {
-    let (message, text) = parse_clearsigned(bytes)?;
-    let signed = message.signed_text();
-    let verified = judge::all(message.signatures(), signed.as_bytes(), keyring, options)?;
-    Ok((verified, text))
+    let message = clearsigned::parse(bytes)?;
+    let verified = judge::all(&message.signatures, &message.signed, keyring, options)?;
+    Ok((verified, message.text))
 }
 
 /// The signed text of a clearsigned bmap, without checking the signature
 /// (`--no-sig-verify`): still only the text inside the signed block.
 pub fn clearsigned_text(bytes: &[u8]) -> Result<Vec<u8>, Error> {
-    parse_clearsigned(bytes).map(|(_, text)| text)
-}
-
-fn parse_clearsigned(bytes: &[u8]) -> Result<(CleartextSignedMessage, Vec<u8>), Error> {
-    let input = std::str::from_utf8(bytes)
-        .map_err(|_| Error::Malformed("a clearsigned bmap that is not UTF-8 text".into()))?;
-    let (message, _) = CleartextSignedMessage::from_string(input.trim_start())
-        .map_err(|e| Error::Malformed(pgp_message(&e)))?;
-    // The signed text with dash-escaping undone ("- -x" was "-x"), without its last
-    // line ending as OpenPGP defines it; gpg writes the bmap back with it, and the
-    // bmap's own checksum covers it.
-    let escaped = message.text().replace("\r\n", "\n");
-    let mut text = Vec::with_capacity(escaped.len() + 1);
-    for (i, line) in escaped.split('\n').enumerate() {
-        if i > 0 {
-            text.push(b'\n');
-        }
-        text.extend_from_slice(line.strip_prefix("- ").unwrap_or(line).as_bytes());
-    }
-    text.push(b'\n');
-    Ok((message, text))
+    clearsigned::parse(bytes).map(|message| message.text)
 }
 
 /// A key's fingerprint, upper-case hex.

@@ -125,7 +125,10 @@ pub fn decode(
     let later = Later::default();
 
     let sniffed = compression::sniff_codec(&head);
+    let skippable = head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18];
     let codec = match (sniffed, named.map(|f| f.codec)) {
+        // A skippable frame may start an lz4 stream as well as a zstd one: the name says.
+        (Some(Codec::Zstd), Some(Codec::Lz4)) if skippable => Codec::Lz4,
         (Some(found), _) => found,
         // `.lzma` has no magic number: trust the name.
         (None, Some(Codec::Lzma)) => Codec::Lzma,

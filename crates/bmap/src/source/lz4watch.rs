@@ -228,6 +228,41 @@ impl<R: BufRead> Watch<R> {
     }
 }
 
+impl<R: BufRead> Watch<R> {
+    /// Consumes the skippable frames that start here, if any.
+    fn skip_skippable_frames(&mut self) -> io::Result<()> {
+        let truncated = || {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the lz4 stream is truncated: it ends inside a skippable frame",
+            )
+        };
+        while let Some(word) = self.peek_word()? {
+            if word & 0xFFFF_FFF0 != 0x184D_2A50 {
+                break;
+            }
+            self.peeked.clear();
+            let mut left = u64::from(self.peek_word()?.ok_or_else(truncated)?);
+            if self.peeked.len() < 4 {
+                return Err(truncated());
+            }
+            self.peeked.clear();
+            while left > 0 {
+                let available = self.inner.fill_buf()?;
+                if available.is_empty() {
+                    return Err(truncated());
+                }
+                let n = available
+                    .len()
+                    .min(usize::try_from(left).unwrap_or(usize::MAX));
+                self.inner.consume(n);
+                left -= n as u64;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<R: BufRead> Read for Watch<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // After a legacy block, lz4_flex would take the next stream's magic number for a
@@ -245,6 +280,11 @@ impl<R: BufRead> Read for Watch<R> {
                     _ => break,
                 }
             }
+        }
+        // Skippable frames between frames (`lz4 -d` passes over them; lz4_flex's frame
+        // decoder calls them an error): hidden from the decoder.
+        if self.state == State::Magic && self.acc.is_empty() && !buf.is_empty() {
+            self.skip_skippable_frames()?;
         }
         let n = if self.peeked.is_empty() {
             self.inner.read(buf)?

@@ -174,13 +174,26 @@ fn check(expected: Option<u32>, actual: impl FnOnce() -> u32, what: &str) -> io:
     }
 }
 
+/// An end of input inside a block is a cut file: say so, rather than "failed to fill
+/// whole buffer".
+fn truncated(error: io::Error) -> io::Error {
+    if error.kind() == io::ErrorKind::UnexpectedEof {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the lzop file is truncated: it ends inside a block",
+        )
+    } else {
+        error
+    }
+}
+
 impl<R: BufRead> Read for Decoder<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.out.len() {
             if self.done || buf.is_empty() {
                 return Ok(0);
             }
-            if !self.next_block()? {
+            if !self.next_block().map_err(truncated)? {
                 self.done = true;
                 self.out.clear();
                 self.pos = 0;

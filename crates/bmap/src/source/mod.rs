@@ -388,7 +388,9 @@ impl Image {
         if kind.is_dir() {
             return Err(Error::Directory(path.to_owned()));
         }
-        if kind.is_file() {
+        // A file of /proc says it is empty and has bytes: read it as a stream, to its end.
+        if kind.is_file() && !(meta.len() == 0 && file.read_at(&mut [0u8], 0).is_ok_and(|n| n > 0))
+        {
             return Ok(Image::File {
                 file,
                 size: meta.len(),

@@ -244,7 +244,8 @@ fn open_image(
             match regular {
                 // A regular file redirected to stdin from its start is read as the file
                 // it is: at offsets, holes skipped (a stream reads every hole's zeroes).
-                Some(_) if file.stream_position().is_ok_and(|at| at == 0) => {
+                // One that says it is empty may not be (/proc): it is read through.
+                Some(m) if m.len() > 0 && file.stream_position().is_ok_and(|at| at == 0) => {
                     source::open_file(file, Path::new("-"))?
                 }
                 // Otherwise its size is known, as in the reference. Recognising the

@@ -1,0 +1,108 @@
+//! A linear pass over a bmap's text before the XML parser sees it, for what the parser
+//! handles badly: elements with floods of attributes and nested namespace declarations
+//! (its time grows with the square of their number), and whether a document type
+//! declaration may be let through (one that declares nothing).
+
+use super::diagnostics::ParseError;
+
+/// Whether the document type declaration, if there is one, declares nothing itself
+/// (`<!DOCTYPE bmap>` or `<!DOCTYPE bmap SYSTEM "bmap.dtd">`, whose DTD is never read):
+/// harmless, and the reference accepts it. An internal subset (`[...]`, where entities
+/// are declared) stays refused.
+pub(super) fn doctype_without_declarations(text: &str) -> bool {
+    // One declaration at most, so that one in a comment cannot stand for the real one.
+    let Some(at) = text.find("<!DOCTYPE") else {
+        return false;
+    };
+    if text[at + 1..].contains("<!DOCTYPE") {
+        return false;
+    }
+    let mut quote = None;
+    for c in text[at..].chars() {
+        match (quote, c) {
+            (Some(q), _) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '[') => return false,
+            (None, '>') => return true,
+            (None, _) => {}
+        }
+    }
+    false
+}
+
+/// The most attributes (namespace declarations included) one element may have. The XML
+/// parser compares each attribute with the element's others, in time quadratic in their
+/// number: one element with 200,000 attributes (a 2.6 MB bmap) took two minutes, deaf
+/// to Ctrl-C. A bmap's elements have one or two.
+const MAX_ATTRIBUTES: usize = 32;
+
+/// The most namespace declarations (`xmlns` attributes) a bmap may hold. The XML
+/// parser copies the namespaces in scope into every element: 20,000 nested elements,
+/// each declaring one (a 600 KB bmap), ran for more than ten minutes. A bmap declares
+/// none or one or two.
+const MAX_NAMESPACES: usize = 64;
+
+/// Refuses a start tag with more than [`MAX_ATTRIBUTES`] attributes, and a text with
+/// more than [`MAX_NAMESPACES`] namespace declarations, in one pass over the text
+/// before it is parsed. Comments, CDATA sections, processing instructions and
+/// declarations are skipped; `=` signs outside quotes are counted in the other tags.
+pub(super) fn check_attribute_counts(text: &str) -> Result<(), ParseError> {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    let mut namespaces = 0;
+    while let Some(offset) = bytes[at..].iter().position(|&b| b == b'<') {
+        let start = at + offset;
+        let rest = &text[start..];
+        let skip_to = |end: &str| {
+            rest.find(end)
+                .map_or(bytes.len(), |i| start + i + end.len())
+        };
+        if rest.starts_with("<!--") {
+            at = skip_to("-->");
+        } else if rest.starts_with("<![CDATA[") {
+            at = skip_to("]]>");
+        } else if rest.starts_with("<?") {
+            at = skip_to("?>");
+        } else {
+            let mut quote = None;
+            let mut count = 0;
+            at = bytes.len();
+            for (i, &b) in bytes[start + 1..].iter().enumerate() {
+                match (quote, b) {
+                    (Some(q), _) if b == q => quote = None,
+                    (Some(_), _) => {}
+                    (None, b'"' | b'\'') => quote = Some(b),
+                    (None, b'=') => count += 1,
+                    (None, b'x')
+                        if bytes[start + i].is_ascii_whitespace()
+                            && bytes[start + 1 + i..].starts_with(b"xmlns") =>
+                    {
+                        namespaces += 1;
+                    }
+                    (None, b'>' | b'<') => {
+                        at = start + 1 + i;
+                        break;
+                    }
+                    (None, _) => {}
+                }
+            }
+            if count > MAX_ATTRIBUTES || namespaces > MAX_NAMESPACES {
+                let line = 1 + bytes[..start].iter().filter(|&&b| b == b'\n').count();
+                let line = u32::try_from(line).unwrap_or(u32::MAX);
+                return Err(if count > MAX_ATTRIBUTES {
+                    ParseError::TooManyAttributes {
+                        line,
+                        max: MAX_ATTRIBUTES,
+                    }
+                } else {
+                    ParseError::TooManyNamespaces {
+                        line,
+                        max: MAX_NAMESPACES,
+                    }
+                });
+            }
+        }
+    }
+    Ok(())
+}
