@@ -20,6 +20,9 @@
 #     dd-whole      dd if=IMAGE of=DEST bs=4M conv=fsync       (the whole 4 GiB)
 #     raw-write     dd if=MAPPED of=DEST bs=4M oflag=direct conv=fsync
 #                   (limit 1: writing the mapped byte count, O_DIRECT + fsync)
+#     raw-write-1m  the same in 1 MiB writes, one at a time: what our writer does (one
+#                   thread, queue depth one, 1 MiB chunks); close to raw-write means
+#                   one writer keeps the device busy (context only)
 #     sha256        openssl dgst -sha256 MAPPED
 #                   (limit 2: hashing the mapped bytes on one core)
 #   and, in the file group only, ours-null / ours-stdin-null: our copy to /dev/null
@@ -220,6 +223,7 @@ group_commands() { # DEST (quoted): prints nothing, fills CMDS
         reference "$R copy --bmap $B $I $d"
         dd-whole "dd if=$I of=$d bs=4M conv=fsync status=none"
         raw-write "dd if=$M of=$d bs=4M oflag=direct conv=fsync status=none"
+        raw-write-1m "dd if=$M of=$d bs=1M oflag=direct conv=fsync status=none"
         sha256 "openssl dgst -sha256 $M"
     )
 }
@@ -275,7 +279,7 @@ for where, med in groups.items():
     print(f"--- destination: {where}")
     print(f"{'command':<17}{'median s':>10}{'stddev':>9}{'min':>9}{'max':>9}{'spread':>8}{'user':>8}{'sys':>8}")
     order = ["ours", "ours-stdin", "ours-pipe", "reference", "dd-whole", "raw-write",
-             "sha256", "ours-null", "ours-stdin-null"]
+             "raw-write-1m", "sha256", "ours-null", "ours-stdin-null"]
     for name in [k for k in order if k in med] + [k for k in med if k not in order]:
         r = med[name]
         print(f"{name:<17}{r['median']:>10.3f}{r['stddev'] or 0.0:>9.3f}{r['min']:>9.3f}"
@@ -294,6 +298,7 @@ for where, med in groups.items():
         print(f"{name + ' / reference':<30}{b:>9.3f}")
     print(f"{'ours-pipe / limit':<30}{m['ours-pipe'] / limit:>9.3f}")
     print(f"{'reference / limit':<30}{m['reference'] / limit:>9.3f}")
+    print(f"{'raw-write-1m / raw-write':<30}{m['raw-write-1m'] / m['raw-write']:>9.3f}  (1 MiB at queue depth one)")
     print(f"{'dd-whole / ours':<30}{m['dd-whole'] / m['ours']:>9.3f}")
     if "ours-null" in m:
         print(f"{'ours to /dev/null (s)':<30}{m['ours-null']:>9.3f}  (read + hash, no write)")
