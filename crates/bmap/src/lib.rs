@@ -4,7 +4,7 @@
 //! checksum per range, so that flashing writes only those blocks and verifies them.
 //! This crate is the library behind the `bmaptool` command, usable on its own:
 //!
-//! - [`format`]: the bmap file itself (parse every version 1.0-2.x, write 2.0 exactly as
+//! - [`format`](mod@format): the bmap file itself (parse every version 1.0-2.x, write 2.0 exactly as
 //!   the reference tool does), with no I/O;
 //! - [`layout`]: which blocks of a local file are mapped (FIEMAP, SEEK_DATA/SEEK_HOLE);
 //! - [`create`]: an image -> its bmap, hashing ranges on all cores;
