@@ -173,9 +173,9 @@ pub fn open(path: &Path) -> Result<Opened, Error> {
 /// Opens a regular file that is already open as an image, read at offsets with its
 /// holes skipped, as [`open`] reads a path: standard input redirected from a file
 /// (`bmaptool copy - DEST < disk.img`). Its format is recognised from its first bytes
-/// alone. The file is read from offset 0 with positioned reads, so its offset is left
-/// as it was: the caller makes sure that offset is 0 (bytes before it would not be the
-/// image's). `label` names it in errors.
+/// alone. A raw image is read with positioned reads; a compressed one is decoded from
+/// the file's offset. The caller makes sure that offset is 0 (bytes before it would not
+/// be the image's). `label` names it in errors.
 pub fn open_file(file: File, label: &Path) -> Result<Opened, Error> {
     let meta = file.metadata().map_err(|source| Error::Open {
         path: label.to_owned(),
@@ -187,7 +187,7 @@ pub fn open_file(file: File, label: &Path) -> Result<Opened, Error> {
 /// A regular file or block device of `size` bytes: a raw image is read at offsets,
 /// anything else through its decoder chain.
 fn open_at_offsets(
-    file: File,
+    mut file: File,
     size: u64,
     path: &Path,
     name: Option<&str>,
@@ -208,14 +208,7 @@ fn open_at_offsets(
             later: Later::default(),
         });
     }
-    let mut file = file;
     let declared = declared_size(&head, &mut file, size);
-    // The decoders read from the file's offset: from the start.
-    file.seek(SeekFrom::Start(0))
-        .map_err(|source| Error::Open {
-            path: path.to_owned(),
-            source,
-        })?;
     open_stream_named(Box::new(file), name, None, declared)
 }
 

@@ -154,7 +154,7 @@ pub fn golden_bytes(name: &str) -> Vec<u8> {
 /// The mapped ranges of golden image `name`: every block a write touched.
 pub fn golden_ranges(name: &str) -> Vec<(u64, u64)> {
     let (_, writes) = golden_layout(name);
-    merge_blocks(
+    test_support::merge(
         writes
             .iter()
             .map(|&(offset, len, _)| (offset / BLOCK, (offset + len - 1) / BLOCK)),
@@ -264,20 +264,6 @@ impl PyRandom {
         }
         out
     }
-}
-
-/// Sorts inclusive block ranges and merges overlapping or adjacent ones.
-pub fn merge_blocks(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
-    let mut sorted: Vec<(u64, u64)> = ranges.into_iter().collect();
-    sorted.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::new();
-    for (first, last) in sorted {
-        match merged.last_mut() {
-            Some(prev) if first <= prev.1 + 1 => prev.1 = prev.1.max(last),
-            _ => merged.push((first, last)),
-        }
-    }
-    merged
 }
 
 // ---------------------------------------------------------------------------------
