@@ -52,6 +52,13 @@ pub trait RangeSink {
         Ok(())
     }
 
+    /// Makes everything taken so far durable (and, for a sink that checks what it
+    /// wrote, checked) before going on: a sink that holds parts back writes them
+    /// after this. Not called by the pipeline itself.
+    fn flush(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// Every range was taken; the image is `image_size` bytes. A destination is sized,
     /// synced and its settings restored here.
     fn finish(&mut self, image_size: u64) -> Result<(), Error>;
@@ -109,6 +116,11 @@ impl RangeSink for DestWriter {
             dest.start_writeback();
             self.buffered_at_writeback = buffered;
         }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        self.live()?.sync()?;
         Ok(())
     }
 
