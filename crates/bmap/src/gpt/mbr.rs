@@ -69,3 +69,65 @@ pub(super) fn set_size(sector0: &mut [u8], slot: usize, size: u32) {
 fn record(slot: usize) -> usize {
     RECORDS_AT + slot * RECORD_LEN
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sector 0 with records `(slot, type, start, size)` and the boot signature.
+    fn sector0(records: &[(usize, u8, u32, u32)]) -> Vec<u8> {
+        let mut s = vec![0; 512];
+        s[510..].copy_from_slice(&[0x55, 0xAA]);
+        for &(slot, kind, start, size) in records {
+            let at = record(slot);
+            s[at + TYPE_AT] = kind;
+            s[at + START_AT..at + START_AT + 4].copy_from_slice(&start.to_le_bytes());
+            s[at + SIZE_AT..at + SIZE_AT + 4].copy_from_slice(&size.to_le_bytes());
+        }
+        s
+    }
+
+    #[test]
+    fn protective_record_in_any_slot_starting_at_lba_1() {
+        for slot in 0..4 {
+            let s = sector0(&[(slot, 0xEE, 1, 99)]);
+            assert_eq!(classify(&s), Kind::Protective { slot, size: 99 });
+        }
+        let mut s = sector0(&[(0, 0xEE, 1, 99)]);
+        set_size(&mut s, 0, 12345);
+        assert_eq!(
+            classify(&s),
+            Kind::Protective {
+                slot: 0,
+                size: 12345
+            }
+        );
+    }
+
+    #[test]
+    fn hybrid_and_odd_records_are_not_protective() {
+        let hybrid = sector0(&[(0, 0xEE, 1, 2047), (1, 0x0C, 2048, 4096)]);
+        assert_eq!(classify(&hybrid), Kind::Hybrid);
+        assert_eq!(classify(&sector0(&[(0, 0xEE, 2, 99)])), Kind::Hybrid);
+        let two = sector0(&[(0, 0xEE, 1, 99), (1, 0xEE, 100, 5)]);
+        assert_eq!(classify(&two), Kind::Hybrid);
+    }
+
+    #[test]
+    fn no_boot_signature_or_no_0xee_record_is_not_gpt() {
+        let mut s = sector0(&[(0, 0xEE, 1, 99)]);
+        s[511] = 0;
+        assert_eq!(classify(&s), Kind::NotGpt);
+        assert_eq!(classify(&sector0(&[(0, 0x83, 2048, 99)])), Kind::NotGpt);
+        assert_eq!(classify(&sector0(&[])), Kind::NotGpt);
+        assert_eq!(classify(&[0; 100]), Kind::NotGpt);
+    }
+
+    #[test]
+    fn protective_size_saturates_at_u32_max() {
+        assert_eq!(protective_size(0), 0);
+        assert_eq!(protective_size(16384), 16383);
+        assert_eq!(protective_size(1 << 32), u32::MAX);
+        assert_eq!(protective_size(u64::MAX), u32::MAX);
+    }
+}

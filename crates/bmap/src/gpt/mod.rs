@@ -19,6 +19,24 @@
 //! The old backup stays where the image put it (as with `sgdisk -e`): it is now in
 //! free space, and [`undo_relocation`] reads it to restore the image's first sectors.
 //!
+//! ```no_run
+//! use std::fs::File;
+//! use std::os::unix::fs::FileExt;
+//!
+//! // After an 8 GiB image was written to a 32 GiB device with 512-byte sectors:
+//! let device = File::options().read(true).write(true).open("/dev/sdX")?;
+//! match bmap::gpt::plan_relocation(&device, 8 << 30, 32 << 30, 512)? {
+//!     Ok(relocation) => {
+//!         for write in &relocation.writes {
+//!             device.write_all_at(&write.bytes, write.offset)?;
+//!         }
+//!         device.sync_all()?;
+//!     }
+//!     Err(reason) => eprintln!("backup GPT not moved: {reason}"),
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! What differs from `sgdisk -e` (all tested against it in `tests/gpt.rs`):
 //! - the MBR: `sgdisk` rebuilds a protective MBR from scratch (it also recomputes the
 //!   record's ending CHS, clears its boot flag and the disk signature); we change only
@@ -40,6 +58,11 @@ use std::io;
 pub use header::HeaderProblem;
 
 /// Reads the bytes of a disk (an image, or a device as written).
+///
+/// The reads are few and small (the signature's 8 bytes at 512 and 4096, whole
+/// sectors, two entry arrays of at most 1 MiB), at any offset and length into a plain
+/// `Vec`: a reader of a device opened with `O_DIRECT` must align them itself (as
+/// `Dest::read_at` does), for example through [`ReadFn`].
 pub trait ReadAt {
     /// Reads exactly `buf.len()` bytes at byte `offset`.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
