@@ -43,16 +43,21 @@ fn sized(path: &Path, size: u64) {
 
 /// An 8 MiB image with a GPT of three partitions, made by `sgdisk`.
 fn sgdisk_image(dir: &Path) -> PathBuf {
+    sgdisk_image_with(dir, &[])
+}
+
+/// [`sgdisk_image`] with `options` before the partitions.
+fn sgdisk_image_with(dir: &Path, options: &[&str]) -> PathBuf {
     let image = dir.join("sgdisk.img");
     sized(&image, 8 * MIB);
-    let args = [
+    let partitions = [
         "-n1:2048:+2M",
         "-n2:0:+2M",
         "-n3:0:0",
         "-t1:ef00",
         "-c1:esp",
     ];
-    run("sgdisk", &args, &image);
+    run("sgdisk", &[options, &partitions].concat(), &image);
     image
 }
 
@@ -198,12 +203,7 @@ fn sgdisk_images_move_as_sgdisk_e_does() {
     let image = sgdisk_image(dir.path());
     // Within CHS range, beyond it, and beyond what a protective record can count.
     for device_size in [16 * MIB, 9 * GIB, 3 * TIB] {
-        let ours = grown(&image, dir.path(), "ours.img", device_size);
-        let oracle = grown(&image, dir.path(), "oracle.img", device_size);
-        let relocation = plan(&image, device_size, 512);
-        apply(&ours, &relocation);
-        run("sgdisk", &["-e"], &oracle);
-
+        let relocation = check_against_sgdisk(&image, dir.path(), device_size);
         let last = device_size / 512 - 1;
         assert_eq!(relocation.sector, 512);
         assert_eq!(relocation.old_backup_lba, 8 * MIB / 512 - 1);
@@ -214,18 +214,39 @@ fn sgdisk_images_move_as_sgdisk_e_does() {
         assert_eq!(relocation.mbr, resized, "device of {device_size} bytes");
         let offsets: Vec<u64> = relocation.writes.iter().map(|w| w.offset).collect();
         assert_eq!(offsets, [(last - 32) * 512, last * 512, 512, 0]);
-
-        assert_verifies(&ours);
-        assert!(sfdisk_verifies(&ours), "sfdisk --verify {}", ours.display());
-        let unmoved = grown(&image, dir.path(), "unmoved.img", device_size);
-        assert!(
-            !sfdisk_verifies(&unmoved),
-            "sfdisk --verify accepts an unmoved backup"
-        );
-        assert_eq!(partitions(&ours), partitions(&image));
-        assert_matches_oracle(&ours, &oracle, &image);
-        assert_undoes(&ours, &image, 512);
     }
+}
+
+#[test]
+fn larger_entry_arrays_move_as_sgdisk_e_does() {
+    if !need_tool("sgdisk") || !need_tool("sfdisk") {
+        return;
+    }
+    let dir = TempDir::new().expect("tempdir");
+    // 256 entries: an array of 64 sectors.
+    let image = sgdisk_image_with(dir.path(), &["--resize-table=256"]);
+    let relocation = check_against_sgdisk(&image, dir.path(), 16 * MIB);
+    assert_eq!(relocation.last_usable_lba, 16 * MIB / 512 - 1 - 64 - 1);
+}
+
+/// Moves the backup of `image` on a device of `device_size` bytes (512-byte sectors),
+/// checks the result with both tools, against `sgdisk -e`, and its undoing.
+fn check_against_sgdisk(image: &Path, dir: &Path, device_size: u64) -> Relocation {
+    let ours = grown(image, dir, "ours.img", device_size);
+    let oracle = grown(image, dir, "oracle.img", device_size);
+    let relocation = plan(image, device_size, 512);
+    apply(&ours, &relocation);
+    run("sgdisk", &["-e"], &oracle);
+
+    assert_verifies(&ours);
+    assert!(sfdisk_verifies(&ours), "sfdisk --verify {}", ours.display());
+    let unmoved = grown(image, dir, "unmoved.img", device_size);
+    let complaint = "sfdisk --verify accepts an unmoved backup";
+    assert!(!sfdisk_verifies(&unmoved), "{complaint}");
+    assert_eq!(partitions(&ours), partitions(image));
+    assert_matches_oracle(&ours, &oracle, image);
+    assert_undoes(&ours, image, 512);
+    relocation
 }
 
 #[test]
