@@ -221,6 +221,25 @@ pub struct Write {
     pub bytes: Vec<u8>,
 }
 
+impl Write {
+    /// Copies the part of these sectors that falls in `buf`, a buffer holding the disk's
+    /// bytes from byte `at` (for `verify`: a range read back, patched with the bytes
+    /// [`undo_relocation`] returns). Returns how many bytes were copied.
+    pub fn overlay(&self, buf: &mut [u8], at: u64) -> usize {
+        let end = |start: u64, len: usize| start.saturating_add(len as u64);
+        let from = self.offset.max(at);
+        let to = end(self.offset, self.bytes.len()).min(end(at, buf.len()));
+        if from >= to {
+            return 0;
+        }
+        // Both differences are below the lengths of `bytes` and `buf`: they fit.
+        let (src, dst, len) = (from - self.offset, from - at, to - from);
+        let (src, dst, len) = (src as usize, dst as usize, len as usize);
+        buf[dst..dst + len].copy_from_slice(&self.bytes[src..src + len]);
+        len
+    }
+}
+
 /// What happened to sector 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -305,4 +324,40 @@ fn read(disk: &dyn ReadAt, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
             source,
         })?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Write;
+
+    #[test]
+    fn overlay_copies_only_the_overlap() {
+        let write = Write {
+            offset: 10,
+            bytes: vec![1, 2, 3, 4],
+        };
+        let cases: [(u64, usize, usize, &[u8]); 6] = [
+            (8, 8, 4, &[0, 0, 1, 2, 3, 4, 0, 0]),
+            (12, 4, 2, &[3, 4, 0, 0]),
+            (8, 4, 2, &[0, 0, 1, 2]),
+            (11, 2, 2, &[2, 3]),
+            (14, 4, 0, &[0, 0, 0, 0]),
+            (0, 10, 0, &[0; 10]),
+        ];
+        for (at, len, copied, expected) in cases {
+            let mut buf = vec![0; len];
+            assert_eq!(write.overlay(&mut buf, at), copied, "at {at}");
+            let shown = if at == 0 && len == 20 {
+                &buf[8..16]
+            } else {
+                &buf[..]
+            };
+            assert_eq!(shown, expected, "at {at}");
+        }
+        let far = Write {
+            offset: u64::MAX - 1,
+            bytes: vec![9; 4],
+        };
+        assert_eq!(far.overlay(&mut [0; 4], u64::MAX - 2), 1);
+    }
 }
