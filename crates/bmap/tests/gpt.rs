@@ -321,13 +321,19 @@ fn hybrid_mbr_is_left_alone() {
     run("sgdisk", &["-h", "1"], &image);
     let sector0 = bytes_at(&image, 0, 512);
     let ours = grown(&image, dir.path(), "ours.img", 16 * MIB);
+    let oracle = grown(&image, dir.path(), "oracle.img", 16 * MIB);
     let relocation = plan(&image, 16 * MIB, 512);
     assert_eq!(relocation.mbr, MbrChange::KeptHybrid);
-    assert!(
-        relocation.writes.iter().all(|w| w.offset != 0),
-        "sector 0 written"
-    );
+    let sector0_written = relocation.writes.iter().any(|w| w.offset == 0);
+    assert!(!sector0_written, "sector 0 written");
     apply(&ours, &relocation);
+    // Its 0xEE record ends where partition 1 starts: sgdisk -e leaves it too.
+    run("sgdisk", &["-e"], &oracle);
+    assert_eq!(
+        ends(&ours),
+        ends(&oracle),
+        "byte for byte what sgdisk -e makes"
+    );
 
     assert_eq!(bytes_at(&ours, 0, 512), sector0);
     assert_verifies(&ours);

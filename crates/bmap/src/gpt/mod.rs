@@ -43,7 +43,8 @@
 //!   the SizeInLBA, so that an image's deliberate choices (a boot flag some BIOSes
 //!   need, as parted's `pmbr_boot` sets) survive and `verify` can restore the image's
 //!   exact bytes. Nothing reads CHS values of a protective record. A hybrid MBR (a
-//!   0xEE record beside others) is left as it is; `sgdisk` grows its 0xEE record.
+//!   0xEE record beside others) is left as it is; `sgdisk` leaves it too, unless its
+//!   0xEE record is followed by free space, which it then grows into.
 //! - images whose FirstUsableLBA is not right after the primary array (`sfdisk` makes
 //!   2048): `sgdisk` mirrors FirstUsableLBA at the end (LastUsableLBA = last + 1 -
 //!   FirstUsableLBA), we use the standard layout, as `sfdisk --relocate gpt-bak-std`.
