@@ -11,6 +11,7 @@
 //! - [`source`] and [`dest`]: where image bytes come from and go to;
 //! - [`trust`]: find, fetch, signature-check and parse the bmap for an image;
 //! - [`copy`]: an image and its bmap -> a file or block device, verifying as it goes.
+//! - [`gpt`]: moving the backup GPT of an image to the end of a larger device.
 //!
 //! The library never prints, reads environment variables or installs signal handlers:
 //! errors are typed values, and long operations take an [`Interrupt`] flag.
@@ -35,6 +36,7 @@ pub mod create;
 pub mod dest;
 pub mod discover;
 pub mod format;
+pub mod gpt;
 mod interrupt;
 pub mod layout;
 pub mod signature;
