@@ -172,9 +172,11 @@ impl RangeSink for DestWriter {
     }
 
     fn finish(&mut self, image_size: u64) -> Result<(), Error> {
-        if let Some(mut read_back) = self.read_back.take() {
-            let through_cache = !self.live()?.is_direct();
+        let through_cache = !self.live()?.is_direct();
+        if let Some(read_back) = &mut self.read_back {
+            // On failure the reader stays, broken: a later finish fails too.
             self.read_back_stats = Some(read_back.finish(through_cache)?);
+            self.read_back = None;
         }
         let dest = self.dest.take().ok_or(Error::Finished)?;
         // The read-back thread, which held the other reference, has ended.

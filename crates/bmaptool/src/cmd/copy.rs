@@ -55,7 +55,9 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
             .read_back(ReadBack::new(args.write_retries))
             .context("cannot start reading back what is written")?;
     }
-    let dest = writer.dest().context("the destination is already finished")?;
+    let dest = writer
+        .dest()
+        .context("the destination is already finished")?;
     report_tuning(&dest);
     let dest_label = match dest.kind() {
         Kind::BlockDevice => format!("block device '{}'", args.dest.display()),
