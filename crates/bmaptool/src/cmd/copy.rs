@@ -58,7 +58,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     let dest = writer
         .dest()
         .context("the destination is already finished")?;
-    report_tuning(&dest);
+    report_tuning(dest);
     let dest_label = match dest.kind() {
         Kind::BlockDevice => format!("block device '{}'", args.dest.display()),
         _ => format!("file '{}'", basename(&args.dest.to_string_lossy())),
