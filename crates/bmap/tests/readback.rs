@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bmap::copy::{self, DestWriter, Plan, RangeSink, ReadBack, ReadBackMismatch};
-use bmap::dest::Dest;
+use bmap::copy::{self, DestWriter, Plan, RangeSink, ReadBack, ReadBackMismatch, Span, Verdict};
+use bmap::dest::{AlignedBuf, Dest};
 use bmap::format::{self, Bmap};
 use bmap::source::Image;
 use fixture::BmapText;
@@ -238,4 +238,61 @@ fn write_retries_zero_fails_at_the_first_difference() {
     );
     assert_eq!(error.writes, 1, "never written again");
     assert_eq!(flips.load(Ordering::SeqCst), 1);
+}
+
+/// Writes blocks `first..=last` (4 KiB each) of `bytes` through `writer` as one range,
+/// in 1 MiB chunks from aligned buffers, as the pipeline does.
+fn write_range(writer: &mut DestWriter, bytes: &[u8], first: u64, last: u64) {
+    let span = Span {
+        index: 0,
+        first_block: first,
+        last_block: last,
+        start: first * 4096,
+        len: Some((last - first + 1) * 4096),
+        digest: None,
+    };
+    writer.begin(&span).expect("begin");
+    let (start, end) = (first as usize * 4096, (last as usize + 1) * 4096);
+    for at in (start..end).step_by(1 << 20) {
+        let len = (end - at).min(1 << 20);
+        let mut chunk = AlignedBuf::new(len, writer.alignment());
+        chunk.copy_from_slice(&bytes[at..at + len]);
+        writer.chunk(&chunk, at as u64).expect("chunk");
+    }
+    writer.end(&span, &Verdict::Unverified).expect("end");
+}
+
+#[test]
+fn flush_waits_until_everything_written_was_read_back_and_reports_a_mismatch() {
+    if !test_support::need_loop_devices() {
+        return;
+    }
+    let bytes = test_support::random_bytes(5, 16 << 20);
+    let device = LoopDevice::new(bytes.len() as u64);
+    let bad = (12 << 20) + 12_345;
+    let (hook, flips) = flipper(&device.path, bad, |_| true);
+    let dest = Dest::open(&device.path, &bmap::dest::Options::default()).expect("open");
+    let mut writer = DestWriter::new(dest)
+        .read_back(ReadBack::new(1).fault_hook(hook))
+        .expect("read-back starts");
+    // 5 MiB and 3 MiB: more than a batch, then part of one.
+    write_range(&mut writer, &bytes, 0, 1279);
+    write_range(&mut writer, &bytes, 2048, 2815);
+    writer.flush().expect("both ranges read back and matched");
+    let stats = writer.read_back_stats().expect("stats");
+    assert_eq!(
+        stats.bytes,
+        8 << 20,
+        "flush returned before everything was read back"
+    );
+    assert_eq!(stats.ranges, 2);
+    write_range(&mut writer, &bytes, 3072, 3199);
+    match writer.flush() {
+        Err(copy::Error::ReadBack(error)) => {
+            assert_eq!((error.first, error.last, error.offset), (3072, 3199, bad));
+            assert_eq!(error.writes, 2);
+        }
+        other => panic!("expected a read-back mismatch, got {other:?}"),
+    }
+    assert_eq!(flips.load(Ordering::SeqCst), 2);
 }

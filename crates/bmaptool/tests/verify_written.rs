@@ -1,14 +1,15 @@
 //! `bmaptool copy --verify-written [--write-retries N]`: the real binary reads back
 //! what it wrote to a loop device and to a regular file (with a bmap, without one,
 //! with a bmap that has no checksums, from a compressed stream) and says so in its
-//! summary; the destination then holds the image. Refused for `/dev/null`; bad
+//! summary (and, where the file system refuses `O_DIRECT`, that it read through the
+//! page cache); the destination then holds the image. Refused for `/dev/null`; bad
 //! `--write-retries` values are refused by the parser. (The rewrite and failure paths
 //! are pinned by the library's `tests/readback.rs`, which injects corruption.)
 
 #[allow(dead_code, reason = "this file uses a subset of the copy harness")]
 mod copy_support;
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::Path;
 use std::process::Output;
@@ -83,6 +84,30 @@ fn verify_written_to_a_regular_file_reads_back_every_range() {
     if !on_tmpfs(&dest) {
         assert!(!text.contains("page cache"), "{text}");
     }
+    assert!(fs::read(&dest).expect("read the copy") == bytes);
+}
+
+#[test]
+fn verify_written_to_a_file_system_without_o_direct_says_it_read_through_the_page_cache() {
+    if !need_mount() {
+        return;
+    }
+    // ramfs refuses O_DIRECT at open.
+    let ramfs = Mount::new(&[OsStr::new("-t"), OsStr::new("ramfs"), OsStr::new("ramfs")]);
+    let dir = tempdir();
+    let (image, bytes) = test_image(dir.path());
+    let dest = ramfs.path().join("out.img");
+    let bmap = test_bmap("2.0");
+    let output = run(args(
+        &["--bmap", bmap.to_str().expect("utf-8")],
+        &image,
+        &dest,
+    ));
+    let text = assert_read_back(&output, TEST_IMAGE_RANGES.len());
+    assert!(
+        text.contains("read through the page cache") && text.contains("refused O_DIRECT"),
+        "{text}"
+    );
     assert!(fs::read(&dest).expect("read the copy") == bytes);
 }
 
