@@ -26,7 +26,11 @@
 #     sha256        openssl dgst -sha256 MAPPED
 #                   (limit 2: hashing the mapped bytes on one core)
 #   and, in the file group only, ours-null / ours-stdin-null: our copy to /dev/null
-#   (read + hash, no write), to see where the time goes.
+#   (read + hash, no write), to see where the time goes; in the loop group only:
+#     ours-verify-written        bmaptool copy --verify-written --bmap BMAP IMAGE DEST
+#     ours-stdin-verify-written  the same from standard input
+#   (everything written is read back with O_DIRECT and compared; target: at most
+#   1.25 x ours, the plain copy to the same device in the same rounds).
 #   Page cache: the image and MAPPED stay warm (they were just written; the warm-up
 #   round reads them again). Dropping caches before each run would add the scratch
 #   disk's read speed to every command but not to the limits as the issue defines
@@ -45,6 +49,8 @@
 #   Summary: medians per command, and per destination
 #     limit = max(raw-write, sha256 / 2)   (the copy hashes on both cores as it writes)
 #     ours / limit <= 1.15, ours-stdin likewise (issue 11), our peak RSS < 64 MiB;
+#     ours-verify-written / ours <= 1.25 on the loop device (issue 12), and its peak
+#     RSS (the read-back keeps up to 20 MiB more) and correctness like the others;
 #     ours / reference, dd-whole and ours-pipe for context; the spread of each command
 #     (max / min over the rounds) next to its median.
 #
@@ -108,7 +114,7 @@ MAPPED=$DIR/mapped.bin
 DEST=$DIR/dest.img
 BACKING=$DIR/loop-backing.img
 bench_track_file "$BMAP" "$DEST" "$BACKING" "$DIR"/{file,loop}.json \
-    "$DIR"/{ours,stdin,ref}-{file,loop}.time
+    "$DIR"/{ours,stdin,ref}-{file,loop}.time "$DIR"/verify-written-loop.time
 
 bench_build_release
 
@@ -172,6 +178,12 @@ for where in file loop; do
     reset_dest "$where"
     /usr/bin/time -v -o "$DIR/ref-$where.time" "$REFERENCE_BMAPTOOL" -q copy --bmap "$BMAP" "$IMG" "$target"
     verify_dest "reference-$where" "$where"
+    if [[ $where == loop ]]; then
+        reset_dest loop
+        /usr/bin/time -v -o "$DIR/verify-written-loop.time" \
+            "$OURS" copy -q --verify-written --bmap "$BMAP" "$IMG" "$LOOP"
+        verify_dest "ours-verify-written-loop" loop
+    fi
 done
 rm -f "$DEST"
 sync
@@ -242,6 +254,10 @@ rm -f "$DEST"
 sync
 
 group_commands "$(q "$LOOP")"
+CMDS+=(
+    ours-verify-written "$O copy --verify-written --bmap $B $I $(q "$LOOP")"
+    ours-stdin-verify-written "$O copy --verify-written --bmap $B - $(q "$LOOP") < $I"
+)
 run_group loop "sync$PREFAULT" "${CMDS[@]}"
 
 # ---------------------------------------------------------------------- summary
@@ -259,6 +275,9 @@ for tool in ("ours", "stdin", "ref"):
         for line in open(f"$DIR/{tool}-{where}.time"):
             if "Maximum resident set size" in line:
                 rss[tool, where] = int(line.split(":")[1]) / 1024
+for line in open("$DIR/verify-written-loop.time"):
+    if "Maximum resident set size" in line:
+        rss_verify_written = int(line.split(":")[1]) / 1024
 verify = {$(for k in "${!VERIFY[@]}"; do printf '"%s": "%s", ' "$k" "${VERIFY[$k]}"; done)}
 
 ok = lambda c: "ok" if c else "MISSED"
@@ -279,7 +298,8 @@ for where, med in groups.items():
     print(f"--- destination: {where}")
     print(f"{'command':<17}{'median s':>10}{'stddev':>9}{'min':>9}{'max':>9}{'spread':>8}{'user':>8}{'sys':>8}")
     order = ["ours", "ours-stdin", "ours-pipe", "reference", "dd-whole", "raw-write",
-             "raw-write-1m", "sha256", "ours-null", "ours-stdin-null"]
+             "raw-write-1m", "sha256", "ours-null", "ours-stdin-null",
+             "ours-verify-written", "ours-stdin-verify-written"]
     for name in [k for k in order if k in med] + [k for k in med if k not in order]:
         r = med[name]
         print(f"{name:<17}{r['median']:>10.3f}{r['stddev'] or 0.0:>9.3f}{r['min']:>9.3f}"
@@ -303,6 +323,11 @@ for where, med in groups.items():
     if "ours-null" in m:
         print(f"{'ours to /dev/null (s)':<30}{m['ours-null']:>9.3f}  (read + hash, no write)")
         print(f"{'ours-stdin to /dev/null (s)':<30}{m['ours-stdin-null']:>9.3f}")
+    for name, base in (("ours-verify-written", "ours"), ("ours-stdin-verify-written", "ours-stdin")):
+        if name in m:
+            a = m[name] / m[base]
+            missed |= not a <= 1.25
+            print(f"{name + ' / ' + base:<30}{a:>9.3f}  {'<= 1.25':<9}{ok(a <= 1.25)}")
 print()
 print(f"{'peak RSS (MiB)':<30}{'file':>9}{'loop':>9}  {'target':<9}")
 for tool, label in (("ours", "ours"), ("stdin", "ours-stdin"), ("ref", "reference")):
@@ -312,11 +337,13 @@ for tool, label in (("ours", "ours"), ("stdin", "ours-stdin"), ("ref", "referenc
         missed |= not max(f, l) < 64
         verdict = f"{'< 64':<9}{ok(max(f, l) < 64)}"
     print(f"{label:<30}{f:>9.1f}{l:>9.1f}  {verdict}")
+print(f"{'ours --verify-written':<30}{'':>9}{rss_verify_written:>9.1f}  (context: read-back batches)")
 print()
 for key in ("ours-file", "ours-stdin-file", "ours-loop", "ours-stdin-loop",
-            "reference-file", "reference-loop"):
+            "ours-verify-written-loop", "reference-file", "reference-loop"):
     print(f"{'verify ' + key:<30}  {verify.get(key, 'not run')}")
-bad = any(verify.get(k) != "ok" for k in ("ours-file", "ours-stdin-file", "ours-loop", "ours-stdin-loop"))
+bad = any(verify.get(k) != "ok" for k in ("ours-file", "ours-stdin-file", "ours-loop", "ours-stdin-loop",
+                                          "ours-verify-written-loop"))
 sys.exit(4 if bad else 3 if missed else 0)
 EOF
 summary_rc=$?

@@ -126,6 +126,23 @@ pub struct CopyArgs {
     /// Refuse to write unless DEST is a removable device (or on a USB or MMC/SD bus)
     #[arg(long)]
     pub removable_device: bool,
+
+    /// Read back everything written, bypassing the page cache, and compare it with
+    /// what was written (the bytes checked against the bmap's checksums) while the
+    /// copy goes on; a part that differs is written again, then the copy fails
+    #[arg(long)]
+    pub verify_written: bool,
+
+    /// With --verify-written: how many times a part that reads back wrong is written
+    /// again before the copy fails (0 to 100)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 2,
+        requires = "verify_written",
+        value_parser = clap::value_parser!(u32).range(0..=100)
+    )]
+    pub write_retries: u32,
 }
 
 /// Arguments of `bmaptool create`.

@@ -25,9 +25,11 @@ mod events;
 mod last;
 mod pipeline;
 mod plan;
+mod readback;
 mod sink;
 
 use std::io;
+use std::path::PathBuf;
 
 use crate::Interrupt;
 use crate::dest::{self, Dest};
@@ -36,6 +38,10 @@ use crate::source::Image;
 
 pub use events::{Event, Events, NoEvents, Outcome, Phase, RangeOutcome, RangeResult, Timings};
 pub use plan::{Plan, Span};
+#[cfg(feature = "fault-injection")]
+pub use readback::FaultHook;
+pub use readback::{BATCH as READ_BACK_BATCH, IN_FLIGHT as READ_BACK_IN_FLIGHT};
+pub use readback::{ReadBack, ReadBackMismatch, ReadBackStats};
 pub use sink::{DestWriter, Discard, RangeSink, Verdict};
 
 /// Choices for [`Plan::run`].
@@ -170,6 +176,16 @@ pub enum Error {
         /// Why.
         source: io::Error,
     },
+    /// Bytes read back from the destination still differ from what was written
+    /// after every retry.
+    #[error("{0}")]
+    ReadBack(Box<ReadBackMismatch>),
+    /// Reading back was asked for a destination that cannot be read back.
+    #[error(
+        "cannot verify what is written to '{}': it is neither a regular file nor a block \
+         device, so nothing can be read back from it", .0.display()
+    )]
+    NothingToReadBack(PathBuf),
     /// Writing, sizing or syncing the destination failed.
     #[error(transparent)]
     Dest(#[from] dest::Error),

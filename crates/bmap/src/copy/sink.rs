@@ -4,6 +4,9 @@
 //! destinations are others to come, and the reader and the hashers do not change for
 //! them.
 
+use std::sync::Arc;
+
+use super::readback::{ReadBack, ReadBackStats, Verifier};
 use super::{Error, Span};
 use crate::dest::{Dest, MIN_ALIGN};
 use crate::format::Digest;
@@ -70,11 +73,14 @@ const WRITEBACK_EVERY: u64 = 16 << 20;
 
 /// Writes the ranges to one [`Dest`] at their offsets, and finishes it (final size,
 /// fsync, settings restored). Dropped unfinished, the destination undoes what it can
-/// (a file it created is removed).
+/// (a file it created is removed). With [`read_back`](DestWriter::read_back), what it
+/// writes is also read back and compared (see `readback.rs`).
 #[derive(Debug)]
 pub struct DestWriter {
-    dest: Option<Dest>,
+    dest: Option<Arc<Dest>>,
     buffered_at_writeback: u64,
+    read_back: Option<Verifier>,
+    read_back_stats: Option<ReadBackStats>,
 }
 
 impl DestWriter {
@@ -82,31 +88,62 @@ impl DestWriter {
     pub fn new(dest: Dest) -> DestWriter {
         DestWriter {
             buffered_at_writeback: dest.buffered_bytes(),
-            dest: Some(dest),
+            dest: Some(Arc::new(dest)),
+            read_back: None,
+            read_back_stats: None,
         }
+    }
+
+    /// Also reads back everything written, bypassing the page cache, and compares it
+    /// with what was written, in a thread of its own while the copy goes on; a part
+    /// that differs is written again up to `options.retries()` times, then the copy
+    /// fails. [`RangeSink::flush`] and [`RangeSink::finish`] wait for it. Refused for
+    /// a destination that cannot be read back (`/dev/null`, a FIFO).
+    pub fn read_back(mut self, options: ReadBack) -> Result<DestWriter, Error> {
+        let dest = Arc::clone(self.dest.as_ref().ok_or(Error::Finished)?);
+        self.read_back = Some(Verifier::start(dest, options)?);
+        Ok(self)
+    }
+
+    /// What the read-back found: final once the writer is finished; `None` without
+    /// read-back.
+    pub fn read_back_stats(&self) -> Option<ReadBackStats> {
+        self.read_back_stats
+            .or_else(|| self.read_back.as_ref().map(Verifier::stats))
     }
 
     /// The destination, until it is finished.
     pub fn dest(&self) -> Option<&Dest> {
-        self.dest.as_ref()
+        self.dest.as_deref()
     }
 
     fn live(&self) -> Result<&Dest, Error> {
-        self.dest.as_ref().ok_or(Error::Finished)
+        self.dest.as_deref().ok_or(Error::Finished)
     }
 }
 
 impl RangeSink for DestWriter {
     fn alignment(&self) -> usize {
         self.dest
-            .as_ref()
+            .as_deref()
             .map_or(MIN_ALIGN, Dest::alignment)
             .max(MIN_ALIGN)
+    }
+
+    fn begin(&mut self, span: &Span) -> Result<(), Error> {
+        if let Some(read_back) = &mut self.read_back {
+            read_back.begin(span);
+        }
+        Ok(())
     }
 
     fn chunk(&mut self, data: &[u8], offset: u64) -> Result<(), Error> {
         let dest = self.live()?;
         dest.write_at(data, offset)?;
+        if let Some(read_back) = &mut self.read_back {
+            read_back.keep(data, offset)?;
+        }
+        let dest = self.live()?;
         let buffered = dest.buffered_bytes();
         if buffered - self.buffered_at_writeback >= WRITEBACK_EVERY {
             // Keep the disk busy while we go on, instead of leaving everything to the
@@ -119,13 +156,31 @@ impl RangeSink for DestWriter {
         Ok(())
     }
 
+    fn end(&mut self, span: &Span, verdict: &Verdict) -> Result<(), Error> {
+        if let Some(read_back) = &mut self.read_back {
+            read_back.end(span, verdict);
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<(), Error> {
+        if let Some(read_back) = &mut self.read_back {
+            read_back.wait()?;
+        }
         self.live()?.sync()?;
         Ok(())
     }
 
     fn finish(&mut self, image_size: u64) -> Result<(), Error> {
+        let through_cache = !self.live()?.is_direct();
+        if let Some(read_back) = &mut self.read_back {
+            // On failure the reader stays, broken: a later finish fails too.
+            self.read_back_stats = Some(read_back.finish(through_cache)?);
+            self.read_back = None;
+        }
         let dest = self.dest.take().ok_or(Error::Finished)?;
+        // The read-back thread, which held the other reference, has ended.
+        let dest = Arc::into_inner(dest).ok_or(Error::Finished)?;
         dest.finish(image_size)?;
         Ok(())
     }

@@ -225,6 +225,19 @@ impl Handle {
         let _ = crate::sys::start_writeback(&self.file);
     }
 
+    /// Writes the page cache's dirty pages of the `len` bytes at `offset` to the
+    /// medium, waits for them, and drops those pages from the cache, so that a read of
+    /// the span shows what the medium holds (tmpfs keeps them: there they are the
+    /// medium).
+    pub(super) fn settle(&self, offset: u64, len: u64) -> io::Result<()> {
+        let Some(len) = std::num::NonZeroU64::new(len) else {
+            return Ok(());
+        };
+        crate::sys::sync_range(&self.file, offset, len.get())?;
+        rustix::fs::fadvise(&self.file, offset, Some(len), rustix::fs::Advice::DontNeed)?;
+        Ok(())
+    }
+
     /// Syncs both descriptors to the medium (the device's write cache flushed too).
     pub(super) fn sync(&self) -> io::Result<()> {
         self.file.sync_all()?;

@@ -297,6 +297,20 @@ impl Dest {
         }
     }
 
+    /// Makes the `len` bytes at `offset` durable (what went through the page cache is
+    /// written back and waited for) and drops them from the page cache, so that
+    /// [`read_at`](Dest::read_at) of the span shows what the medium holds, even where
+    /// it is not direct (except on tmpfs, whose page cache is the medium). Nothing for
+    /// `/dev/null`, a FIFO or a socket.
+    pub fn settle(&self, offset: u64, len: u64) -> Result<(), Error> {
+        if self.kind() == Kind::Other {
+            return Ok(());
+        }
+        self.io()
+            .settle(offset, len)
+            .map_err(|source| self.io_error("synchronize", source))
+    }
+
     /// Syncs everything written so far to the medium (nothing for `/dev/null`, a FIFO
     /// or a socket).
     pub fn sync(&self) -> Result<(), Error> {

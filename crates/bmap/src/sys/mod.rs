@@ -79,6 +79,29 @@ pub fn start_writeback(file: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes `file`'s dirty pages in the `len` bytes at `offset` to the device and waits
+/// until they are there (`sync_file_range` with `WAIT_BEFORE | WRITE | WAIT_AFTER`):
+/// the data only, without the file's metadata or the device's write cache.
+pub fn sync_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    let (Ok(offset), Ok(len)) = (
+        libc::off64_t::try_from(offset),
+        libc::off64_t::try_from(len),
+    ) else {
+        return Err(io::ErrorKind::InvalidInput.into());
+    };
+    // SAFETY: sync_file_range only reads its integer arguments; the fd is valid while
+    // `file` lives.
+    #[allow(unsafe_code, reason = "libc has no safe wrapper for sync_file_range")]
+    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, flags) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Grows a pipe's buffer to `size` bytes (best effort: the kernel caps it at
 /// /proc/sys/fs/pipe-max-size for unprivileged users), so that a producer such as
 /// `xzcat` or `curl` can run ahead of the reader in larger steps.

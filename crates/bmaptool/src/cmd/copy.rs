@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bmap::Interrupt;
-use bmap::copy::{self, DestWriter, Options};
+use bmap::copy::{self, DestWriter, Options, ReadBack, ReadBackStats};
 use bmap::dest::{self, Dest, Kind, Removable, Setting, SettingChange};
 use bmap::format::{Bmap, SelfCheck, human_size, human_time};
 use bmap::source;
@@ -47,8 +47,18 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     let later = opened.later.clone();
     let shown_bmap = bmap.as_ref().map(|trusted| trusted.shown.clone());
     let plan = plan(args, opened, bmap.map(|trusted| trusted.bmap))?;
+    check_readable(args)?;
     let dest = open_dest(interrupt, &args.dest, &plan.dest_options(true))?;
-    report_tuning(&dest);
+    let mut writer = DestWriter::new(dest);
+    if args.verify_written {
+        writer = writer
+            .read_back(ReadBack::new(args.write_retries))
+            .context("cannot start reading back what is written")?;
+    }
+    let dest = writer
+        .dest()
+        .context("the destination is already finished")?;
+    report_tuning(dest);
     let dest_label = match dest.kind() {
         Kind::BlockDevice => format!("block device '{}'", args.dest.display()),
         _ => format!("file '{}'", basename(&args.dest.to_string_lossy())),
@@ -68,14 +78,55 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         interrupt: interrupt.clone(),
     };
     let has_bmap = plan.bmap().is_some();
-    let result = plan.run(&mut DestWriter::new(dest), progress.events(), &options);
+    let result = plan.run(&mut writer, progress.events(), &options);
     progress.finish();
     let outcome = result.map_err(|e| explain_failure(e, &args.dest))?;
     for notice in later.take() {
         messages::warning(notice);
     }
     summarize(args, &outcome, has_bmap, &dest_label);
+    if let Some(stats) = writer.read_back_stats() {
+        summarize_read_back(&stats, &dest_label);
+    }
     Ok(())
+}
+
+/// Refuses `--verify-written` for a destination that cannot be read back, before it
+/// is opened (opening a FIFO would wait for a reader).
+fn check_readable(args: &CopyArgs) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(&args.dest) else {
+        return Ok(());
+    };
+    let kind = meta.file_type();
+    if args.verify_written && !(kind.is_file() || kind.is_block_device()) {
+        bail!(
+            "--verify-written cannot check '{}': it is neither a regular file nor a block \
+             device, so nothing written to it can be read back; drop --verify-written",
+            args.dest.display()
+        );
+    }
+    Ok(())
+}
+
+/// The line that says what was read back.
+fn summarize_read_back(stats: &ReadBackStats, dest_label: &str) {
+    let rewritten = match stats.ranges_rewritten {
+        0 => String::new(),
+        n => format!(
+            ", {n} rewritten ({} rewrite(s) of parts that read back wrong)",
+            stats.rewrites
+        ),
+    };
+    let cache = if stats.through_page_cache {
+        format!(" (read through the page cache: {dest_label} refused O_DIRECT)")
+    } else {
+        String::new()
+    };
+    messages::info(format_args!(
+        "read back {} ranges ({}): all matched{rewritten}{cache}",
+        stats.ranges,
+        human_size(stats.bytes)
+    ));
 }
 
 /// The bmap to copy with, found, fetched, signature-checked and parsed by the
