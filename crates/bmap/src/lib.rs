@@ -10,7 +10,8 @@
 //! - [`create`]: an image -> its bmap, hashing ranges on all cores;
 //! - [`source`] and [`dest`]: where image bytes come from and go to;
 //! - [`trust`]: find, fetch, signature-check and parse the bmap for an image;
-//! - [`copy`]: an image and its bmap -> a file or block device, verifying as it goes.
+//! - [`copy`]: an image and its bmap -> a file or block device, verifying as it goes;
+//! - [`verify`]: a flashed device or file checked against a bmap, without the image.
 //!
 //! The library never prints, reads environment variables or installs signal handlers:
 //! errors are typed values, and long operations take an [`Interrupt`] flag.
@@ -41,5 +42,6 @@ pub mod signature;
 pub mod source;
 mod sys;
 pub mod trust;
+pub mod verify;
 
 pub use interrupt::Interrupt;

@@ -66,6 +66,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     let options = Options {
         verify: !args.no_verify,
         interrupt: interrupt.clone(),
+        ..Options::default()
     };
     let has_bmap = plan.bmap().is_some();
     let result = plan.run(&mut DestWriter::new(dest), progress.events(), &options);
