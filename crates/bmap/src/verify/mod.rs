@@ -132,6 +132,8 @@ pub struct Report {
     pub image_size: u64,
     /// The bmap's block size.
     pub block_size: u64,
+    /// A block device or a regular file.
+    pub target_kind: TargetKind,
     /// The target's size.
     pub target_size: u64,
     /// The bmap's checksum type.
@@ -212,7 +214,7 @@ pub fn verify(
 ) -> Result<Report, Error> {
     check(&target, bmap)?;
     let started = Instant::now();
-    let target_size = target.size();
+    let (target_size, target_kind) = (target.size(), target.kind());
     let mut sink = Check {
         align: target.alignment(),
     };
@@ -234,6 +236,7 @@ pub fn verify(
     Ok(Report {
         image_size: bmap.image_size(),
         block_size: bmap.block_size(),
+        target_kind,
         target_size,
         checksum: bmap.checksum_kind().unwrap_or(ChecksumKind::Sha256),
         self_check,
