@@ -22,6 +22,16 @@ use crate::source::RandomAccess;
 
 /// Alignments above this are not used for direct I/O (the copy's chunks are 1 MiB).
 const MAX_ALIGN: u64 = 1 << 20;
+/// The granule of dropping cached pages before a buffered read: the largest page
+/// cache folio of x86-64 and 4 KiB-page arm64 (PMD size).
+const DROP_SPAN: u64 = 2 << 20;
+
+/// Drops the clean cached pages of `len` bytes (`None`: to the end) at `offset` of
+/// `file` (`posix_fadvise(DONTNEED)`). Best effort: a file system that ignores the
+/// advice still reads correctly, and direct reads do not need it.
+fn drop_cached(file: &File, offset: u64, len: Option<NonZeroU64>) {
+    let _ = rustix::fs::fadvise(file, offset, len, rustix::fs::Advice::DontNeed);
+}
 
 /// What a target is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +159,10 @@ impl DirectReader {
         .unwrap_or(MIN_ALIGN as u64);
         let usable = align.is_power_of_two() && align <= MAX_ALIGN && dio != Some((0, 0));
         let direct = if usable { reopen_direct(&file)? } else { None };
+        // Whatever the target's page cache holds may be stale (written behind the
+        // cache's back, or by a copy through another device node): drop it all once,
+        // so that no buffered read below can be served from it.
+        drop_cached(&file, 0, None);
         Ok(DirectReader {
             file,
             direct,
@@ -158,16 +172,15 @@ impl DirectReader {
         })
     }
 
-    /// Reads through the page cache after dropping the pages `len` bytes at `offset`
-    /// span (whole pages: the kernel keeps a partly covered page otherwise).
+    /// Reads through the page cache after dropping the cached pages around `buf.len()`
+    /// bytes at `offset`.
     fn read_buffered(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let page = self.align;
-        let start = offset / page * page;
-        let end = (offset + buf.len() as u64).div_ceil(page) * page;
-        if let Some(len) = NonZeroU64::new(end - start) {
-            // Best effort: a file system without the advice still reads correctly.
-            let _ = rustix::fs::fadvise(&self.file, start, Some(len), rustix::fs::Advice::DontNeed);
-        }
+        // The kernel drops only the folios wholly inside the span (a block device's
+        // page cache holds large folios), so drop the whole 2 MiB-aligned area around
+        // it: what else is dropped is clean and only costs a later read.
+        let start = offset / DROP_SPAN * DROP_SPAN;
+        let end = (offset + buf.len() as u64).div_ceil(DROP_SPAN) * DROP_SPAN;
+        drop_cached(&self.file, start, NonZeroU64::new(end - start));
         let got = self.file.read_at(buf, offset)?;
         self.counters
             .buffered
