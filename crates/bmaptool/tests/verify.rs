@@ -434,3 +434,65 @@ fn a_block_device_without_bmap_needs_the_option() {
     let output = run([OsStr::new("verify"), device.path().as_os_str()]);
     assert_check_error(&output, &["is a block device", "--bmap"]);
 }
+
+#[test]
+fn a_file_where_direct_io_is_refused_is_read_through_a_dropped_cache() {
+    // ramfs has no direct I/O: opening with O_DIRECT fails with EINVAL.
+    if !need_mount() {
+        return;
+    }
+    let dir = tempdir();
+    let sample = Sample::new(dir.path());
+    let ramfs = Mount::new(&[OsStr::new("-t"), OsStr::new("ramfs"), OsStr::new("ramfs")]);
+    let copy = ramfs.path().join("copy.img");
+    assert_ok(&run(with_bmap(&sample.bmap, &sample.image, &copy)));
+    let output = run(verify_args(&sample.bmap, &copy, &["--json"]));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(doc["target_kind"], "file");
+    assert_eq!(doc["bytes_direct"], 0);
+    assert_eq!(doc["bytes_buffered"], doc["bytes_read"]);
+    poke(&copy, Sample::IN_SECOND_RANGE, 0x5A);
+    let output = run(verify_args(&sample.bmap, &copy, &[]));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(bad_lines(&output)[0].contains("blocks 256-271"));
+}
+
+#[test]
+fn a_mounted_device_is_checked_with_a_warning() {
+    if !need_loop_devices() || !test_support::need_tool("mkfs.ext4") {
+        return;
+    }
+    let dir = tempdir();
+    let image = dir.path().join("fs.img");
+    File::create(&image)
+        .and_then(|f| f.set_len(16 * MIB))
+        .expect("make the image");
+    succeeds(
+        std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&image),
+    );
+    let bmap = dir.path().join("fs.img.bmap");
+    assert_ok(&run([
+        OsStr::new("create"),
+        OsStr::new("-o"),
+        bmap.as_os_str(),
+        image.as_os_str(),
+    ]));
+    let device = LoopDevice::new(16 * MIB, 0);
+    assert_ok(&run(with_bmap(&bmap, &image, device.path())));
+    // Read-only, without replaying a journal: mounting writes nothing.
+    let mount = Mount::new(&[
+        OsStr::new("-o"),
+        OsStr::new("ro,noload"),
+        device.path().as_os_str(),
+    ]);
+    let output = run(verify_args(&bmap, device.path(), &[]));
+    let text = assert_ok_text(&output);
+    assert!(
+        text.contains("WARNING") && text.contains("is mounted on") && text.contains("in use"),
+        "{text}"
+    );
+    drop(mount);
+}
