@@ -291,3 +291,119 @@ impl RangeSink for Check {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileExt;
+    use std::path::Path;
+
+    use super::*;
+    use crate::format::BlockRange;
+
+    const BLOCK: u64 = 512;
+
+    /// A file of `size` bytes of a pattern, and a bmap of 512-byte blocks over
+    /// `ranges` (inclusive block numbers) with their SHA-256 digests.
+    fn sample(dir: &Path, size: u64, ranges: &[(u64, u64)]) -> (PathBuf, Bmap) {
+        let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let path = dir.join("target.img");
+        std::fs::write(&path, &bytes).expect("write the target");
+        let ranges = ranges
+            .iter()
+            .map(|&(first, last)| {
+                let start = (first * BLOCK) as usize;
+                let end = ((last + 1) * BLOCK).min(size) as usize;
+                let digest = ChecksumKind::Sha256.digest(&bytes[start..end]);
+                BlockRange::new(first, last, Some(digest)).expect("range")
+            })
+            .collect();
+        let bmap = Bmap::new(size, BLOCK, Some(ChecksumKind::Sha256), ranges).expect("bmap");
+        (path, bmap)
+    }
+
+    fn check(path: &Path, bmap: &Bmap) -> Report {
+        let target = Target::open(path).expect("open");
+        verify(
+            target,
+            bmap,
+            SelfCheck::Absent,
+            &mut copy::NoEvents,
+            &Options::default(),
+        )
+        .expect("checked")
+    }
+
+    fn flip(path: &Path, offset: u64) {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .expect("open");
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, offset).expect("read");
+        file.write_all_at(&[!byte[0]], offset).expect("write");
+    }
+
+    #[test]
+    fn ranges_of_512_byte_blocks_are_read_whole_and_every_bad_one_is_reported() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        // Ranges starting and ending inside 4 KiB blocks, one spanning several, and
+        // the image's partial last block.
+        let size = 40 * 1024 + 100;
+        let ranges = [(1, 2), (7, 30), (33, 33), (79, 80)];
+        let (path, bmap) = sample(dir.path(), size, &ranges);
+        let report = check(&path, &bmap);
+        assert!(report.all_good(), "{report:?}");
+        assert_eq!(report.good(), 4);
+        assert_eq!(report.bytes_read, bmap.mapped_bytes());
+        assert_eq!(
+            report.bytes_direct + report.bytes_buffered,
+            report.bytes_read
+        );
+
+        // A byte in the unaligned head of the second range (block 7, byte 3584) and
+        // one in its aligned middle; one in the partial last block.
+        flip(&path, 7 * BLOCK + 10);
+        flip(&path, 16 * BLOCK + 5);
+        flip(&path, size - 1);
+        let report = check(&path, &bmap);
+        let bad: Vec<(u64, u64, u64, u64)> = report
+            .bad()
+            .map(|r| (r.first_block, r.last_block, r.start, r.end))
+            .collect();
+        assert_eq!(bad, [(7, 30, 3584, 15872), (79, 80, 40448, size)]);
+        assert_eq!(report.good(), 2);
+    }
+
+    #[test]
+    fn a_bmap_without_checksums_and_a_short_target_are_refused_before_reading() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (path, bmap) = sample(dir.path(), 8192, &[(0, 3)]);
+        let bare = Bmap::new(
+            8192,
+            BLOCK,
+            None,
+            vec![BlockRange::new(0, 3, None).expect("range")],
+        )
+        .expect("bmap");
+        let target = Target::open(&path).expect("open");
+        assert!(matches!(
+            check_target(&target, &bare),
+            Err(Error::NoChecksums { .. })
+        ));
+        let longer =
+            Bmap::new(9000, BLOCK, bmap.checksum_kind(), bmap.ranges().to_vec()).expect("bmap");
+        assert!(matches!(
+            check_target(&target, &longer),
+            Err(Error::TargetTooSmall {
+                size: 8192,
+                image: 9000,
+                ..
+            })
+        ));
+    }
+
+    fn check_target(target: &Target, bmap: &Bmap) -> Result<(), Error> {
+        super::check(target, bmap)
+    }
+}
