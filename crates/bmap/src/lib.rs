@@ -10,7 +10,8 @@
 //! - [`create`]: an image -> its bmap, hashing ranges on all cores;
 //! - [`source`] and [`dest`]: where image bytes come from and go to;
 //! - [`trust`]: find, fetch, signature-check and parse the bmap for an image;
-//! - [`copy`]: an image and its bmap -> a file or block device, verifying as it goes.
+//! - [`copy`]: an image and its bmap -> a file or block device, verifying as it goes;
+//! - [`verify`]: a flashed device or file checked against a bmap, without the image;
 //! - [`gpt`]: moving the backup GPT of an image to the end of a larger device.
 //!
 //! The library never prints, reads environment variables or installs signal handlers:
@@ -43,5 +44,6 @@ pub mod signature;
 pub mod source;
 mod sys;
 pub mod trust;
+pub mod verify;
 
 pub use interrupt::Interrupt;

@@ -76,6 +76,21 @@ pub enum Command {
         after_help = "Examples:\n  bmaptool copy disk.img /dev/sdX\n  bmaptool copy --bmap disk.bmap disk.img disk-copy.img\n  cat disk.img | bmaptool copy --bmap disk.img.bmap - /dev/sdX"
     )]
     Copy(CopyArgs),
+
+    /// Check a block device or file against a bmap, without the image
+    #[command(
+        long_about = "Check a block device or file against a bmap, without the image.\n\n\
+        Every range the bmap lists is read back from TARGET, bypassing the page cache \
+        (O_DIRECT; where the kernel refuses it, the range is dropped from the cache before \
+        it is read), and compared with its checksum; the bad ranges are named by blocks \
+        and bytes. Without --bmap, the bmap is looked for beside TARGET when it is a \
+        regular file, as copy looks beside the image; a block device needs --bmap. The \
+        bmap may be a URL, and its OpenPGP signature is verified as copy does.\n\n\
+        Exit status: 0 when every range is good, 1 when any range is bad, 2 when the \
+        check could not be made (an error, or a usage error).",
+        after_help = "Examples:\n  bmaptool verify --bmap disk.img.bmap /dev/sdX\n  bmaptool verify --json --bmap https://example.com/disk.img.bmap /dev/sdX\n  bmaptool verify disk-copy.img"
+    )]
+    Verify(VerifyArgs),
 }
 
 /// Arguments of `bmaptool copy`.
@@ -97,23 +112,9 @@ pub struct CopyArgs {
     #[arg(long)]
     pub nobmap: bool,
 
-    /// The detached OpenPGP signature of the bmap (found beside it as .asc or .sig
-    /// otherwise)
-    #[arg(long, value_name = "BMAP_SIG", value_hint = clap::ValueHint::FilePath)]
-    pub bmap_sig: Option<OsString>,
-
-    /// Do not verify the bmap's OpenPGP signature
-    #[arg(long)]
-    pub no_sig_verify: bool,
-
-    /// The keyring to verify the signature with: a GnuPG keybox (.kbx) or an OpenPGP
-    /// keyring file (default: the keys of GNUPGHOME or ~/.gnupg)
-    #[arg(long, value_name = "KEYRING", value_hint = clap::ValueHint::FilePath)]
-    pub keyring: Option<PathBuf>,
-
-    /// Require the signature to be by this key (or one of its subkeys)
-    #[arg(long, value_name = "FINGERPRINT")]
-    pub fingerprint: Option<String>,
+    /// The bmap's signature options.
+    #[command(flatten)]
+    pub signature: SignatureArgs,
 
     /// Do not verify the data checksums while writing
     #[arg(long)]
@@ -143,6 +144,49 @@ pub struct CopyArgs {
         value_parser = clap::value_parser!(u32).range(0..=100)
     )]
     pub write_retries: u32,
+}
+
+/// The bmap's OpenPGP signature options, shared by `copy` and `verify`.
+#[derive(Debug, Args)]
+pub struct SignatureArgs {
+    /// The detached OpenPGP signature of the bmap (found beside it as .asc or .sig
+    /// otherwise)
+    #[arg(long, value_name = "BMAP_SIG", value_hint = clap::ValueHint::FilePath)]
+    pub bmap_sig: Option<OsString>,
+
+    /// Do not verify the bmap's OpenPGP signature
+    #[arg(long)]
+    pub no_sig_verify: bool,
+
+    /// The keyring to verify the signature with: a GnuPG keybox (.kbx) or an OpenPGP
+    /// keyring file (default: the keys of GNUPGHOME or ~/.gnupg)
+    #[arg(long, value_name = "KEYRING", value_hint = clap::ValueHint::FilePath)]
+    pub keyring: Option<PathBuf>,
+
+    /// Require the signature to be by this key (or one of its subkeys)
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
+}
+
+/// Arguments of `bmaptool verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The block device or file to check
+    #[arg(value_name = "TARGET", value_hint = clap::ValueHint::FilePath)]
+    pub target: PathBuf,
+
+    /// The block map file to check against (a path or URL); found beside TARGET
+    /// when it is a regular file
+    #[arg(long, value_name = "BMAP", value_hint = clap::ValueHint::FilePath)]
+    pub bmap: Option<OsString>,
+
+    /// The bmap's signature options.
+    #[command(flatten)]
+    pub signature: SignatureArgs,
+
+    /// Print the report as one JSON document on standard output (see docs/json.md)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `bmaptool create`.
@@ -233,8 +277,8 @@ mod tests {
         assert_eq!(args.image, name("i"));
         assert_eq!(args.dest.as_os_str(), name("d"));
         assert_eq!(args.bmap, Some(name("b")));
-        assert_eq!(args.bmap_sig, Some(name("s")));
-        assert_eq!(args.keyring, Some(PathBuf::from(name("k"))));
+        assert_eq!(args.signature.bmap_sig, Some(name("s")));
+        assert_eq!(args.signature.keyring, Some(PathBuf::from(name("k"))));
         assert_eq!(args.psplash_pipe, Some(PathBuf::from(name("p"))));
         let cli = Cli::try_parse_from([
             OsString::from("bmaptool"),

@@ -1,5 +1,7 @@
 //! `bmaptool`: parse arguments, run the subcommand, print the error chain once, exit
 //! with 0 (success), 1 (error), 2 (usage error) or 128 + signal (interrupted).
+//! `verify` exits as `cmp` does: 0 (every range good), 1 (a range is bad), 2 (an
+//! error or a usage error: the check could not be made).
 
 use std::process::ExitCode;
 
@@ -16,10 +18,15 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
         }
     };
+    // `verify` keeps 1 for "a range is bad".
+    let failed = match cli.command {
+        Command::Verify(_) => 2,
+        _ => 1,
+    };
     if cli.quiet && cli.debug {
         messages::init(Level::Info);
         messages::error("--quiet and --debug cannot be used together");
-        return ExitCode::from(1);
+        return ExitCode::from(failed);
     }
     messages::init(match (cli.quiet, cli.debug) {
         (true, _) => Level::Quiet,
@@ -30,6 +37,10 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Create(args) => bmaptool::cmd::create::run(args, signals.interrupt()),
         Command::Copy(args) => bmaptool::cmd::copy::run(args, signals.interrupt()),
+        Command::Verify(args) => match bmaptool::cmd::verify::run(args, signals.interrupt()) {
+            Ok(false) => return ExitCode::from(1),
+            other => other.map(|_| ()),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,7 +51,7 @@ fn main() -> ExitCode {
         Err(err) => {
             let hint = bmaptool::advice::hint(&err).unwrap_or_default();
             messages::error(format_args!("{}{hint}", one_line(&err)));
-            ExitCode::from(1)
+            ExitCode::from(failed)
         }
     }
 }

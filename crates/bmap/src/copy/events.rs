@@ -33,7 +33,8 @@ pub enum RangeResult {
     Written,
     /// Written, and its bytes hash to the bmap's digest.
     Verified(Digest),
-    /// Its bytes do not hash to the bmap's digest; the copy stops.
+    /// Its bytes do not hash to the bmap's digest; the copy stops (unless
+    /// [`super::Options::stop_at_mismatch`] is off).
     Mismatched {
         /// The digest in the bmap.
         expected: Digest,

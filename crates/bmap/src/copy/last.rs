@@ -57,7 +57,9 @@ impl Writer<'_> {
             self.open.push((chunk.segment, 0));
         }
         self.report_read();
-        if let Some(Verdict::Mismatched { expected, actual }) = &chunk.verdict {
+        if let Some(Verdict::Mismatched { expected, actual }) = &chunk.verdict
+            && self.shared.options.stop_at_mismatch
+        {
             let outcome = RangeOutcome::new(
                 span,
                 span.start + span.len.unwrap_or(0),
@@ -112,7 +114,11 @@ impl Writer<'_> {
         self.sink.end(span, verdict)?;
         let result = match verdict {
             Verdict::Verified(digest) => RangeResult::Verified(*digest),
-            _ => RangeResult::Written,
+            Verdict::Mismatched { expected, actual } => RangeResult::Mismatched {
+                expected: *expected,
+                actual: *actual,
+            },
+            Verdict::Unverified => RangeResult::Written,
         };
         let outcome = RangeOutcome::new(span, span.start + passed, result);
         self.events.event(Event::Range(outcome.clone()));

@@ -51,6 +51,11 @@ pub struct Options {
     pub verify: bool,
     /// Checked between chunks; when raised the copy stops with [`Error::Interrupted`].
     pub interrupt: Interrupt,
+    /// Stop at the first range whose digest does not match (with
+    /// [`Error::ChecksumMismatch`]); when off, the range is reported as
+    /// [`RangeResult::Mismatched`] (its last chunk is passed to the sink too) and the
+    /// run goes on, so that every bad range is found (`verify`).
+    pub stop_at_mismatch: bool,
 }
 
 impl Default for Options {
@@ -58,6 +63,7 @@ impl Default for Options {
         Options {
             verify: true,
             interrupt: Interrupt::new(),
+            stop_at_mismatch: true,
         }
     }
 }

@@ -79,7 +79,7 @@ impl Chunk {
 }
 
 pub(super) struct Shared {
-    options: Options,
+    pub(super) options: Options,
     pub(super) segments: Vec<Span>,
     pending: Vec<AtomicUsize>,
     failed: AtomicBool,

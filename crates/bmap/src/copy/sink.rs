@@ -19,7 +19,9 @@ pub enum Verdict {
     /// The bytes hash to the bmap's digest.
     Verified(Digest),
     /// The bytes do not hash to the bmap's digest; the range's last chunk is not
-    /// passed to [`RangeSink::chunk`], and the copy stops after [`RangeSink::end`].
+    /// passed to [`RangeSink::chunk`], and the copy stops after [`RangeSink::end`]
+    /// (with [`super::Options::stop_at_mismatch`] off, the chunk is passed and the
+    /// copy goes on).
     Mismatched {
         /// The bmap's digest.
         expected: Digest,

@@ -95,6 +95,12 @@ pub(super) fn open(path: &Path, meta: &Metadata, options: &Options) -> Result<De
     }))
 }
 
+/// Why the block device `meta` describes is in use (mounted, swap, held, read by a
+/// loop device), if it is: what `verify` warns about before reading it.
+pub(crate) fn in_use_by(meta: &Metadata) -> Option<String> {
+    in_use(&family(&sysfs_dir(meta.rdev()), meta.rdev()))
+}
+
 /// `/sys/dev/block/MAJ:MIN`, resolved.
 fn sysfs_dir(rdev: u64) -> PathBuf {
     let link = PathBuf::from(format!(

@@ -33,7 +33,7 @@ const OFF: u8 = 2;
 
 /// One piece of a transfer: how many bytes, through which descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Step {
+pub(crate) enum Step {
     /// Through the page cache.
     Buffered(usize),
     /// With `O_DIRECT`.
@@ -42,7 +42,7 @@ pub(super) enum Step {
 
 /// The next step for `len` bytes at file `offset` from memory at `addr`, when direct
 /// I/O needs `align` (a power of two) for all three.
-pub(super) fn step(align: u64, direct: bool, addr: usize, len: usize, offset: u64) -> Step {
+pub(crate) fn step(align: u64, direct: bool, addr: usize, len: usize, offset: u64) -> Step {
     if !direct {
         return Step::Buffered(len);
     }

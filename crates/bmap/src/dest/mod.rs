@@ -26,9 +26,11 @@ use crate::access::Access;
 use crate::format::human_size;
 
 pub use aligned::AlignedBuf;
+pub(crate) use blockdev::in_use_by;
 pub use blockdev::{BlockDevice, Removable, removable};
 pub use file::{OtherNode, RegularFile};
 pub use handle::MIN_ALIGN;
+pub(crate) use handle::{Step, step};
 pub use same::same_storage;
 pub use tuning::{Setting, SettingChange};
 

@@ -29,7 +29,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     if args.nobmap && args.bmap.is_some() {
         bail!("--nobmap and --bmap cannot be used together");
     }
-    super::signature::check_options(args)?;
+    super::signature::check_options(&args.signature, args.nobmap)?;
     let remote = remote::Options {
         interrupt: interrupt.clone(),
         ..super::network::remote_options()?
@@ -76,6 +76,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     let options = Options {
         verify: !args.no_verify,
         interrupt: interrupt.clone(),
+        ..Options::default()
     };
     let has_bmap = plan.bmap().is_some();
     let result = plan.run(&mut writer, progress.events(), &options);
@@ -142,36 +143,16 @@ fn trusted_bmap(
         super::preflight::check_dest_is_not_an_input(args, image_location, None)?;
         return Ok(None);
     }
-    let found = match &args.bmap {
-        // A location is refused only for its URL scheme, which the error names.
-        Some(name) => {
-            trust::Found::named(input::locate(name).context("cannot open the bmap file")?)
-        }
-        None => {
-            let image = (args.image != "-").then(|| image_location.clone());
-            // Remote candidates are fetched: let a signal end a stalled transfer.
-            let options = remote.clone();
-            let found =
-                crate::signals::blocking(interrupt, move || trust::find(image.as_ref(), &options))?
-                    .map_err(super::signature::explain)?;
-            messages::info(format_args!("discovered bmap file '{}'", found.shown));
-            found
-        }
-    };
+    let image = (args.image != "-").then_some(image_location);
+    let found = super::signature::find_bmap(args.bmap.as_deref(), image, remote, interrupt)?;
     let local = match &found.location {
         Location::Local(path) => Some(path.as_path()),
         Location::Url(_) => None,
     };
     check_not_overwriting_inputs(args, local)?;
     super::preflight::check_dest_is_not_an_input(args, image_location, Some(&found.location))?;
-    let options = super::signature::trust_options(args, remote, interrupt)?;
-    let trusted = crate::signals::blocking(interrupt, move || trust::trust(found, &options))?
-        .map_err(super::signature::explain)?;
-    super::signature::report(&trusted);
+    let trusted = super::signature::trust_bmap(found, &args.signature, remote, interrupt)?;
     let shown = &trusted.shown;
-    for warning in &trusted.warnings {
-        messages::warning(format_args!("bmap file '{shown}': {warning}"));
-    }
     let version = trusted.bmap.version();
     if trusted.self_check == SelfCheck::Absent {
         messages::debug(format_args!(

@@ -5,3 +5,4 @@ pub mod create;
 pub mod network;
 mod preflight;
 pub mod signature;
+pub mod verify;

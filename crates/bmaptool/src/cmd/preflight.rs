@@ -85,7 +85,7 @@ fn inputs(args: &CopyArgs, image: &Location, bmap: Option<&Location>) -> Vec<Inp
         let how = named("signature", &path);
         add("bmap's signature file", how, std::fs::metadata(&path).ok());
     }
-    if let Some(path) = &args.keyring {
+    if let Some(path) = &args.signature.keyring {
         add(
             "keyring",
             named("keyring", path),
@@ -102,10 +102,10 @@ fn named(what: &str, path: &Path) -> String {
 
 /// The signature files that may be read: `--bmap-sig`, or those beside a local bmap.
 fn signatures(args: &CopyArgs, bmap: Option<&PathBuf>) -> Vec<PathBuf> {
-    if args.no_sig_verify {
+    if args.signature.no_sig_verify {
         return Vec::new();
     }
-    if let Some(name) = &args.bmap_sig {
+    if let Some(name) = &args.signature.bmap_sig {
         return match crate::input::locate(name) {
             Ok(Location::Local(path)) => vec![path],
             _ => Vec::new(),

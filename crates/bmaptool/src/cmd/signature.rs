@@ -1,21 +1,23 @@
-//! The bmap's OpenPGP signature, for `copy`: option checks, the library's trust
-//! options from the arguments (and the user's GnuPG home), advice for its errors in
-//! the CLI's words, and what the check found, told to the user.
+//! The bmap's OpenPGP signature, for `copy` and `verify`: option checks, the
+//! library's trust options from the arguments (and the user's GnuPG home), the trust
+//! step both commands share (find the bmap, then fetch, check and parse it), advice for
+//! its errors in the CLI's words, and what the check found, told to the user.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bmap::Interrupt;
 use bmap::signature::Verified;
-use bmap::source::remote;
-use bmap::trust::{self, Keys, SignatureCheck, SignatureSource, Trusted};
+use bmap::source::remote::{self, Location};
+use bmap::trust::{self, Found, Keys, SignatureCheck, SignatureSource, Trusted};
 
-use crate::cli::CopyArgs;
+use crate::cli::SignatureArgs;
 use crate::input;
 use crate::messages;
 
-/// Refuses the option combinations the reference refuses.
-pub fn check_options(args: &CopyArgs) -> Result<()> {
+/// Refuses the option combinations the reference refuses (`nobmap`: `copy --nobmap`).
+pub fn check_options(args: &SignatureArgs, nobmap: bool) -> Result<()> {
     if args.bmap_sig.is_some() && args.no_sig_verify {
         bail!("--bmap-sig and --no-sig-verify cannot be used together");
     }
@@ -25,7 +27,7 @@ pub fn check_options(args: &CopyArgs) -> Result<()> {
     if args.fingerprint.is_some() && args.no_sig_verify {
         bail!("--no-sig-verify and --fingerprint cannot be used together");
     }
-    if args.bmap_sig.is_some() && args.nobmap {
+    if args.bmap_sig.is_some() && nobmap {
         bail!("the bmap signature file was specified, but bmap file was not found");
     }
     Ok(())
@@ -34,7 +36,7 @@ pub fn check_options(args: &CopyArgs) -> Result<()> {
 /// The library's trust options for these arguments: which signature, which keys
 /// (`--keyring`, or the user's GnuPG keyrings from `GNUPGHOME` or `~/.gnupg`).
 pub fn trust_options(
-    args: &CopyArgs,
+    args: &SignatureArgs,
     remote: &remote::Options,
     interrupt: &Interrupt,
 ) -> Result<trust::Options> {
@@ -74,6 +76,47 @@ pub fn trust_options(
         remote: remote.clone(),
         interrupt: interrupt.clone(),
     })
+}
+
+/// Finds the bmap: `named` (`--bmap`, a path or URL), or discovered beside `image`
+/// (remote candidates are fetched; a signal ends a stalled transfer).
+pub fn find_bmap(
+    named: Option<&OsStr>,
+    image: Option<&Location>,
+    remote: &remote::Options,
+    interrupt: &Interrupt,
+) -> Result<Found> {
+    Ok(match named {
+        // A location is refused only for its URL scheme, which the error names.
+        Some(name) => Found::named(input::locate(name).context("cannot open the bmap file")?),
+        None => {
+            let (image, options) = (image.cloned(), remote.clone());
+            let found =
+                crate::signals::blocking(interrupt, move || trust::find(image.as_ref(), &options))?
+                    .map_err(explain)?;
+            messages::info(format_args!("discovered bmap file '{}'", found.shown));
+            found
+        }
+    })
+}
+
+/// Reads the bmap `found`, checks its signature as `args` say, parses it, and tells
+/// the user what was found (the signature, the parser's warnings).
+pub fn trust_bmap(
+    found: Found,
+    args: &SignatureArgs,
+    remote: &remote::Options,
+    interrupt: &Interrupt,
+) -> Result<Trusted> {
+    let options = trust_options(args, remote, interrupt)?;
+    let trusted = crate::signals::blocking(interrupt, move || trust::trust(found, &options))?
+        .map_err(explain)?;
+    report(&trusted);
+    let shown = &trusted.shown;
+    for warning in &trusted.warnings {
+        messages::warning(format_args!("bmap file '{shown}': {warning}"));
+    }
+    Ok(trusted)
 }
 
 /// The advice a trust error needs in the CLI's words: the options to use.

@@ -1,0 +1,281 @@
+//! `bmaptool verify [--bmap BMAP] [signature options] [--json] TARGET`: checks a
+//! flashed device (or a file) against a bmap, without the image. The bmap goes
+//! through the same trust step as `copy` (named or discovered, local or remote,
+//! signature checked); the library reads the target bypassing the page cache and
+//! returns a report, told here as a human summary or one JSON document on stdout
+//! (docs/json.md). Exit status: 0 all good, 1 a bad range, 2 an error (main.rs).
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::mpsc::Sender;
+
+use anyhow::{Context, Result, bail};
+use bmap::Interrupt;
+use bmap::copy::{Event, Events, Phase};
+use bmap::format::{SelfCheck, human_size, human_time};
+use bmap::source::remote::{self, Location};
+use bmap::trust::{SignatureCheck, Trusted};
+use bmap::verify::{self, RangeVerdict, Report, Target, TargetKind};
+use serde::Serialize;
+
+use crate::cli::VerifyArgs;
+use crate::messages::{self, Level};
+use crate::progress::{Progress, Settings};
+
+/// Runs `verify`; `Ok(true)` when every range is good, `Ok(false)` when one is bad.
+pub fn run(args: &VerifyArgs, interrupt: &Interrupt) -> Result<bool> {
+    super::signature::check_options(&args.signature, false)?;
+    let remote = remote::Options {
+        interrupt: interrupt.clone(),
+        ..super::network::remote_options()?
+    };
+    let target = Target::open(&args.target)?;
+    let trusted = trusted_bmap(args, &target, &remote, interrupt)?;
+    verify::check(&target, &trusted.bmap)
+        .with_context(|| format!("cannot verify '{}'", args.target.display()))?;
+    if let Some(reason) = target.in_use() {
+        messages::warning(format_args!(
+            "'{}' is in use ({reason}): reading it is harmless, but what is on it may \
+             change while it is checked",
+            args.target.display()
+        ));
+    }
+    announce(&target, &trusted);
+    let label = format!("'{}'", args.target.display());
+    let progress = Progress::start(Settings {
+        total: Some(trusted.bmap.mapped_bytes()),
+        show: messages::enabled(Level::Info),
+        terminal: std::io::stderr().is_terminal(),
+        psplash: None,
+        dest: label,
+        debug: messages::enabled(Level::Debug),
+    })
+    .context("cannot start the progress display")?;
+    let mut events = ReadEvents(progress);
+    let options = verify::Options {
+        interrupt: interrupt.clone(),
+    };
+    let result = verify::verify(
+        target,
+        &trusted.bmap,
+        trusted.self_check,
+        &mut events,
+        &options,
+    );
+    events.0.finish();
+    let report = result.with_context(|| format!("cannot verify '{}'", args.target.display()))?;
+    if args.json {
+        print_json(args, &trusted, &report)?;
+    } else {
+        summarize(&args.target, &report);
+    }
+    Ok(report.all_good())
+}
+
+/// The bmap: `--bmap` (a path or URL), or found beside a regular file; a block
+/// device has nothing beside it.
+fn trusted_bmap(
+    args: &VerifyArgs,
+    target: &Target,
+    remote: &remote::Options,
+    interrupt: &Interrupt,
+) -> Result<Trusted> {
+    if args.bmap.is_none() && target.kind() == TargetKind::BlockDevice {
+        bail!(
+            "'{}' is a block device, which has no bmap beside it: name the bmap with \
+             --bmap BMAP (a path or URL)",
+            args.target.display()
+        );
+    }
+    let image = Location::Local(args.target.clone());
+    let found = super::signature::find_bmap(args.bmap.as_deref(), Some(&image), remote, interrupt)?;
+    super::signature::trust_bmap(found, &args.signature, remote, interrupt)
+}
+
+/// Says what is about to be checked against what.
+fn announce(target: &Target, trusted: &Trusted) {
+    let bmap = &trusted.bmap;
+    messages::info(format_args!(
+        "verifying {} '{}' ({}) against bmap file '{}' (format {}): {} ranges, {} mapped \
+         of a {} image",
+        match target.kind() {
+            TargetKind::BlockDevice => "block device",
+            TargetKind::File => "file",
+        },
+        target.path().display(),
+        human_size(target.size()),
+        trusted.shown,
+        bmap.version(),
+        bmap.ranges().len(),
+        human_size(bmap.mapped_bytes()),
+        human_size(bmap.image_size())
+    ));
+    if !target.is_direct() {
+        messages::debug(
+            "no direct I/O here: every range is read through the page cache after it was \
+             dropped from it",
+        );
+    }
+}
+
+/// The progress display's events: a check reads, it does not write, so the
+/// synchronizing phase (nothing to sync) is not shown.
+struct ReadEvents(Progress);
+
+impl Events for ReadEvents {
+    fn event(&mut self, event: Event) {
+        if event != Event::Phase(Phase::Syncing) {
+            let sender: &mut Sender<Event> = self.0.events();
+            sender.event(event);
+        }
+    }
+}
+
+/// The closing lines: time, speed, the good count, and every bad range.
+fn summarize(target: &Path, report: &Report) {
+    let seconds = report.elapsed.as_secs_f64();
+    messages::info(format_args!(
+        "read {} in {}, {}/sec",
+        human_size(report.bytes_read),
+        human_time(seconds),
+        human_size((report.bytes_read as f64 / seconds.max(1e-3)) as u64)
+    ));
+    messages::debug(format_args!(
+        "{} read with O_DIRECT, {} through the page cache after dropping it",
+        human_size(report.bytes_direct),
+        human_size(report.bytes_buffered)
+    ));
+    let total = report.ranges.len();
+    let bad: Vec<_> = report.bad().collect();
+    if report.unchecked() > 0 {
+        messages::warning(format_args!(
+            "{} ranges have no checksum in the bmap: they were not checked",
+            report.unchecked()
+        ));
+    }
+    for range in &bad {
+        if let RangeVerdict::Bad { expected, actual } = &range.verdict {
+            messages::error(format_args!(
+                "bad range: blocks {}-{} (bytes {}-{}): read checksum {actual}, the bmap \
+                 says {expected}",
+                range.first_block,
+                range.last_block,
+                range.start,
+                range.end - 1
+            ));
+        }
+    }
+    if bad.is_empty() {
+        messages::info(format_args!(
+            "{} of {total} ranges good: '{}' holds the image its bmap describes",
+            report.good(),
+            target.display()
+        ));
+    } else {
+        messages::error(format_args!(
+            "{} of {total} ranges good, {} bad: '{}' does not hold the image its bmap \
+             describes",
+            report.good(),
+            bad.len(),
+            target.display()
+        ));
+    }
+}
+
+/// `verify --json`: the document docs/json.md describes. Field names are stable.
+#[derive(Debug, Serialize)]
+struct JsonReport<'a> {
+    target: String,
+    target_kind: &'static str,
+    target_size: u64,
+    bmap: JsonBmap<'a>,
+    image_size: u64,
+    block_size: u64,
+    ranges_total: usize,
+    ranges_good: usize,
+    ranges_bad: usize,
+    ranges_unchecked: usize,
+    bytes_read: u64,
+    bytes_direct: u64,
+    bytes_buffered: u64,
+    seconds: f64,
+    bad_ranges: Vec<JsonRange>,
+    result: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonBmap<'a> {
+    location: &'a str,
+    version: String,
+    checksum_type: &'static str,
+    self_checksum_good: Option<bool>,
+    signature: &'static str,
+    signer: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonRange {
+    first_block: u64,
+    last_block: u64,
+    start: u64,
+    end: u64,
+    expected: String,
+    actual: String,
+}
+
+fn print_json(args: &VerifyArgs, trusted: &Trusted, report: &Report) -> Result<()> {
+    let (signature, signer) = match &trusted.signature {
+        SignatureCheck::Unsigned => ("unsigned", None),
+        SignatureCheck::Skipped { .. } => ("not-checked", None),
+        SignatureCheck::Verified { verdict, .. } => ("verified", Some(verdict.signer.as_str())),
+    };
+    let bad_ranges: Vec<JsonRange> = report
+        .bad()
+        .filter_map(|r| match &r.verdict {
+            RangeVerdict::Bad { expected, actual } => Some(JsonRange {
+                first_block: r.first_block,
+                last_block: r.last_block,
+                start: r.start,
+                end: r.end,
+                expected: expected.to_hex(),
+                actual: actual.to_hex(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let document = JsonReport {
+        target: args.target.display().to_string(),
+        target_kind: match report.target_kind {
+            TargetKind::BlockDevice => "block-device",
+            TargetKind::File => "file",
+        },
+        target_size: report.target_size,
+        bmap: JsonBmap {
+            location: &trusted.shown,
+            version: trusted.bmap.version().to_string(),
+            checksum_type: report.checksum.name(),
+            self_checksum_good: match report.self_check {
+                SelfCheck::Absent => None,
+                SelfCheck::Verified(_) => Some(true),
+            },
+            signature,
+            signer,
+        },
+        image_size: report.image_size,
+        block_size: report.block_size,
+        ranges_total: report.ranges.len(),
+        ranges_good: report.good(),
+        ranges_bad: bad_ranges.len(),
+        ranges_unchecked: report.unchecked(),
+        bytes_read: report.bytes_read,
+        bytes_direct: report.bytes_direct,
+        bytes_buffered: report.bytes_buffered,
+        seconds: report.elapsed.as_secs_f64(),
+        result: if bad_ranges.is_empty() { "good" } else { "bad" },
+        bad_ranges,
+    };
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, &document).context("cannot write the report")?;
+    writeln!(stdout).context("cannot write the report")?;
+    Ok(())
+}
