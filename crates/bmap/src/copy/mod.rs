@@ -22,10 +22,12 @@
 //! ```
 
 mod events;
+pub mod failsafe;
 mod last;
 mod pipeline;
 mod plan;
 mod sink;
+mod skip;
 
 use std::io;
 
@@ -35,8 +37,10 @@ use crate::format::{Bmap, Digest, human_size};
 use crate::source::Image;
 
 pub use events::{Event, Events, NoEvents, Outcome, Phase, RangeOutcome, RangeResult, Timings};
+pub use failsafe::HoldBack;
 pub use plan::{Plan, Span};
 pub use sink::{DestWriter, Discard, RangeSink, Verdict};
+pub use skip::{SkipStats, SkipUnchanged};
 
 /// Choices for [`Plan::run`].
 #[derive(Debug, Clone)]

@@ -75,6 +75,7 @@ const WRITEBACK_EVERY: u64 = 16 << 20;
 pub struct DestWriter {
     dest: Option<Dest>,
     buffered_at_writeback: u64,
+    wipe: super::failsafe::Wipe,
 }
 
 impl DestWriter {
@@ -83,7 +84,27 @@ impl DestWriter {
         DestWriter {
             buffered_at_writeback: dest.buffered_bytes(),
             dest: Some(dest),
+            wipe: super::failsafe::Wipe::default(),
         }
+    }
+
+    /// Zeroes `regions` (`(offset, len)`, the old partition tables' places) and syncs,
+    /// just before the first write reaches the destination: a copy that writes nothing
+    /// wipes nothing. See [`super::failsafe`].
+    pub fn wipe_before_first_write(mut self, regions: Vec<(u64, u64)>) -> DestWriter {
+        self.wipe = super::failsafe::Wipe::pending(regions);
+        self
+    }
+
+    /// The wipe still to come, if any (see [`Self::wipe_before_first_write`]).
+    pub fn wipe(&self) -> &super::failsafe::Wipe {
+        &self.wipe
+    }
+
+    /// Leaves the `len` bytes at `offset` out of a wipe still to come: they already
+    /// hold what the copy would write there (found unchanged).
+    pub fn spare_from_wipe(&mut self, offset: u64, len: u64) {
+        self.wipe.spare(offset, len);
     }
 
     /// The destination, until it is finished.
@@ -105,7 +126,8 @@ impl RangeSink for DestWriter {
     }
 
     fn chunk(&mut self, data: &[u8], offset: u64) -> Result<(), Error> {
-        let dest = self.live()?;
+        let dest = self.dest.as_ref().ok_or(Error::Finished)?;
+        self.wipe.run(dest)?;
         dest.write_at(data, offset)?;
         let buffered = dest.buffered_bytes();
         if buffered - self.buffered_at_writeback >= WRITEBACK_EVERY {
