@@ -126,6 +126,26 @@ pub struct CopyArgs {
     /// Refuse to write unless DEST is a removable device (or on a USB or MMC/SD bus)
     #[arg(long)]
     pub removable_device: bool,
+
+    /// Write a block device in the plain order: do not wipe its old partition tables
+    /// first, nor hold back the image's partition tables until the rest is written
+    #[arg(long)]
+    pub no_fail_safe: bool,
+
+    /// Discard the image's unmapped ranges on the device (BLKDISCARD) before writing;
+    /// they may then read as zeros or as anything
+    #[arg(long, conflicts_with = "zero_holes")]
+    pub discard: bool,
+
+    /// Make the image's unmapped ranges read as zeros on the device before writing
+    /// (BLKZEROOUT where supported, zero writes otherwise)
+    #[arg(long)]
+    pub zero_holes: bool,
+
+    /// Read the device first and write only the chunks (1 MiB) that differ; stops
+    /// comparing after 64 MiB in a row differ
+    #[arg(long)]
+    pub skip_unchanged: bool,
 }
 
 /// Arguments of `bmaptool create`.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bmap::Interrupt;
-use bmap::copy::{self, DestWriter, Options};
+use bmap::copy::{self, Options};
 use bmap::dest::{self, Dest, Kind, Removable, Setting, SettingChange};
 use bmap::format::{Bmap, SelfCheck, human_size, human_time};
 use bmap::source;
@@ -30,6 +30,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         bail!("--nobmap and --bmap cannot be used together");
     }
     super::signature::check_options(args)?;
+    super::reflash::check_options(args)?;
     let remote = remote::Options {
         interrupt: interrupt.clone(),
         ..super::network::remote_options()?
@@ -54,6 +55,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         _ => format!("file '{}'", basename(&args.dest.to_string_lossy())),
     };
     announce(args, &plan, shown_bmap.as_deref(), &dest_label);
+    let (mut sink, holes) = super::reflash::prepare(args, &plan, dest, interrupt)?;
     let mut progress = Progress::start(Settings {
         total: plan.bytes_to_write(),
         show: messages::enabled(Level::Info),
@@ -68,13 +70,14 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         interrupt: interrupt.clone(),
     };
     let has_bmap = plan.bmap().is_some();
-    let result = plan.run(&mut DestWriter::new(dest), progress.events(), &options);
+    let result = plan.run(&mut sink, progress.events(), &options);
     progress.finish();
     let outcome = result.map_err(|e| explain_failure(e, &args.dest))?;
     for notice in later.take() {
         messages::warning(notice);
     }
     summarize(args, &outcome, has_bmap, &dest_label);
+    super::reflash::summarize(&sink, holes, &dest_label);
     Ok(())
 }
 

@@ -4,4 +4,5 @@ pub mod copy;
 pub mod create;
 pub mod network;
 mod preflight;
+mod reflash;
 pub mod signature;
