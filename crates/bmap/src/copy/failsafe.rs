@@ -298,7 +298,8 @@ impl<S: RangeSink> HoldBack<S> {
         &self.inner
     }
 
-    /// Bytes held back and written last.
+    /// Bytes held back so far; after [`finish`](RangeSink::finish), the bytes
+    /// written after the flush (a last MiB without a GPT goes before it).
     pub fn held_bytes(&self) -> u64 {
         self.held_bytes
     }
@@ -438,6 +439,7 @@ impl<S: RangeSink> RangeSink for HoldBack<S> {
         if !gpt {
             // No backup GPT to protect: the last MiB goes with the rest.
             release(&mut self.inner, &self.held, &tail)?;
+            self.held_bytes = self.held_bytes.saturating_sub(span_bytes(&tail));
         }
         if !head.is_empty() || (gpt && !tail.is_empty()) || self.hook.is_some() {
             self.inner.flush()?;
@@ -458,6 +460,11 @@ impl<S: RangeSink> RangeSink for HoldBack<S> {
         write_extra(&mut self.inner, &extra)?;
         self.inner.finish(image_size)
     }
+}
+
+/// The bytes of `parts`.
+fn span_bytes(parts: &[HeldPart]) -> u64 {
+    parts.iter().filter_map(|p| p.span.len).sum()
 }
 
 /// Writes the held `parts` through `inner`, each between its span's `begin` and `end`.
@@ -600,7 +607,7 @@ mod tests {
             log.iter().filter(|l| l.starts_with("end 1048576")).count(),
             1
         );
-        assert_eq!(hold.held_bytes(), TABLE_AREA + 8192);
+        assert_eq!(hold.held_bytes(), TABLE_AREA);
     }
 
     #[test]
