@@ -263,6 +263,33 @@ fn a_copy_killed_halfway_in_the_plain_order_leaves_a_table() {
 }
 
 #[test]
+fn a_checksum_mismatch_stops_the_copy_before_the_partition_tables_are_written() {
+    if !need_tools() {
+        return;
+    }
+    let image = GptImage::new(7);
+    // Damage the image after its bmap was made, in the second partition's data.
+    let offset = 31 * MIB + 99;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(&image.image)
+        .expect("open");
+    file.write_all_at(&[image.bytes[offset as usize] ^ 1], offset)
+        .expect("write");
+    drop(file);
+    let dev = LoopDevice::new(SIZE, 0x55);
+    old_table(&dev);
+    let out = image.copy(&dev, &[]);
+    assert_fails(&out, &["checksum mismatch"]);
+    assert_eq!(sfdisk_dump(&dev), None, "sfdisk found a partition table");
+    assert_eq!(
+        gpt_signatures(&dev),
+        (false, false),
+        "a GPT header was written"
+    );
+}
+
+#[test]
 fn a_completed_copy_passes_sfdisk_and_sgdisk_and_equals_the_image() {
     if !need_tools() {
         return;
