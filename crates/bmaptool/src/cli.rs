@@ -68,7 +68,11 @@ pub enum Command {
         IMAGE.bmap, then with one extension stripped at a time (disk.img.gz -> \
         disk.img.gz.bmap, disk.img.bmap, disk.bmap). A block device is opened exclusively \
         and refused when it, or one of its partitions, is mounted, used as swap or held \
-        by another device, or is smaller than the image.\n\n\
+        by another device, or is smaller than the image. Its old partition tables (first \
+        and last MiB) are wiped just before the first write, and the image's own (its first \
+        MiB, and a GPT's last MiB) are written last, after everything else is synced: an \
+        interrupted flash leaves no valid partition table (--no-fail-safe: the plain \
+        order).\n\n\
         IMAGE may be compressed (gz, bz2, xz, lzma, lzo, lz4, zst) or archived (tar, zip), \
         decoded on the fly; a URL (http, https, ftp, file, ssh); or - for standard input. \
         The bmap's OpenPGP signature (IMAGE's bmap name plus .asc or .sig, or a \

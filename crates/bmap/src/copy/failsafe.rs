@@ -148,6 +148,9 @@ pub struct Region {
     pub start: u64,
     /// The region's bytes (zero where nothing was held).
     pub buf: AlignedBuf,
+    /// Image offset just past the last byte held (a stream of unknown length may end
+    /// inside the region).
+    filled: u64,
 }
 
 impl std::fmt::Debug for Region {
@@ -162,6 +165,7 @@ impl Region {
         Region {
             start,
             buf: AlignedBuf::new(len, align),
+            filled: start,
         }
     }
 
@@ -395,6 +399,7 @@ impl<S: RangeSink> RangeSink for HoldBack<S> {
                 let from = (part.0 - offset) as usize..(part.1 - offset) as usize;
                 let to = (part.0 - region.start) as usize..(part.1 - region.start) as usize;
                 region.buf[to].copy_from_slice(&data[from]);
+                region.filled = region.filled.max(part.1);
                 self.held_bytes += part.1 - part.0;
             }
         }
@@ -471,13 +476,13 @@ fn span_bytes(parts: &[HeldPart]) -> u64 {
 fn release<S: RangeSink>(inner: &mut S, held: &Held, parts: &[HeldPart]) -> Result<(), Error> {
     for part in parts {
         let start = part.span.start;
-        let end = start + part.span.len.unwrap_or(0);
+        let end = part.span.len.map_or(u64::MAX, |len| start + len);
         let region = if start >= held.tail.start && held.tail.end() > held.tail.start {
             &held.tail
         } else {
             &held.head
         };
-        let end = end.min(region.end());
+        let end = end.min(region.filled);
         inner.begin(&part.span)?;
         let mut at = start;
         while at < end {
@@ -639,6 +644,23 @@ mod tests {
         assert!(seen.iter().all(|&s| s));
         assert_eq!(&image[512..520], GPT_SIGNATURE);
         assert_eq!(image[700_000], (700_000 % 251) as u8);
+    }
+
+    #[test]
+    fn a_stream_of_unknown_length_shorter_than_the_head_is_written_as_far_as_it_went() {
+        let mut hold = HoldBack::new(Record::default(), None);
+        let whole = Span {
+            len: None,
+            last_block: u64::MAX,
+            ..span(0, 0, 1)
+        };
+        hold.begin(&whole).expect("begin");
+        hold.chunk(&[7u8; 5000], 0).expect("chunk");
+        hold.end(&whole, &Verdict::Unverified).expect("end");
+        hold.finish(5000).expect("finish");
+        let writes = &hold.inner().1;
+        assert_eq!(writes.len(), 1);
+        assert_eq!((writes[0].0, writes[0].1.len()), (0, 5000));
     }
 
     #[test]
