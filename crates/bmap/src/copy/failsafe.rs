@@ -10,6 +10,12 @@
 //! (where a GPT keeps its backup header and table). For an image without a GPT (no
 //! "EFI PART" at LBA 1 for 512- or 4096-byte sectors) the last MiB is released before
 //! the flush, with the rest. At most about 2 MiB is held, whatever the image.
+//!
+//! The CLI uses both for block devices only: a regular file the copy created is
+//! removed when the copy fails (and an existing one was emptied first), so it never
+//! holds a half-new image that looks whole. A hook given to
+//! [`HoldBack::before_release`] may change the held bytes and add writes after
+//! everything else is flushed (moving a GPT's backup to a larger device's end).
 
 use super::sink::{RangeSink, Verdict};
 use super::{Error, Span};

@@ -162,4 +162,32 @@ mod tests {
         let back = std::fs::read(&path).expect("read");
         assert_eq!(back[(1 << 20) + 5], changed[5]);
     }
+
+    #[test]
+    fn a_chunk_found_unchanged_is_spared_from_the_wipe_a_later_write_runs() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("dest.img");
+        let size = 1 << 20;
+        let writer = writer(&path, size).wipe_before_first_write(vec![(0, 8192)]);
+        let old = vec![9u8; 8192];
+        let dest = writer.dest().expect("open");
+        dest.write_at(&old, 0).expect("old bytes");
+        let mut skip = SkipUnchanged::new(writer, true);
+        skip.chunk(&old[..4096], 0).expect("same");
+        assert!(skip.inner().wipe().is_pending(), "nothing written yet");
+        skip.chunk(&[1u8; 4096], 65536).expect("differs");
+        assert!(skip.inner().wipe().is_done());
+        assert_eq!(skip.inner().wipe().zeroed().0, 4096);
+        skip.finish(size).expect("finish");
+        let back = std::fs::read(&path).expect("read");
+        assert!(
+            back[..4096].iter().all(|&b| b == 9),
+            "the spared chunk was wiped"
+        );
+        assert!(
+            back[4096..8192].iter().all(|&b| b == 0),
+            "the rest was not wiped"
+        );
+        assert!(back[65536..69632].iter().all(|&b| b == 1));
+    }
 }
