@@ -28,7 +28,7 @@ pub struct SkipStats {
     pub skipped: u64,
     /// Bytes written.
     pub written: u64,
-    /// Whether comparing stopped after [`GIVE_UP`] differing bytes in a row.
+    /// Whether comparing stopped after 64 MiB (`GIVE_UP`) differing in a row.
     pub gave_up: bool,
 }
 
