@@ -423,3 +423,43 @@ fn hole_options_are_refused_without_a_bmap_and_together() {
         stderr(&out)
     );
 }
+
+#[test]
+fn hole_and_skip_options_on_a_regular_file_say_there_is_nothing_to_do() {
+    let dir = tempdir();
+    let image = dir.path().join("image");
+    let bytes = random_bytes(8, 3 * 4096);
+    let file = File::create(&image).expect("image");
+    file.set_len(MIB).expect("size");
+    file.write_all_at(&bytes, 64 * 1024).expect("data");
+    drop(file);
+    let bmap = dir.path().join("image.bmap");
+    assert_ok(&run([
+        "create".as_ref(),
+        "-o".as_ref(),
+        bmap.as_os_str(),
+        image.as_os_str(),
+    ]));
+    let dest = dir.path().join("dest");
+    std::fs::write(&dest, vec![0xaa; MIB as usize]).expect("old file");
+    for flag in ["--zero-holes", "--discard", "--skip-unchanged"] {
+        let out = run([
+            "copy".as_ref(),
+            "--bmap".as_ref(),
+            bmap.as_os_str(),
+            flag.as_ref(),
+            image.as_os_str(),
+            dest.as_os_str(),
+        ]);
+        assert_ok(&out);
+        let text = stderr(&out);
+        let said = if flag == "--skip-unchanged" {
+            "--skip-unchanged compares with a block device only"
+        } else {
+            "already read as zeros, nothing to do"
+        };
+        assert!(text.contains(said), "{flag}: {text}");
+        assert!(!text.contains("fail-safe order"), "{text}");
+        assert!(read(&dest) == read(&image), "{flag}: the copy differs");
+    }
+}

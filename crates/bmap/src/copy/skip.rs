@@ -39,6 +39,7 @@ pub struct SkipUnchanged {
     inner: DestWriter,
     comparing: bool,
     differing_run: u64,
+    give_up: u64,
     stats: SkipStats,
     scratch: Option<AlignedBuf>,
 }
@@ -50,6 +51,7 @@ impl SkipUnchanged {
             inner,
             comparing: compare,
             differing_run: 0,
+            give_up: GIVE_UP,
             stats: SkipStats::default(),
             scratch: None,
         }
@@ -102,7 +104,7 @@ impl RangeSink for SkipUnchanged {
                 return Ok(());
             }
             self.differing_run += len;
-            if self.differing_run >= GIVE_UP {
+            if self.differing_run >= self.give_up {
                 self.comparing = false;
                 self.stats.gave_up = true;
             }
@@ -161,6 +163,29 @@ mod tests {
         );
         let back = std::fs::read(&path).expect("read");
         assert_eq!(back[(1 << 20) + 5], changed[5]);
+    }
+
+    #[test]
+    fn comparing_stops_after_enough_differing_bytes_in_a_row_and_an_equal_chunk_resets_the_count() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("dest.img");
+        let mut skip = SkipUnchanged::new(writer(&path, 1 << 20), true);
+        skip.give_up = 3 * 4096;
+        let ones = [1u8; 4096];
+        let zeros = [0u8; 4096];
+        // Two differing chunks, one equal (the new file reads as zeros): the run restarts.
+        for (n, chunk) in [&ones, &ones, &zeros, &ones, &ones].iter().enumerate() {
+            skip.chunk(&chunk[..], n as u64 * 4096).expect("chunk");
+        }
+        assert!(!skip.stats().gave_up);
+        skip.chunk(&ones, 5 * 4096).expect("third in a row");
+        assert!(skip.stats().gave_up);
+        skip.chunk(&zeros, 6 * 4096)
+            .expect("written without a look");
+        let stats = skip.stats();
+        assert_eq!((stats.compared, stats.skipped), (6 * 4096, 4096));
+        assert_eq!(stats.written, 6 * 4096);
+        skip.finish(1 << 20).expect("finish");
     }
 
     #[test]
