@@ -17,216 +17,18 @@
 //! [`HoldBack::before_release`] may change the held bytes and add writes after
 //! everything else is flushed (moving a GPT's backup to a larger device's end).
 
+mod held;
+mod wipe;
+
 use super::sink::{RangeSink, Verdict};
 use super::{Error, Span};
-use crate::dest::{AlignedBuf, Dest};
+use held::{Region, release, span_bytes, write_extra};
+
+pub use held::{ExtraWrite, Held, HeldPart, ReleaseHook};
+pub use wipe::{Wipe, table_regions};
 
 /// A MiB: the size of each held region and of each wiped one.
 pub const TABLE_AREA: u64 = 1 << 20;
-
-/// The GPT header's signature, at LBA 1.
-const GPT_SIGNATURE: &[u8; 8] = b"EFI PART";
-
-/// The largest chunk a released part is handed on in (the pipeline's chunk size).
-const RELEASE_CHUNK: u64 = 1 << 20;
-
-/// The places of a device's old partition tables: its first and last MiB (MBR,
-/// primary GPT; backup GPT), as `(offset, len)`.
-pub fn table_regions(device_size: u64) -> Vec<(u64, u64)> {
-    let head = device_size.min(TABLE_AREA);
-    let tail_start = device_size.saturating_sub(TABLE_AREA).max(head);
-    let mut regions = vec![(0, head)];
-    if device_size > tail_start {
-        regions.push((tail_start, device_size - tail_start));
-    }
-    regions.retain(|&(_, len)| len > 0);
-    regions
-}
-
-/// A wipe of the old partition tables that waits for the first write (see
-/// [`super::DestWriter::wipe_before_first_write`]).
-#[derive(Debug, Default)]
-pub struct Wipe {
-    regions: Vec<(u64, u64)>,
-    spared: Vec<(u64, u64)>,
-    pending: bool,
-    zeroed: u64,
-    by_device: bool,
-}
-
-impl Wipe {
-    pub(super) fn pending(regions: Vec<(u64, u64)>) -> Wipe {
-        Wipe {
-            pending: !regions.is_empty(),
-            regions,
-            ..Wipe::default()
-        }
-    }
-
-    /// Whether the wipe waits for the first write.
-    pub fn is_pending(&self) -> bool {
-        self.pending
-    }
-
-    /// Whether the wipe ran.
-    pub fn is_done(&self) -> bool {
-        !self.pending && !self.regions.is_empty()
-    }
-
-    /// The regions to wipe, `(offset, len)`.
-    pub fn regions(&self) -> &[(u64, u64)] {
-        &self.regions
-    }
-
-    /// Bytes zeroed, and whether the device did it (`BLKZEROOUT`) rather than writes.
-    pub fn zeroed(&self) -> (u64, bool) {
-        (self.zeroed, self.by_device)
-    }
-
-    /// Whether a pending wipe would zero some of the `len` bytes at `offset`.
-    pub fn would_zero(&self, offset: u64, len: u64) -> bool {
-        self.pending && overlaps(&self.regions, offset, len)
-    }
-
-    pub(super) fn spare(&mut self, offset: u64, len: u64) {
-        if self.would_zero(offset, len) {
-            self.spared.push((offset, len));
-        }
-    }
-
-    /// Zeroes the regions (less what was spared) and syncs, once.
-    pub(super) fn run(&mut self, dest: &Dest) -> Result<(), Error> {
-        if !self.pending {
-            return Ok(());
-        }
-        let mut by_device = true;
-        for (offset, len) in subtract(&self.regions, &self.spared) {
-            let how = dest.zero_out(offset, len)?;
-            by_device &= how == crate::dest::Zeroed::Device;
-            self.zeroed += len;
-        }
-        // Durable before any byte of the image lands: a power loss must not bring
-        // the old tables back under new data.
-        dest.sync()?;
-        self.by_device = by_device && self.zeroed > 0;
-        self.pending = false;
-        Ok(())
-    }
-}
-
-/// Whether any of `regions` meets `[offset, offset + len)`.
-fn overlaps(regions: &[(u64, u64)], offset: u64, len: u64) -> bool {
-    let end = offset.saturating_add(len);
-    regions
-        .iter()
-        .any(|&(start, n)| start < end && offset < start + n)
-}
-
-/// `regions` less the spans of `spared`.
-fn subtract(regions: &[(u64, u64)], spared: &[(u64, u64)]) -> Vec<(u64, u64)> {
-    let mut spared = spared.to_vec();
-    spared.sort_unstable();
-    let mut out = Vec::new();
-    for &(start, len) in regions {
-        let end = start + len;
-        let mut at = start;
-        for &(s, n) in &spared {
-            let (s, e) = (s.max(at), (s + n).min(end));
-            if s >= e {
-                continue;
-            }
-            if s > at {
-                out.push((at, s - at));
-            }
-            at = e;
-        }
-        if end > at {
-            out.push((at, end - at));
-        }
-    }
-    out
-}
-
-/// One held region of the image: its bytes from `start`, in a buffer aligned like the
-/// copy's (so the bytes for offset `o` sit at an index congruent to `o`).
-pub struct Region {
-    /// Image offset of the first byte.
-    pub start: u64,
-    /// The region's bytes (zero where nothing was held).
-    pub buf: AlignedBuf,
-    /// Image offset just past the last byte held (a stream of unknown length may end
-    /// inside the region).
-    filled: u64,
-}
-
-impl std::fmt::Debug for Region {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Region({}+{})", self.start, self.buf.len())
-    }
-}
-
-impl Region {
-    fn new(start: u64, end: u64, align: usize) -> Region {
-        let len = usize::try_from(end.saturating_sub(start)).unwrap_or(0);
-        Region {
-            start,
-            buf: AlignedBuf::new(len, align),
-            filled: start,
-        }
-    }
-
-    /// Image offset just past the region.
-    pub fn end(&self) -> u64 {
-        self.start + self.buf.len() as u64
-    }
-}
-
-/// A part of a range that was held: its span (the whole range's, when the range lies
-/// in one region; otherwise the held part's, without a digest) and how it ended.
-#[derive(Debug)]
-pub struct HeldPart {
-    /// The bytes held.
-    pub span: Span,
-    verdict: Option<Verdict>,
-}
-
-/// What [`HoldBack`] holds, open to a hook before it is written (see
-/// [`HoldBack::before_release`]).
-#[derive(Debug)]
-pub struct Held {
-    /// The image's first MiB.
-    pub head: Region,
-    /// The image's last MiB (empty when the image's size is not known or it is small).
-    pub tail: Region,
-    /// The held parts, in the order their ranges began.
-    pub parts: Vec<HeldPart>,
-}
-
-impl Held {
-    /// Whether the held first MiB has a GPT header (its signature at LBA 1 for 512-
-    /// or 4096-byte sectors).
-    pub fn has_gpt(&self) -> bool {
-        [512usize, 4096]
-            .iter()
-            .any(|&at| self.head.buf.get(at..at + 8) == Some(&GPT_SIGNATURE[..]))
-    }
-
-    fn region_mut(&mut self, tail: bool) -> &mut Region {
-        if tail { &mut self.tail } else { &mut self.head }
-    }
-}
-
-/// Bytes a hook adds, written after the held parts: `bytes` at device `offset`.
-#[derive(Debug, Clone)]
-pub struct ExtraWrite {
-    /// Device offset.
-    pub offset: u64,
-    /// The bytes.
-    pub bytes: Vec<u8>,
-}
-
-/// Runs on the held parts once everything else is flushed, before they are written.
-pub type ReleaseHook = Box<dyn FnOnce(&mut Held) -> Result<Vec<ExtraWrite>, Error> + Send>;
 
 /// A range in flight: where its parts went.
 #[derive(Debug)]
@@ -473,62 +275,10 @@ impl<S: RangeSink> RangeSink for HoldBack<S> {
     }
 }
 
-/// The bytes of `parts`.
-fn span_bytes(parts: &[HeldPart]) -> u64 {
-    parts.iter().filter_map(|p| p.span.len).sum()
-}
-
-/// Writes the held `parts` through `inner`, each between its span's `begin` and `end`.
-fn release<S: RangeSink>(inner: &mut S, held: &Held, parts: &[HeldPart]) -> Result<(), Error> {
-    for part in parts {
-        let start = part.span.start;
-        let end = part.span.len.map_or(u64::MAX, |len| start + len);
-        let region = if start >= held.tail.start && held.tail.end() > held.tail.start {
-            &held.tail
-        } else {
-            &held.head
-        };
-        let end = end.min(region.filled);
-        inner.begin(&part.span)?;
-        let mut at = start;
-        while at < end {
-            let stop = ((at / RELEASE_CHUNK + 1) * RELEASE_CHUNK).min(end);
-            let from = (at - region.start) as usize..(stop - region.start) as usize;
-            inner.chunk(&region.buf[from], at)?;
-            at = stop;
-        }
-        let verdict = part.verdict.clone().unwrap_or(Verdict::Unverified);
-        inner.end(&part.span, &verdict)?;
-    }
-    Ok(())
-}
-
-/// Writes a hook's extra bytes through `inner`, each as a span of its own.
-fn write_extra<S: RangeSink>(inner: &mut S, extra: &[ExtraWrite]) -> Result<(), Error> {
-    let align = inner.alignment();
-    for (n, write) in extra.iter().enumerate() {
-        let len = write.bytes.len() as u64;
-        let span = Span {
-            index: usize::MAX - n,
-            first_block: write.offset / 4096,
-            last_block: (write.offset + len.max(1) - 1) / 4096,
-            start: write.offset,
-            len: Some(len),
-            digest: None,
-        };
-        let place = (write.offset % align as u64) as usize;
-        let mut buf = AlignedBuf::new(place + write.bytes.len(), align);
-        buf[place..].copy_from_slice(&write.bytes);
-        inner.begin(&span)?;
-        inner.chunk(&buf[place..], write.offset)?;
-        inner.end(&span, &Verdict::Unverified)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use held::{GPT_SIGNATURE, RELEASE_CHUNK};
 
     /// Records what reaches it, in order.
     #[derive(Default)]
@@ -667,19 +417,5 @@ mod tests {
         let writes = &hold.inner().1;
         assert_eq!(writes.len(), 1);
         assert_eq!((writes[0].0, writes[0].1.len()), (0, 5000));
-    }
-
-    #[test]
-    fn subtracting_spared_spans_keeps_the_rest_of_the_regions() {
-        let regions = [(0, 100), (1000, 100)];
-        assert_eq!(
-            subtract(&regions, &[(10, 20), (1050, 100)]),
-            vec![(0, 10), (30, 70), (1000, 50)]
-        );
-        assert_eq!(
-            table_regions(3 << 20),
-            vec![(0, 1 << 20), (2 << 20, 1 << 20)]
-        );
-        assert_eq!(table_regions(1 << 19), vec![(0, 1 << 19)]);
     }
 }
