@@ -116,23 +116,8 @@ fn treat_holes(
                 bail!(copy::Error::Interrupted);
             }
             let n = (offset + len - at).min(HOLE_STEP);
-            if zero {
-                let how = dest.zero_out(at, n).with_context(|| {
-                    format!(
-                        "cannot zero the unmapped bytes {at}-{} (--zero-holes)",
-                        at + n
-                    )
-                })?;
-                done.by_device &= how == Zeroed::Device;
-            } else if let Err(e) = dest.discard(at, n) {
-                if unsupported(&e) {
-                    messages::warning(format_args!(
-                        "--discard: '{}' does not support discarding: nothing discarded",
-                        dest.path().display()
-                    ));
-                    return Ok(None);
-                }
-                return Err(e).context(format!("cannot discard the bytes {at}-{}", at + n));
+            if !treat_hole(dest, &mut done, at, n)? {
+                return Ok(None);
             }
             done.bytes += n;
             at += n;
@@ -145,6 +130,31 @@ fn treat_holes(
             .context("cannot synchronize after zeroing the holes")?;
     }
     Ok(Some(done))
+}
+
+/// Zeroes or discards `n` bytes at `at`; false when the device cannot discard (said).
+fn treat_hole(dest: &Dest, done: &mut HolesDone, at: u64, n: u64) -> Result<bool> {
+    if done.zero {
+        let how = dest.zero_out(at, n).with_context(|| {
+            format!(
+                "cannot zero the unmapped bytes {at}-{} (--zero-holes)",
+                at + n
+            )
+        })?;
+        done.by_device &= how == Zeroed::Device;
+        return Ok(true);
+    }
+    match dest.discard(at, n) {
+        Ok(()) => Ok(true),
+        Err(e) if unsupported(&e) => {
+            messages::warning(format_args!(
+                "--discard: '{}' does not support discarding: nothing discarded",
+                dest.path().display()
+            ));
+            Ok(false)
+        }
+        Err(e) => Err(e).context(format!("cannot discard the bytes {at}-{}", at + n)),
+    }
 }
 
 /// Whether a discard failed because the device cannot discard.
