@@ -68,7 +68,11 @@ pub enum Command {
         IMAGE.bmap, then with one extension stripped at a time (disk.img.gz -> \
         disk.img.gz.bmap, disk.img.bmap, disk.bmap). A block device is opened exclusively \
         and refused when it, or one of its partitions, is mounted, used as swap or held \
-        by another device, or is smaller than the image.\n\n\
+        by another device, or is smaller than the image. Its old partition tables (first \
+        and last MiB) are wiped just before the first write, and the image's own (its first \
+        MiB, and a GPT's last MiB) are written last, after everything else is synced: an \
+        interrupted flash leaves no valid partition table (--no-fail-safe: the plain \
+        order).\n\n\
         IMAGE may be compressed (gz, bz2, xz, lzma, lzo, lz4, zst) or archived (tar, zip), \
         decoded on the fly; a URL (http, https, ftp, file, ssh); or - for standard input. \
         The bmap's OpenPGP signature (IMAGE's bmap name plus .asc or .sig, or a \
@@ -144,6 +148,26 @@ pub struct CopyArgs {
         value_parser = clap::value_parser!(u32).range(0..=100)
     )]
     pub write_retries: u32,
+
+    /// Write a block device in the plain order: do not wipe its old partition tables
+    /// first, nor hold back the image's partition tables until the rest is written
+    #[arg(long)]
+    pub no_fail_safe: bool,
+
+    /// Discard the image's unmapped ranges on the device (BLKDISCARD) before writing;
+    /// they may then read as zeros or as anything
+    #[arg(long, conflicts_with = "zero_holes")]
+    pub discard: bool,
+
+    /// Make the image's unmapped ranges read as zeros on the device before writing
+    /// (BLKZEROOUT where supported, zero writes otherwise)
+    #[arg(long)]
+    pub zero_holes: bool,
+
+    /// Read the device first and write only the chunks (1 MiB) that differ; stops
+    /// comparing after 64 MiB in a row differ
+    #[arg(long)]
+    pub skip_unchanged: bool,
 }
 
 /// The bmap's OpenPGP signature options, shared by `copy` and `verify`.

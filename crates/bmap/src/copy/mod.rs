@@ -22,11 +22,13 @@
 //! ```
 
 mod events;
+pub mod failsafe;
 mod last;
 mod pipeline;
 mod plan;
 mod readback;
 mod sink;
+mod skip;
 
 use std::io;
 use std::path::PathBuf;
@@ -37,12 +39,14 @@ use crate::format::{Bmap, Digest, human_size};
 use crate::source::Image;
 
 pub use events::{Event, Events, NoEvents, Outcome, Phase, RangeOutcome, RangeResult, Timings};
+pub use failsafe::HoldBack;
 pub use plan::{Plan, Span};
 #[cfg(feature = "fault-injection")]
 pub use readback::FaultHook;
 pub use readback::{BATCH as READ_BACK_BATCH, IN_FLIGHT as READ_BACK_IN_FLIGHT};
 pub use readback::{ReadBack, ReadBackMismatch, ReadBackStats};
 pub use sink::{DestWriter, Discard, RangeSink, Verdict};
+pub use skip::{SkipStats, SkipUnchanged};
 
 /// Choices for [`Plan::run`].
 #[derive(Debug, Clone)]

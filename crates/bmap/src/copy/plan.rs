@@ -122,6 +122,26 @@ impl Plan {
             .or(self.image.size())
     }
 
+    /// The image's unmapped byte spans `(offset, len)`, in order, up to the image's
+    /// size: what `--discard` and `--zero-holes` act on. `None` without a bmap (then
+    /// every byte is written).
+    pub fn holes(&self) -> Option<Vec<(u64, u64)>> {
+        let size = self.bmap.as_ref()?.image_size();
+        let mut holes = Vec::new();
+        let mut at = 0;
+        for span in &self.spans {
+            let start = span.start.min(size);
+            if start > at {
+                holes.push((at, start - at));
+            }
+            at = at.max(span.start.saturating_add(span.len.unwrap_or(0)).min(size));
+        }
+        if size > at {
+            holes.push((at, size - at));
+        }
+        Some(holes)
+    }
+
     /// The size of a block device read as the image when it is larger than the image
     /// (it is read up to the image's size).
     pub fn device_size(&self) -> Option<u64> {

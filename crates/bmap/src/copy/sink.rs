@@ -83,6 +83,7 @@ pub struct DestWriter {
     buffered_at_writeback: u64,
     read_back: Option<Verifier>,
     read_back_stats: Option<ReadBackStats>,
+    wipe: super::failsafe::Wipe,
 }
 
 impl DestWriter {
@@ -93,6 +94,7 @@ impl DestWriter {
             dest: Some(Arc::new(dest)),
             read_back: None,
             read_back_stats: None,
+            wipe: super::failsafe::Wipe::default(),
         }
     }
 
@@ -112,6 +114,25 @@ impl DestWriter {
     pub fn read_back_stats(&self) -> Option<ReadBackStats> {
         self.read_back_stats
             .or_else(|| self.read_back.as_ref().map(Verifier::stats))
+    }
+
+    /// Zeroes `regions` (`(offset, len)`, the old partition tables' places) and syncs,
+    /// just before the first write reaches the destination: a copy that writes nothing
+    /// wipes nothing. See [`super::failsafe`].
+    pub fn wipe_before_first_write(mut self, regions: Vec<(u64, u64)>) -> DestWriter {
+        self.wipe = super::failsafe::Wipe::pending(regions);
+        self
+    }
+
+    /// The wipe still to come, if any (see [`Self::wipe_before_first_write`]).
+    pub fn wipe(&self) -> &super::failsafe::Wipe {
+        &self.wipe
+    }
+
+    /// Leaves the `len` bytes at `offset` out of a wipe still to come: they already
+    /// hold what the copy would write there (found unchanged).
+    pub fn spare_from_wipe(&mut self, offset: u64, len: u64) {
+        self.wipe.spare(offset, len);
     }
 
     /// The destination, until it is finished.
@@ -140,7 +161,8 @@ impl RangeSink for DestWriter {
     }
 
     fn chunk(&mut self, data: &[u8], offset: u64) -> Result<(), Error> {
-        let dest = self.live()?;
+        let dest = self.dest.as_ref().ok_or(Error::Finished)?;
+        self.wipe.run(dest)?;
         dest.write_at(data, offset)?;
         if let Some(read_back) = &mut self.read_back {
             read_back.keep(data, offset)?;

@@ -20,6 +20,8 @@ pub struct BlockDevice {
     pub(super) tuning: Tuning,
     /// The logical block size (`BLKSSZGET`), the unit of a discard.
     logical_block: u64,
+    /// The device's size in bytes.
+    pub(super) size: u64,
 }
 
 impl BlockDevice {
@@ -35,6 +37,40 @@ impl BlockDevice {
         // discard on a device another descriptor holds exclusively.
         crate::sys::discard_device(self.io.file(), start, end - start)
     }
+
+    /// Makes `len` bytes at `offset` read as zeros: `BLKZEROOUT` for the whole logical
+    /// blocks inside (through the descriptor that holds the claim, as a discard), zero
+    /// writes for the partial blocks at the ends and for everything when the kernel
+    /// refuses the ioctl. Returns whether the ioctl did the whole blocks.
+    pub(super) fn zero_out(&self, offset: u64, len: u64) -> io::Result<bool> {
+        let block = self.logical_block;
+        let end = offset.saturating_add(len);
+        let (start, stop) = (offset.div_ceil(block) * block, end / block * block);
+        if stop <= start {
+            super::write_zeros(&self.io, offset, len)?;
+            return Ok(false);
+        }
+        match crate::sys::zero_out_device(self.io.file(), start, stop - start) {
+            Ok(()) => {
+                super::write_zeros(&self.io, offset, start - offset)?;
+                super::write_zeros(&self.io, stop, end - stop)?;
+                Ok(true)
+            }
+            Err(e) if unsupported(&e) => {
+                super::write_zeros(&self.io, offset, len)?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Whether an ioctl's error says the device or kernel does not do it.
+fn unsupported(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL)
+    )
 }
 
 /// Opens a block device for writing an image.
@@ -92,6 +128,7 @@ pub(super) fn open(path: &Path, meta: &Metadata, options: &Options) -> Result<De
         io,
         tuning,
         logical_block: logical_block.map_or(512, u64::from).max(1),
+        size: device,
     }))
 }
 

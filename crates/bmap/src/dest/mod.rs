@@ -284,6 +284,31 @@ impl Dest {
         result.map_err(|source| self.io_error("discard blocks of", source))
     }
 
+    /// Makes the `len` bytes at `offset` read as zeros: on a block device with
+    /// `BLKZEROOUT` where the kernel takes it (returns [`Zeroed::Device`]), else, and on
+    /// any other destination, by writing zeros ([`Zeroed::Written`]).
+    pub fn zero_out(&self, offset: u64, len: u64) -> Result<Zeroed, Error> {
+        let result = match self {
+            Dest::BlockDevice(device) => device.zero_out(offset, len).map(|ioctl| {
+                if ioctl {
+                    Zeroed::Device
+                } else {
+                    Zeroed::Written
+                }
+            }),
+            _ => write_zeros(self.io(), offset, len).map(|()| Zeroed::Written),
+        };
+        result.map_err(|source| self.io_error("zero blocks of", source))
+    }
+
+    /// A block device's size in bytes (`None` for other destinations).
+    pub fn device_size(&self) -> Option<u64> {
+        match self {
+            Dest::BlockDevice(device) => Some(device.size),
+            _ => None,
+        }
+    }
+
     /// Bytes written through the page cache so far (all of them without `O_DIRECT`;
     /// only partial blocks with it): what [`start_writeback`](Dest::start_writeback)
     /// has to push.
@@ -361,6 +386,36 @@ impl Dest {
             source,
         }
     }
+}
+
+/// How [`Dest::zero_out`] zeroed a span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zeroed {
+    /// The device did it (`BLKZEROOUT`), apart from partial logical blocks at the ends.
+    Device,
+    /// Zeros were written.
+    Written,
+}
+
+/// Writes `len` zero bytes at `offset`, a MiB at a time from an aligned buffer (so
+/// that whole aligned blocks bypass the page cache).
+fn write_zeros(io: &handle::Handle, offset: u64, len: u64) -> io::Result<()> {
+    const STEP: u64 = 1 << 20;
+    if len == 0 {
+        return Ok(());
+    }
+    let align = io.align();
+    let zeros = AlignedBuf::new(STEP as usize + align, align);
+    let mut at = offset;
+    let end = offset + len;
+    while at < end {
+        // Data for offset `o` at index `o % align`: whole aligned blocks go direct.
+        let place = (at % align as u64) as usize;
+        let n = (end - at).min(STEP) as usize;
+        io.write_at(&zeros[place..place + n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// The error for a device node that could not be opened for writing: a refusal by

@@ -1,6 +1,6 @@
 //! Facts and operations for direct I/O and discards: the alignment a file or device
 //! needs for `O_DIRECT` (`statx` `STATX_DIOALIGN`, else `BLKSSZGET`), the page size,
-//! `BLKDISCARD` for block devices and hole punching for regular files.
+//! `BLKDISCARD` and `BLKZEROOUT` for block devices and hole punching for regular files.
 
 use std::fs::File;
 use std::io;
@@ -55,6 +55,28 @@ pub fn discard_device(file: &File, offset: u64, len: u64) -> io::Result<()> {
 
 /// `BLKDISCARD` from `<linux/fs.h>`: `_IO(0x12, 119)`.
 const BLKDISCARD: libc::Ioctl = 0x1277;
+
+/// Makes `len` bytes at `offset` of a block device read as zeros (`BLKZEROOUT`): the
+/// device's write-zeroes command where it has one, the kernel writing zero pages
+/// otherwise. Both numbers must be multiples of the device's logical block size.
+pub fn zero_out_device(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let range: [u64; 2] = [offset, len];
+    // SAFETY: BLKZEROOUT reads two `u64`s (start, length) through the pointer, which
+    // points to a live, properly aligned `[u64; 2]` owned by this frame; the kernel
+    // does not keep the pointer. The fd is valid while `file` lives.
+    #[allow(
+        unsafe_code,
+        reason = "libc and rustix have no safe wrapper for BLKZEROOUT"
+    )]
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKZEROOUT, range.as_ptr()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `BLKZEROOUT` from `<linux/fs.h>`: `_IO(0x12, 127)`.
+const BLKZEROOUT: libc::Ioctl = 0x127f;
 
 /// Makes `len` bytes at `offset` of a regular file a hole, keeping its size.
 pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {

@@ -8,7 +8,9 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 
-pub use direct::{dio_alignment, discard_device, logical_block_size, page_size, punch_hole};
+pub use direct::{
+    dio_alignment, discard_device, logical_block_size, page_size, punch_hole, zero_out_device,
+};
 pub use fiemap::fiemap;
 
 /// The file system's block size for `file` (`FIGETBSZ`), the unit of its extents.

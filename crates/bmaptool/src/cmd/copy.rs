@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bmap::Interrupt;
-use bmap::copy::{self, DestWriter, Options, ReadBack, ReadBackStats};
+use bmap::copy::{self, Options, ReadBackStats};
 use bmap::dest::{self, Dest, Kind, Removable, Setting, SettingChange};
 use bmap::format::{Bmap, SelfCheck, human_size, human_time};
 use bmap::source;
@@ -30,6 +30,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         bail!("--nobmap and --bmap cannot be used together");
     }
     super::signature::check_options(&args.signature, args.nobmap)?;
+    super::reflash::check_options(args)?;
     let remote = remote::Options {
         interrupt: interrupt.clone(),
         ..super::network::remote_options()?
@@ -49,21 +50,13 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     let plan = plan(args, opened, bmap.map(|trusted| trusted.bmap))?;
     check_readable(args)?;
     let dest = open_dest(interrupt, &args.dest, &plan.dest_options(true))?;
-    let mut writer = DestWriter::new(dest);
-    if args.verify_written {
-        writer = writer
-            .read_back(ReadBack::new(args.write_retries))
-            .context("cannot start reading back what is written")?;
-    }
-    let dest = writer
-        .dest()
-        .context("the destination is already finished")?;
-    report_tuning(dest);
+    report_tuning(&dest);
     let dest_label = match dest.kind() {
         Kind::BlockDevice => format!("block device '{}'", args.dest.display()),
         _ => format!("file '{}'", basename(&args.dest.to_string_lossy())),
     };
     announce(args, &plan, shown_bmap.as_deref(), &dest_label);
+    let (mut sink, holes) = super::reflash::prepare(args, &plan, dest, interrupt)?;
     let mut progress = Progress::start(Settings {
         total: plan.bytes_to_write(),
         show: messages::enabled(Level::Info),
@@ -79,16 +72,17 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         ..Options::default()
     };
     let has_bmap = plan.bmap().is_some();
-    let result = plan.run(&mut writer, progress.events(), &options);
+    let result = plan.run(&mut sink, progress.events(), &options);
     progress.finish();
     let outcome = result.map_err(|e| explain_failure(e, &args.dest))?;
     for notice in later.take() {
         messages::warning(notice);
     }
     summarize(args, &outcome, has_bmap, &dest_label);
-    if let Some(stats) = writer.read_back_stats() {
+    if let Some(stats) = sink.inner().inner().read_back_stats() {
         summarize_read_back(&stats, &dest_label);
     }
+    super::reflash::summarize(&sink, holes, &dest_label);
     Ok(())
 }
 

@@ -4,5 +4,6 @@ pub mod copy;
 pub mod create;
 pub mod network;
 mod preflight;
+mod reflash;
 pub mod signature;
 pub mod verify;

@@ -1,0 +1,223 @@
+//! What `copy` does for a block device besides writing the mapped ranges: the
+//! fail-safe order (old partition tables wiped just before the first write, the
+//! image's own written last; `--no-fail-safe` turns it off), `--discard` and
+//! `--zero-holes` on the unmapped ranges (before the data is written), and
+//! `--skip-unchanged`. Builds the copy's sink chain and says what each part did.
+
+use anyhow::{Context, Result, bail};
+use bmap::Interrupt;
+use bmap::copy::failsafe::table_regions;
+use bmap::copy::{self, DestWriter, HoldBack, ReadBack, SkipUnchanged};
+use bmap::dest::{self, Dest, Kind, Zeroed};
+use bmap::format::human_size;
+
+use crate::cli::CopyArgs;
+use crate::messages;
+
+/// The copy's last stage: held parts in front of the comparing stage in front of
+/// the writer (each one passing everything on when its option is off).
+pub type Chain = HoldBack<SkipUnchanged>;
+
+/// What was done to the unmapped ranges before the copy.
+#[derive(Debug, Clone, Copy)]
+pub struct HolesDone {
+    zero: bool,
+    bytes: u64,
+    ranges: usize,
+    by_device: bool,
+}
+
+/// Refuses option combinations that cannot work, before anything is opened.
+pub fn check_options(args: &CopyArgs) -> Result<()> {
+    if args.nobmap && (args.discard || args.zero_holes) {
+        bail!(
+            "--{} acts on the image's unmapped ranges, which only a bmap tells: drop --nobmap \
+             (give --bmap), or drop --{0}",
+            if args.discard {
+                "discard"
+            } else {
+                "zero-holes"
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Treats the holes as asked, then builds the chain in front of `dest`.
+pub fn prepare(
+    args: &CopyArgs,
+    plan: &copy::Plan,
+    dest: Dest,
+    interrupt: &Interrupt,
+) -> Result<(Chain, Option<HolesDone>)> {
+    let holes = treat_holes(args, plan, &dest, interrupt)?;
+    let block = dest.kind() == Kind::BlockDevice;
+    let failsafe = block && !args.no_fail_safe;
+    let device_size = dest.device_size();
+    let mut writer = DestWriter::new(dest);
+    if args.verify_written {
+        writer = writer
+            .read_back(ReadBack::new(args.write_retries))
+            .context("cannot start reading back what is written")?;
+    }
+    if failsafe && let Some(size) = device_size {
+        writer = writer.wipe_before_first_write(table_regions(size));
+    }
+    if args.skip_unchanged && !block {
+        messages::info(
+            "--skip-unchanged compares with a block device only: DEST is written in full",
+        );
+    }
+    let skip = SkipUnchanged::new(writer, args.skip_unchanged && block);
+    let chain = if failsafe {
+        HoldBack::new(skip, plan.image_size())
+    } else {
+        HoldBack::pass_through(skip)
+    };
+    Ok((chain, holes))
+}
+
+/// Bytes per call when zeroing or discarding, so that an interrupt is seen between.
+const HOLE_STEP: u64 = 64 << 20;
+
+/// Discards or zeroes the plan's unmapped ranges on a block device.
+fn treat_holes(
+    args: &CopyArgs,
+    plan: &copy::Plan,
+    dest: &Dest,
+    interrupt: &Interrupt,
+) -> Result<Option<HolesDone>> {
+    if !(args.discard || args.zero_holes) {
+        return Ok(None);
+    }
+    let zero = args.zero_holes;
+    let flag = if zero { "--zero-holes" } else { "--discard" };
+    match dest.kind() {
+        Kind::BlockDevice => {}
+        Kind::File => {
+            messages::info(format_args!(
+                "{flag}: '{}' is a regular file, emptied before writing: its unmapped ranges \
+                 already read as zeros, nothing to do",
+                dest.path().display()
+            ));
+            return Ok(None);
+        }
+        Kind::Other => bail!(
+            "{flag} needs a block device (or a regular file) as DEST, not '{}'",
+            dest.path().display()
+        ),
+    }
+    let holes = plan.holes().unwrap_or_default();
+    let mut done = HolesDone {
+        zero,
+        bytes: 0,
+        ranges: holes.len(),
+        by_device: true,
+    };
+    for &(offset, len) in &holes {
+        let mut at = offset;
+        while at < offset + len {
+            if interrupt.is_raised() {
+                bail!(copy::Error::Interrupted);
+            }
+            let n = (offset + len - at).min(HOLE_STEP);
+            if !treat_hole(dest, &mut done, at, n)? {
+                return Ok(None);
+            }
+            done.bytes += n;
+            at += n;
+        }
+    }
+    if zero {
+        // Zeros written through the page cache, or by the device, before any data:
+        // durable before the copy goes on.
+        dest.sync()
+            .context("cannot synchronize after zeroing the holes")?;
+    }
+    Ok(Some(done))
+}
+
+/// Zeroes or discards `n` bytes at `at`; false when the device cannot discard (said).
+fn treat_hole(dest: &Dest, done: &mut HolesDone, at: u64, n: u64) -> Result<bool> {
+    if done.zero {
+        let how = dest.zero_out(at, n).with_context(|| {
+            format!(
+                "cannot zero the unmapped bytes {at}-{} (--zero-holes)",
+                at + n
+            )
+        })?;
+        done.by_device &= how == Zeroed::Device;
+        return Ok(true);
+    }
+    match dest.discard(at, n) {
+        Ok(()) => Ok(true),
+        Err(e) if unsupported(&e) => {
+            messages::warning(format_args!(
+                "--discard: '{}' does not support discarding: nothing discarded",
+                dest.path().display()
+            ));
+            Ok(false)
+        }
+        Err(e) => Err(e).context(format!("cannot discard the bytes {at}-{}", at + n)),
+    }
+}
+
+/// Whether a discard failed because the device cannot discard.
+fn unsupported(error: &dest::Error) -> bool {
+    let dest::Error::Io { source, .. } = error else {
+        return false;
+    };
+    matches!(
+        source.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL)
+    )
+}
+
+/// One line for each thing done besides the copy itself.
+pub fn summarize(chain: &Chain, holes: Option<HolesDone>, dest_label: &str) {
+    if let Some(h) = holes {
+        let (verb, how) = match (h.zero, h.by_device) {
+            (true, true) => ("zeroed", " (BLKZEROOUT)"),
+            (true, false) => ("zeroed", " (by writing zeros)"),
+            (false, _) => ("discarded", ""),
+        };
+        messages::info(format_args!(
+            "{verb} {} in the image's {} unmapped ranges on {dest_label}{how}",
+            human_size(h.bytes),
+            h.ranges
+        ));
+    }
+    let writer = chain.inner().inner();
+    if chain.holds() {
+        let wipe = writer.wipe();
+        let (zeroed, by_device) = wipe.zeroed();
+        let wiped = if wipe.is_done() {
+            format!(
+                "wiped the old partition tables ({} at the device's start and end{}) before \
+                 writing, ",
+                human_size(zeroed),
+                if by_device { ", BLKZEROOUT" } else { "" }
+            )
+        } else {
+            "nothing else was written, so nothing was wiped; ".to_owned()
+        };
+        messages::info(format_args!(
+            "fail-safe order: {wiped}wrote the image's partition-table areas ({}) last",
+            human_size(chain.held_bytes())
+        ));
+    }
+    let skip = chain.inner().stats();
+    if skip.compared > 0 {
+        messages::info(format_args!(
+            "skip-unchanged: {} of the {} compared were unchanged and not written; wrote {}{}",
+            human_size(skip.skipped),
+            human_size(skip.compared),
+            human_size(skip.written),
+            if skip.gave_up {
+                " (stopped comparing after 64 MiB in a row differed)"
+            } else {
+                ""
+            }
+        ));
+    }
+}
