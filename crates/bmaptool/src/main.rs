@@ -30,6 +30,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Create(args) => bmaptool::cmd::create::run(args, signals.interrupt()),
         Command::Copy(args) => bmaptool::cmd::copy::run(args, signals.interrupt()),
+        Command::Info(args) => bmaptool::cmd::info::run(args, signals.interrupt()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
