@@ -87,8 +87,8 @@ pub enum Command {
         BMAP may be a URL (http, https, ftp, file, ssh) or - for standard input.\n\n\
         Exit status: 0 when the bmap was read and nothing checked failed; 1 when it cannot \
         be read or parsed, when its own checksum does not match, or when a signature check \
-        was asked for (--bmap-sig, --keyring or --fingerprint) and the signature is missing \
-        or does not verify. Without those options a bad or unverifiable signature is \
+        was asked for with --bmap-sig, --keyring or --fingerprint and the signature is \
+        missing or does not verify. Without those options a bad or unverifiable signature is \
         shown, not fatal.",
         after_help = "Examples:\n  bmaptool info disk.img.bmap\n  bmaptool info --json https://example.com/disk.img.bmap\n  bmaptool info --keyring signer.gpg disk.img.bmap"
     )]
