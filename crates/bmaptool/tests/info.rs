@@ -16,6 +16,7 @@ mod common;
 #[path = "../../bmap/tests/fixture/mod.rs"]
 mod fixture;
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -389,7 +390,8 @@ fn signed_bmap_shows_its_signer_and_a_tampered_one_shows_bad() {
 
     let output = run_in(home, &["--json".as_ref(), bmap.as_os_str()]);
     assert!(output.status.success(), "{output:?}");
-    let signature = &json(&output)["signature"];
+    let good = json(&output);
+    let signature = &good["signature"];
     assert_eq!(signature["status"], "good", "{signature}");
     assert_eq!(signature["signer"], uid);
     assert_eq!(signature["fingerprint"], fingerprint.as_str());
@@ -436,6 +438,9 @@ fn signed_bmap_shows_its_signer_and_a_tampered_one_shows_bad() {
     assert!(output.status.success(), "shown, not fatal: {output:?}");
     let report = json(&output);
     assert_eq!(report["signature"]["status"], "bad", "{report}");
+    // The good and the bad report hold every field docs/json.md lists, and no other.
+    let seen: BTreeSet<String> = fields(&good).union(&fields(&report)).cloned().collect();
+    assert_eq!(seen, documented_fields());
     assert!(
         report["signature"]["error"]
             .as_str()
@@ -502,4 +507,34 @@ fn reseal(text: &str) -> Vec<u8> {
     zeroed
         .replacen(&"0".repeat(stored.len()), &digest, 1)
         .into_bytes()
+}
+
+/// The fields of a report, nested ones as `outer.inner`.
+fn fields(report: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (key, value) in report.as_object().expect("an object") {
+        match value.as_object() {
+            Some(inner) => out.extend(inner.keys().map(|k| format!("{key}.{k}"))),
+            None => {
+                out.insert(key.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The fields docs/json.md's `info --json` table lists.
+fn documented_fields() -> BTreeSet<String> {
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/json.md");
+    let text = fs::read_to_string(doc).expect("read docs/json.md");
+    let section = text
+        .split("\n## ")
+        .find(|s| s.starts_with("`bmaptool info --json`"))
+        .expect("an info --json section");
+    section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split_once('`'))
+        .map(|(name, _)| name.to_owned())
+        .collect()
 }
