@@ -410,6 +410,17 @@ fn signed_bmap_shows_its_signer_and_a_tampered_one_shows_bad() {
         "{text}"
     );
 
+    // The same over HTTP: the signature is discovered beside the URL.
+    if let Some(server) = HttpServer::start(dir.path()) {
+        let url = server.url("/d.bmap");
+        let output = run_in(home, &["--json".as_ref(), url.as_ref()]);
+        assert!(output.status.success(), "{output:?}");
+        let signature = &json(&output)["signature"];
+        assert_eq!(signature["status"], "good", "{signature}");
+        assert_eq!(signature["fingerprint"], fingerprint.as_str());
+        assert_eq!(signature["file"], format!("{url}.asc"));
+    }
+
     // A clearsigned copy: good, inline.
     let clear = dir.path().join("c.bmap");
     gpg.clearsign(&[&fingerprint], &bmap, &clear);
@@ -468,6 +479,20 @@ fn signed_bmap_shows_its_signer_and_a_tampered_one_shows_bad() {
     let output = run_in(empty.path(), &["--json".as_ref(), clear.as_os_str()]);
     assert!(output.status.success(), "{output:?}");
     assert_eq!(json(&output)["signature"]["status"], "unverifiable");
+    // --no-sig-verify: not checked, and the clearsigned text still read.
+    let output = run_in(
+        empty.path(),
+        &[
+            "--json".as_ref(),
+            "--no-sig-verify".as_ref(),
+            clear.as_os_str(),
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let report = json(&output);
+    assert_eq!(report["signature"]["status"], "not-checked", "{report}");
+    assert_eq!(report["signature"]["inline"], true);
+    assert_eq!(report["bmap_checksum"]["status"], "good");
 }
 
 #[test]
