@@ -227,7 +227,10 @@ fn info_json_on_every_conformance_bmap_matches_its_xml() {
 
 #[test]
 fn info_of_a_bmap_created_from_a_sparse_file_maps_its_allocated_bytes() {
-    let dir = TempDir::new_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    // On ext4 with 4 KiB blocks, a file's allocated bytes are exactly its data blocks.
+    let Some(dir) = common::Scratch::ext4() else {
+        return;
+    };
     let image = dir.path().join("sparse.img");
     let file = fs::File::create(&image).expect("create");
     file.set_len(8 << 20).expect("size");

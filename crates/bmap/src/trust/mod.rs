@@ -4,7 +4,9 @@
 //! reads it (capped in size, interruptible), checks its OpenPGP signature as the
 //! [`Options`] say (inline, named or discovered beside it) and parses it. What the
 //! caller may want to tell the user comes back as facts in [`Found`] and
-//! [`Trusted`]; nothing is printed.
+//! [`Trusted`]; nothing is printed. [`inspect`] takes the same step to describe a bmap
+//! (`bmaptool info`): a signature that does not verify and a bmap checksum that does
+//! not match come back as facts in [`Inspected`], not as errors.
 //!
 //! A whole copy, as `bmaptool copy IMAGE /dev/sdX` composes it:
 //!
