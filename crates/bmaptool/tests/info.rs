@@ -223,6 +223,34 @@ fn info_json_on_every_conformance_bmap_matches_its_xml() {
         }
     }
     assert!(seen >= 10, "only {seen} conformance bmaps");
+    // The reference's clearsigned bmap: no key at hand (the harness's empty GNUPGHOME)
+    // is shown as unverifiable, exit 0; with the reference's keyring, its key expired
+    // in 2024: bad, and exit 1 since a check was asked for.
+    let signed = data.join("reference-test-data/signatures/test.image.bmap.v2.0.asc");
+    let output = run(["info".as_ref(), "--json".as_ref(), signed.as_os_str()]);
+    assert!(output.status.success(), "{output:?}");
+    let report = json(&output);
+    assert_eq!(report["signature"]["status"], "unverifiable", "{report}");
+    let plain = fs::read(data.join("reference-test-data/test.image.bmap.v2.0")).expect("read");
+    check_report("clearsigned", &report, &expected_from_xml(&plain));
+    let keyring = data.join("reference-test-data/gnupg/pubring.kbx");
+    let output = run([
+        "info".as_ref(),
+        "--json".as_ref(),
+        "--keyring".as_ref(),
+        keyring.as_os_str(),
+        signed.as_os_str(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let signature = &json(&output)["signature"];
+    assert_eq!(signature["status"], "bad", "{signature}");
+    assert!(
+        signature["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("expired on 2024-06-12")),
+        "{signature}"
+    );
+    assert!(stderr_lines(&output)[0].contains("expired"), "{output:?}");
 }
 
 #[test]
