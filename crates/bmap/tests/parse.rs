@@ -170,6 +170,39 @@ fn the_self_checksum_catches_edits_unless_it_is_recomputed() {
     ));
 }
 
+/// `inspect` (for `bmaptool info`) reads what `parse` refuses for its self-checksum
+/// alone, saying both checksums; anything else `parse` refuses, `inspect` refuses too.
+#[test]
+fn inspect_reports_a_self_checksum_mismatch_that_parse_refuses() {
+    let image = Image::new(6, 4096, 30, 0);
+    let text = String::from_utf8(BmapText::new("2.0", &image).to_bytes()).expect("utf-8");
+    let good = bmap::format::inspect(text.as_bytes()).expect("a good bmap");
+    assert_eq!(good.self_check, SelfCheck::Verified(ChecksumKind::Sha256));
+    let edited = text.replacen("<BlockSize> 4096 <", "<BlockSize> 4096  <", 1);
+    let Err(ParseError::SelfChecksumMismatch { expected, actual }) = parse(edited.as_bytes())
+    else {
+        panic!("parse refuses the edited bmap")
+    };
+    let p = bmap::format::inspect(edited.as_bytes()).expect("inspect reads it");
+    let SelfCheck::Mismatch {
+        expected: said,
+        actual: computed,
+    } = p.self_check
+    else {
+        panic!("a mismatch: {:?}", p.self_check)
+    };
+    assert_eq!((said.to_hex(), computed), (expected, actual));
+    let zeroed = edited.replacen(&said.to_hex(), &"0".repeat(64), 1);
+    assert_eq!(
+        computed.to_hex(),
+        fixture::hash("sha256", zeroed.as_bytes())
+    );
+    assert_eq!(spans(&p.bmap), image.mapped);
+    let broken = text.replacen("<BlockSize> 4096 <", "<BlockSize> x <", 1);
+    assert!(parse(broken.as_bytes()).is_err());
+    assert!(bmap::format::inspect(broken.as_bytes()).is_err());
+}
+
 /// A 2.0 bmap with a correct self-checksum around the given header and BlockMap body.
 fn v2(body: &str, header: &str) -> Vec<u8> {
     let zeros = "0".repeat(64);

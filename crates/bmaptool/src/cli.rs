@@ -95,6 +95,39 @@ pub enum Command {
         after_help = "Examples:\n  bmaptool verify --bmap disk.img.bmap /dev/sdX\n  bmaptool verify --json --bmap https://example.com/disk.img.bmap /dev/sdX\n  bmaptool verify disk-copy.img"
     )]
     Verify(VerifyArgs),
+
+    /// Show what a bmap says: sizes, mapped blocks, checksums and signature
+    #[command(
+        long_about = "Show what a bmap says: its format version, the image's size, the block \
+        size, how many blocks are mapped (and what share of the image they are), the number \
+        of ranges, the checksum type, whether the bmap's own checksum matches its contents, \
+        and its OpenPGP signature's status (looked for as copy does: inline, or BMAP.asc or \
+        BMAP.sig beside it).\n\n\
+        BMAP may be a URL (http, https, ftp, file, ssh) or - for standard input.\n\n\
+        Exit status: 0 when the bmap was read and nothing checked failed; 1 when it cannot \
+        be read or parsed, when its own checksum does not match, or when a signature check \
+        was asked for with --bmap-sig, --keyring or --fingerprint and the signature is \
+        missing or does not verify. Without those options a bad or unverifiable signature is \
+        shown, not fatal.",
+        after_help = "Examples:\n  bmaptool info disk.img.bmap\n  bmaptool info --json https://example.com/disk.img.bmap\n  bmaptool info --keyring signer.gpg disk.img.bmap"
+    )]
+    Info(InfoArgs),
+}
+
+/// Arguments of `bmaptool info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The block map file to describe (a path, a URL, or "-" for standard input)
+    #[arg(value_name = "BMAP", value_hint = clap::ValueHint::FilePath)]
+    pub bmap: OsString,
+
+    /// The bmap's signature options.
+    #[command(flatten)]
+    pub signature: SignatureArgs,
+
+    /// Print one JSON document on standard output instead of text (see docs/json.md)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `bmaptool copy`.

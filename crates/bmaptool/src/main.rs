@@ -41,6 +41,7 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::from(1),
             other => other.map(|_| ()),
         },
+        Command::Info(args) => bmaptool::cmd::info::run(args, signals.interrupt()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -31,7 +31,7 @@ use std::fmt;
 pub use diagnostics::{ParseError, Warning};
 pub use digest::{ChecksumKind, Digest, Hasher, HexError, self_checksum};
 pub use human::{human_size, human_time};
-pub use parse::{Parsed, SelfCheck, parse};
+pub use parse::{Parsed, SelfCheck, inspect, parse};
 
 /// A bmap format version, `major.minor`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -81,12 +81,30 @@ pub enum SelfCheck {
     Absent,
     /// The file's checksum matched.
     Verified(ChecksumKind),
+    /// The file's checksum did not match (only from [`inspect`]; [`parse`] refuses).
+    Mismatch {
+        /// What the file says.
+        expected: Digest,
+        /// What its bytes hash to.
+        actual: Digest,
+    },
 }
 
 /// Parses and verifies a bmap file's bytes.
 ///
 /// The bytes must be the plain XML (a clearsigned bmap's signed text, once verified).
 pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
+    parse_with(bytes, false)
+}
+
+/// Parses a bmap file's bytes to describe them: as [`parse`], except that a file
+/// checksum that does not match comes back as [`SelfCheck::Mismatch`] instead of an
+/// error. For showing what a bmap says (`bmaptool info`), never for copying with it.
+pub fn inspect(bytes: &[u8]) -> Result<Parsed, ParseError> {
+    parse_with(bytes, true)
+}
+
+fn parse_with(bytes: &[u8], lenient: bool) -> Result<Parsed, ParseError> {
     let text = std::str::from_utf8(bytes).map_err(|e| ParseError::NotUtf8(e.valid_up_to()))?;
     let options = ParsingOptions {
         allow_dtd: prescan::doctype_without_declarations(text),
@@ -94,12 +112,19 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
     };
     prescan::check_attribute_counts(text)?;
     let doc = Document::parse_with_options(text, options)?;
-    Parser { doc: &doc, bytes }.parse()
+    Parser {
+        doc: &doc,
+        bytes,
+        lenient,
+    }
+    .parse()
 }
 
 struct Parser<'a, 'input> {
     doc: &'a Document<'input>,
     bytes: &'a [u8],
+    /// A file checksum that does not match is reported, not refused.
+    lenient: bool,
 }
 
 /// Which checksum elements a version uses.
@@ -314,15 +339,22 @@ impl<'input> Parser<'_, 'input> {
         let kind = scheme.kind.unwrap_or(ChecksumKind::Sha1);
         let raw = text_of(node);
         let expected = raw.trim();
-        Digest::from_hex(kind, expected).map_err(|source| ParseError::BadDigest {
-            element: format!("<{}>", scheme.file_element),
-            line: self.line(node),
-            source,
-        })?;
+        let declared =
+            Digest::from_hex(kind, expected).map_err(|source| ParseError::BadDigest {
+                element: format!("<{}>", scheme.file_element),
+                line: self.line(node),
+                source,
+            })?;
         let at = self.digest_offset(node, &raw, expected);
         let actual =
             self_checksum(kind, self.bytes, at).expect("the digest's text lies inside the file");
         if !actual.to_hex().eq_ignore_ascii_case(expected) {
+            if self.lenient {
+                return Ok(SelfCheck::Mismatch {
+                    expected: declared,
+                    actual,
+                });
+            }
             return Err(ParseError::SelfChecksumMismatch {
                 expected: expected.to_owned(),
                 actual,

@@ -4,7 +4,9 @@
 //! reads it (capped in size, interruptible), checks its OpenPGP signature as the
 //! [`Options`] say (inline, named or discovered beside it) and parses it. What the
 //! caller may want to tell the user comes back as facts in [`Found`] and
-//! [`Trusted`]; nothing is printed.
+//! [`Trusted`]; nothing is printed. [`inspect`] takes the same step to describe a bmap
+//! (`bmaptool info`): a signature that does not verify and a bmap checksum that does
+//! not match come back as facts in [`Inspected`], not as errors.
 //!
 //! A whole copy, as `bmaptool copy IMAGE /dev/sdX` composes it:
 //!
@@ -43,6 +45,7 @@
 //! ```
 
 mod error;
+mod inspect;
 mod read;
 
 use std::path::PathBuf;
@@ -53,6 +56,7 @@ use crate::signature::{self, Keyring, Verified};
 use crate::source::remote::{self, Location};
 
 pub use error::{Error, Fetch, KeyringError};
+pub use inspect::{Inspected, inspect};
 pub use read::{BMAP, Cap, KEYRING, ReadError, SIGNATURE, read_capped};
 
 /// Where the signature comes from.
@@ -218,24 +222,9 @@ fn absent(error: &remote::Error) -> bool {
 }
 
 /// Reads the bmap `found`, checks its signature as `options` say, and parses it.
-pub fn trust(found: Found, options: &Options) -> Result<Trusted, Error> {
+pub fn trust(mut found: Found, options: &Options) -> Result<Trusted, Error> {
     let shown = found.shown.clone();
-    let bytes = match found.bytes {
-        Some(bytes) => bytes,
-        None => {
-            let fetched = match &found.location {
-                Location::Local(path) => {
-                    read_capped(path, &BMAP, &options.interrupt).map_err(Fetch::from)
-                }
-                Location::Url(url) => remote::fetch(url, &options.remote, BMAP.bytes)
-                    .map_err(|e| Fetch::Remote(Box::new(e))),
-            };
-            fetched.map_err(|source| Error::Bmap {
-                shown: local_name(&found.location),
-                source,
-            })?
-        }
-    };
+    let bytes = read_bmap(&mut found, options)?;
     let (signature, bytes) = check_signature(&found.location, &shown, bytes, options)?;
     let parsed = format::parse(&bytes).map_err(|source| Error::Parse {
         shown: shown.clone(),
@@ -247,6 +236,23 @@ pub fn trust(found: Found, options: &Options) -> Result<Trusted, Error> {
         signature,
         self_check: parsed.self_check,
         warnings: parsed.warnings.iter().map(ToString::to_string).collect(),
+    })
+}
+
+/// The bmap's bytes: fetched by discovery already, or read now (capped).
+fn read_bmap(found: &mut Found, options: &Options) -> Result<Vec<u8>, Error> {
+    if let Some(bytes) = found.bytes.take() {
+        return Ok(bytes);
+    }
+    let fetched = match &found.location {
+        Location::Local(path) => read_capped(path, &BMAP, &options.interrupt).map_err(Fetch::from),
+        Location::Url(url) => {
+            remote::fetch(url, &options.remote, BMAP.bytes).map_err(|e| Fetch::Remote(Box::new(e)))
+        }
+    };
+    fetched.map_err(|source| Error::Bmap {
+        shown: local_name(&found.location),
+        source,
     })
 }
 

@@ -2,6 +2,7 @@
 
 pub mod copy;
 pub mod create;
+pub mod info;
 pub mod network;
 mod preflight;
 mod reflash;

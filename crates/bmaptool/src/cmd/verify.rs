@@ -257,6 +257,7 @@ fn print_json(args: &VerifyArgs, trusted: &Trusted, report: &Report) -> Result<(
             self_checksum_good: match report.self_check {
                 SelfCheck::Absent => None,
                 SelfCheck::Verified(_) => Some(true),
+                SelfCheck::Mismatch { .. } => Some(false),
             },
             signature,
             signer,
