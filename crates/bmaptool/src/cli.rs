@@ -187,6 +187,11 @@ pub struct CopyArgs {
     #[arg(long)]
     pub no_fail_safe: bool,
 
+    /// Keep a GPT image's backup header where the image has it, instead of moving it
+    /// to the end of a larger block device (as sgdisk -e does)
+    #[arg(long)]
+    pub no_gpt_move: bool,
+
     /// Discard the image's unmapped ranges on the device (BLKDISCARD) before writing;
     /// they may then read as zeros or as anything
     #[arg(long, conflicts_with = "zero_holes")]

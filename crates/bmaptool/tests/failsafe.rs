@@ -3,7 +3,8 @@
 //! order, `--no-fail-safe`, leaves one), `--zero-holes` and `--discard` on the
 //! unmapped ranges of a reused device, and `--skip-unchanged` (a second copy of the
 //! same image writes nothing; a changed image writes only its changed chunk), with the
-//! bytes written counted by the kernel (`/sys/block/loopN/stat`).
+//! bytes written counted by the kernel (`/sys/block/loopN/stat`), and the move of a GPT
+//! image's backup to the end of a larger device (`--no-gpt-move` keeps it).
 //!
 //! All of them need root, loop devices and `sgdisk`/`sfdisk`/`blkid`: they skip when
 //! those are missing, unless `BMAPTOOL_TEST_STRICT=1` (CI), where they fail.
@@ -462,4 +463,125 @@ fn hole_and_skip_options_on_a_regular_file_say_there_is_nothing_to_do() {
         assert!(!text.contains("fail-safe order"), "{text}");
         assert!(read(&dest) == read(&image), "{flag}: the copy differs");
     }
+}
+
+/// `sgdisk -v DEV`'s report.
+fn sgdisk_verify(dev: &LoopDevice) -> String {
+    let out = succeeds(Command::new("sgdisk").arg("-v").arg(dev.path()));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `verify --bmap BMAP DEV`.
+fn verify(image: &GptImage, dev: &LoopDevice) -> Output {
+    run([
+        "verify".as_ref(),
+        "--bmap".as_ref(),
+        image.bmap.as_os_str(),
+        dev.path().as_os_str(),
+    ])
+}
+
+#[test]
+fn a_gpt_image_on_a_larger_device_gets_its_backup_at_the_device_end_and_verifies() {
+    if !need_tools() {
+        return;
+    }
+    let image = GptImage::new(11);
+    let device = 2 * SIZE;
+    // The fail-safe order patches the held primary header; the plain order writes it
+    // after the rest; the read-back checks the moved sectors too.
+    for extra in [&[][..], &["--no-fail-safe", "--verify-written"][..]] {
+        let dev = LoopDevice::new(device, 0x55);
+        old_table(&dev);
+        let out = image.copy(&dev, extra);
+        assert_ok(&out);
+        assert!(
+            stderr(&out).contains(&format!(
+                "moved the image's backup GPT from LBA {} to the end of",
+                SIZE / 512 - 1
+            )),
+            "{extra:?}: {}",
+            stderr(&out)
+        );
+        let report = sgdisk_verify(&dev);
+        assert!(report.contains("No problems found"), "{extra:?}: {report}");
+        succeeds(Command::new("sfdisk").arg("--verify").arg(dev.path()));
+        let bytes = device_bytes(&dev, device);
+        let last = (device - 512) as usize;
+        assert_eq!(&bytes[last..last + 8], b"EFI PART", "{extra:?}");
+        let dump = sfdisk_dump(&dev).expect("the table");
+        assert_eq!(dump.matches("start=").count(), 2, "{dump}");
+        // Of the image's mapped bytes, only the MBR and the primary header differ.
+        for (start, len) in mapped(&image.bytes) {
+            let span = start.max(1024) as usize..(start + len) as usize;
+            assert!(bytes[span.clone()] == image.bytes[span], "{extra:?}");
+        }
+        assert!(bytes[..1024] != image.bytes[..1024], "{extra:?}");
+        let out = verify(&image, &dev);
+        assert_ok(&out);
+        assert!(
+            stderr(&out).contains("backup GPT was moved to its end"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn a_moved_gpt_does_not_hide_a_changed_byte_next_to_it() {
+    if !need_tools() {
+        return;
+    }
+    let image = GptImage::new(12);
+    let dev = LoopDevice::new(2 * SIZE, 0);
+    assert_ok(&image.copy(&dev, &[]));
+    // A byte of the MBR's boot code, in the same range as the moved header.
+    let file = OpenOptions::new()
+        .write(true)
+        .open(dev.path())
+        .expect("open the device");
+    file.write_all_at(&[0xa5], 100).expect("change a byte");
+    file.sync_all().expect("sync");
+    drop(file);
+    let out = verify(&image, &dev);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("bad range: blocks 0-"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn no_gpt_move_keeps_the_images_bytes_and_says_nothing_moved() {
+    if !need_tools() {
+        return;
+    }
+    let image = GptImage::new(13);
+    let dev = LoopDevice::new(2 * SIZE, 0);
+    let out = image.copy(&dev, &["--no-gpt-move"]);
+    assert_ok(&out);
+    assert!(!stderr(&out).contains("backup GPT"), "{}", stderr(&out));
+    assert!(device_bytes(&dev, SIZE) == image.bytes);
+    let report = sgdisk_verify(&dev);
+    assert!(
+        report.contains("doesn't reside") || report.contains("Problem"),
+        "sgdisk -v should see the backup in the middle: {report}"
+    );
+    let out = verify(&image, &dev);
+    assert_ok(&out);
+    assert!(!stderr(&out).contains("moved"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_device_no_larger_than_the_image_keeps_the_gpt_as_it_is() {
+    if !need_tools() {
+        return;
+    }
+    let image = GptImage::new(14);
+    let dev = LoopDevice::new(SIZE, 0);
+    let out = image.copy(&dev, &[]);
+    assert_ok(&out);
+    assert!(!stderr(&out).contains("backup GPT"), "{}", stderr(&out));
+    assert!(device_bytes(&dev, SIZE) == image.bytes);
 }

@@ -238,6 +238,10 @@ impl<S: RangeSink> RangeSink for HoldBack<S> {
         }
     }
 
+    fn dest(&self) -> Option<&crate::dest::Dest> {
+        self.inner.dest()
+    }
+
     fn flush(&mut self) -> Result<(), Error> {
         self.inner.flush()
     }
@@ -257,11 +261,13 @@ impl<S: RangeSink> RangeSink for HoldBack<S> {
         if !head.is_empty() || (gpt && !tail.is_empty()) || self.hook.is_some() {
             self.inner.flush()?;
         }
-        let mut extra = Vec::new();
         if let Some(hook) = self.hook.take() {
             self.held.parts = head;
             self.held.parts.extend(if gpt { tail } else { Vec::new() });
-            extra = hook(&mut self.held)?;
+            // The hook's writes go first: the GPT move writes the backup at the
+            // device's end before the primary that points to it.
+            let extra = hook(&mut self.held, self.inner.dest())?;
+            write_extra(&mut self.inner, &extra)?;
             let parts = std::mem::take(&mut self.held.parts);
             release(&mut self.inner, &self.held, &parts)?;
         } else {
@@ -270,7 +276,6 @@ impl<S: RangeSink> RangeSink for HoldBack<S> {
                 release(&mut self.inner, &self.held, &tail)?;
             }
         }
-        write_extra(&mut self.inner, &extra)?;
         self.inner.finish(image_size)
     }
 }

@@ -23,6 +23,7 @@
 
 mod events;
 pub mod failsafe;
+mod gptmove;
 mod last;
 mod pipeline;
 mod plan;
@@ -40,6 +41,7 @@ use crate::source::Image;
 
 pub use events::{Event, Events, NoEvents, Outcome, Phase, RangeOutcome, RangeResult, Timings};
 pub use failsafe::HoldBack;
+pub use gptmove::{GptMove, GptMoveSlot, gpt_move_hook};
 pub use plan::{Plan, Span};
 #[cfg(feature = "fault-injection")]
 pub use readback::FaultHook;
@@ -199,6 +201,9 @@ pub enum Error {
     /// Writing, sizing or syncing the destination failed.
     #[error(transparent)]
     Dest(#[from] dest::Error),
+    /// Reading the device to move the image's backup GPT to its end failed.
+    #[error("cannot move the image's backup GPT to the device's end")]
+    GptMove(#[source] crate::gpt::Error),
     /// The interrupt flag was raised.
     #[error("interrupted")]
     Interrupted,

@@ -57,6 +57,12 @@ pub trait RangeSink {
         Ok(())
     }
 
+    /// The destination the sink writes to, if it writes to one: a stage in front of
+    /// it may read what is there (the GPT move reads the device's last sectors).
+    fn dest(&self) -> Option<&Dest> {
+        None
+    }
+
     /// Makes everything taken so far durable (and, for a sink that checks what it
     /// wrote, checked) before going on: a sink that holds parts back writes them
     /// after this. Not called by the pipeline itself.
@@ -151,6 +157,10 @@ impl RangeSink for DestWriter {
             .as_deref()
             .map_or(MIN_ALIGN, Dest::alignment)
             .max(MIN_ALIGN)
+    }
+
+    fn dest(&self) -> Option<&Dest> {
+        self.dest.as_deref()
     }
 
     fn begin(&mut self, span: &Span) -> Result<(), Error> {

@@ -117,6 +117,10 @@ impl RangeSink for SkipUnchanged {
         self.inner.end(span, verdict)
     }
 
+    fn dest(&self) -> Option<&crate::dest::Dest> {
+        RangeSink::dest(&self.inner)
+    }
+
     fn flush(&mut self) -> Result<(), Error> {
         self.inner.flush()
     }

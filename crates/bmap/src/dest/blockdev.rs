@@ -19,7 +19,7 @@ pub struct BlockDevice {
     pub(super) io: Handle,
     pub(super) tuning: Tuning,
     /// The logical block size (`BLKSSZGET`), the unit of a discard.
-    logical_block: u64,
+    pub(super) logical_block: u64,
     /// The device's size in bytes.
     pub(super) size: u64,
 }

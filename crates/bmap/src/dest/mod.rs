@@ -309,6 +309,14 @@ impl Dest {
         }
     }
 
+    /// A block device's logical block size (`None` for other destinations).
+    pub fn logical_block_size(&self) -> Option<u64> {
+        match self {
+            Dest::BlockDevice(device) => Some(device.logical_block),
+            _ => None,
+        }
+    }
+
     /// Bytes written through the page cache so far (all of them without `O_DIRECT`;
     /// only partial blocks with it): what [`start_writeback`](Dest::start_writeback)
     /// has to push.

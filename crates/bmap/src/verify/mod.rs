@@ -28,6 +28,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod moved;
 mod target;
 
 use std::io;
@@ -151,6 +152,11 @@ pub struct Report {
     pub bytes_buffered: u64,
     /// Time spent reading and hashing.
     pub elapsed: Duration,
+    /// Whether the device's backup GPT was found moved to its end (by `copy` on a
+    /// device larger than the image): the range holding the image's first sectors was
+    /// then checked with the image's original GPT header and MBR, which the move
+    /// changed on purpose.
+    pub gpt_moved: bool,
 }
 
 impl Report {
@@ -215,6 +221,7 @@ pub fn verify(
     check(&target, bmap)?;
     let started = Instant::now();
     let (target_size, target_kind) = (target.size(), target.kind());
+    let path = target.path().to_owned();
     let mut sink = Check {
         align: target.alignment(),
     };
@@ -233,6 +240,9 @@ pub fn verify(
     let outcome = plan.run(&mut sink, events, &copy_options)?;
     let mut ranges: Vec<RangeCheck> = outcome.ranges.iter().map(range_check).collect();
     ranges.sort_by_key(|r| r.index);
+    let gpt_moved = target_kind == TargetKind::BlockDevice
+        && target_size > bmap.image_size()
+        && moved::recheck(&path, bmap.image_size(), &mut ranges)?;
     Ok(Report {
         image_size: bmap.image_size(),
         block_size: bmap.block_size(),
@@ -245,6 +255,7 @@ pub fn verify(
         bytes_direct: counters.direct.load(Ordering::Relaxed),
         bytes_buffered: counters.buffered.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
+        gpt_moved,
     })
 }
 

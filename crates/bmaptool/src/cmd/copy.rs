@@ -56,7 +56,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         _ => format!("file '{}'", basename(&args.dest.to_string_lossy())),
     };
     announce(args, &plan, shown_bmap.as_deref(), &dest_label);
-    let (mut sink, holes) = super::reflash::prepare(args, &plan, dest, interrupt)?;
+    let mut prepared = super::reflash::prepare(args, &plan, dest, interrupt)?;
     let mut progress = Progress::start(Settings {
         total: plan.bytes_to_write(),
         show: messages::enabled(Level::Info),
@@ -72,17 +72,17 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         ..Options::default()
     };
     let has_bmap = plan.bmap().is_some();
-    let result = plan.run(&mut sink, progress.events(), &options);
+    let result = plan.run(&mut prepared.chain, progress.events(), &options);
     progress.finish();
     let outcome = result.map_err(|e| explain_failure(e, &args.dest))?;
     for notice in later.take() {
         messages::warning(notice);
     }
     summarize(args, &outcome, has_bmap, &dest_label);
-    if let Some(stats) = sink.inner().inner().read_back_stats() {
+    if let Some(stats) = prepared.chain.inner().inner().read_back_stats() {
         summarize_read_back(&stats, &dest_label);
     }
-    super::reflash::summarize(&sink, holes, &dest_label);
+    super::reflash::summarize(&prepared, &dest_label);
     Ok(())
 }
 

@@ -6,8 +6,10 @@
 
 use anyhow::{Context, Result, bail};
 use bmap::Interrupt;
-use bmap::copy::failsafe::table_regions;
-use bmap::copy::{self, DestWriter, HoldBack, ReadBack, SkipUnchanged};
+use bmap::copy::failsafe::{TABLE_AREA, table_regions};
+use bmap::copy::{
+    self, DestWriter, GptMove, GptMoveSlot, HoldBack, ReadBack, SkipUnchanged, gpt_move_hook,
+};
 use bmap::dest::{self, Dest, Kind, Zeroed};
 use bmap::format::human_size;
 
@@ -17,6 +19,16 @@ use crate::messages;
 /// The copy's last stage: held parts in front of the comparing stage in front of
 /// the writer (each one passing everything on when its option is off).
 pub type Chain = HoldBack<SkipUnchanged>;
+
+/// What the copy's last stage does besides writing, and where it reports it.
+pub struct Prepared {
+    /// The sink chain.
+    pub chain: Chain,
+    /// What was done to the unmapped ranges before the copy.
+    pub holes: Option<HolesDone>,
+    /// What the GPT move did, once the copy finished (`None` when not tried).
+    pub gpt: Option<GptMoveSlot>,
+}
 
 /// What was done to the unmapped ranges before the copy.
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +61,7 @@ pub fn prepare(
     plan: &copy::Plan,
     dest: Dest,
     interrupt: &Interrupt,
-) -> Result<(Chain, Option<HolesDone>)> {
+) -> Result<Prepared> {
     let holes = treat_holes(args, plan, &dest, interrupt)?;
     let block = dest.kind() == Kind::BlockDevice;
     let failsafe = block && !args.no_fail_safe;
@@ -69,12 +81,36 @@ pub fn prepare(
         );
     }
     let skip = SkipUnchanged::new(writer, args.skip_unchanged && block);
-    let chain = if failsafe {
+    let mut chain = if failsafe {
         HoldBack::new(skip, plan.image_size())
     } else {
         HoldBack::pass_through(skip)
     };
-    Ok((chain, holes))
+    let gpt = match (plan.image_size(), device_size) {
+        (Some(image), Some(device)) if block && !args.no_gpt_move && device > image => {
+            let slot = GptMoveSlot::default();
+            chain.before_release(gpt_move_hook(image, mapped_ends(plan, image), slot.clone()));
+            Some(slot)
+        }
+        _ => None,
+    };
+    Ok(Prepared { chain, holes, gpt })
+}
+
+/// Whether the image's bmap maps a span, for the GPT move (which only needs the
+/// spans in the image's first and last MiB: the headers are there).
+fn mapped_ends(plan: &copy::Plan, image: u64) -> impl Fn(u64, u64) -> bool + Send + 'static {
+    let near = |s: &&copy::Span| {
+        let end = s.start + s.len.unwrap_or(0);
+        s.start < TABLE_AREA || end > image.saturating_sub(TABLE_AREA)
+    };
+    let spans: Vec<(u64, u64)> = plan
+        .spans()
+        .iter()
+        .filter(near)
+        .map(|s| (s.start, s.start + s.len.unwrap_or(0)))
+        .collect();
+    move |start, end| spans.iter().any(|&(a, b)| a <= start && end <= b)
 }
 
 /// Bytes per call when zeroing or discarding, so that an interrupt is seen between.
@@ -174,7 +210,8 @@ fn unsupported(error: &dest::Error) -> bool {
 }
 
 /// One line for each thing done besides the copy itself.
-pub fn summarize(chain: &Chain, holes: Option<HolesDone>, dest_label: &str) {
+pub fn summarize(prepared: &Prepared, dest_label: &str) {
+    let (chain, holes) = (&prepared.chain, prepared.holes);
     if let Some(h) = holes {
         let (verb, how) = match (h.zero, h.by_device) {
             (true, true) => ("zeroed", " (BLKZEROOUT)"),
@@ -206,6 +243,9 @@ pub fn summarize(chain: &Chain, holes: Option<HolesDone>, dest_label: &str) {
             human_size(chain.held_bytes())
         ));
     }
+    if let Some(slot) = &prepared.gpt {
+        summarize_gpt(slot, dest_label);
+    }
     let skip = chain.inner().stats();
     if skip.compared > 0 {
         messages::info(format_args!(
@@ -219,5 +259,23 @@ pub fn summarize(chain: &Chain, holes: Option<HolesDone>, dest_label: &str) {
                 ""
             }
         ));
+    }
+}
+
+/// What the GPT move did: moved (and how the MBR changed), or why not.
+fn summarize_gpt(slot: &GptMoveSlot, dest_label: &str) {
+    let done = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match done {
+        Some(GptMove::Moved(relocation)) => messages::info(format_args!(
+            "moved the image's backup GPT from LBA {} to the end of {dest_label} (LBA {}): the \
+             partitions can grow into the rest of the device (--no-gpt-move keeps the \
+             image's bytes as they are)",
+            relocation.old_backup_lba, relocation.new_backup_lba
+        )),
+        // An image without a GPT needs no word.
+        Some(GptMove::NotMoved(bmap::gpt::NotMoved::NoGpt)) | None => {}
+        Some(GptMove::NotMoved(reason)) => {
+            messages::warning(format_args!("backup GPT not moved: {reason}"))
+        }
     }
 }

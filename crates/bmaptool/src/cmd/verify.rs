@@ -145,6 +145,12 @@ fn summarize(target: &Path, report: &Report) {
         human_size(report.bytes_direct),
         human_size(report.bytes_buffered)
     ));
+    if report.gpt_moved {
+        messages::info(
+            "the device's backup GPT was moved to its end (bmaptool copy does so on a larger \
+             device): its first sectors were checked as the image has them",
+        );
+    }
     let total = report.ranges.len();
     let bad: Vec<_> = report.bad().collect();
     if report.unchecked() > 0 {

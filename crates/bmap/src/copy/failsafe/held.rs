@@ -3,7 +3,7 @@
 //! part between its span's `begin` and `end`, then a hook's extra writes).
 
 use crate::copy::{Error, RangeSink, Span, Verdict};
-use crate::dest::AlignedBuf;
+use crate::dest::{AlignedBuf, Dest};
 
 /// The GPT header's signature, at LBA 1.
 pub(super) const GPT_SIGNATURE: &[u8; 8] = b"EFI PART";
@@ -20,7 +20,7 @@ pub struct Region {
     pub buf: AlignedBuf,
     /// Image offset just past the last byte held (a stream of unknown length may end
     /// inside the region).
-    pub(super) filled: u64,
+    pub(crate) filled: u64,
 }
 
 impl std::fmt::Debug for Region {
@@ -80,7 +80,7 @@ impl Held {
     }
 }
 
-/// Bytes a hook adds, written after the held parts: `bytes` at device `offset`.
+/// Bytes a hook adds, written before the held parts: `bytes` at device `offset`.
 #[derive(Debug, Clone)]
 pub struct ExtraWrite {
     /// Device offset.
@@ -89,8 +89,11 @@ pub struct ExtraWrite {
     pub bytes: Vec<u8>,
 }
 
-/// Runs on the held parts once everything else is flushed, before they are written.
-pub type ReleaseHook = Box<dyn FnOnce(&mut Held) -> Result<Vec<ExtraWrite>, Error> + Send>;
+/// Runs on the held parts once everything else is flushed, before they are written,
+/// with the destination (to read what is on it) when the sink writes to one; its extra
+/// writes go before the held parts, in the order given.
+pub type ReleaseHook =
+    Box<dyn FnOnce(&mut Held, Option<&Dest>) -> Result<Vec<ExtraWrite>, Error> + Send>;
 
 /// The bytes of `parts`.
 pub(super) fn span_bytes(parts: &[HeldPart]) -> u64 {
