@@ -593,3 +593,12 @@ fn reseal(text: &str) -> Vec<u8> {
         .replacen(&"0".repeat(stored.len()), &digest, 1)
         .into_bytes()
 }
+
+#[test]
+fn docs_json_example_of_info_holds_every_documented_field() {
+    let example = json_doc::documented_example("info");
+    assert_eq!(
+        json_doc::fields(&example),
+        json_doc::documented_fields("info")
+    );
+}

@@ -532,3 +532,13 @@ fn a_mounted_device_is_checked_with_a_warning() {
     );
     drop(mount);
 }
+
+#[test]
+fn docs_json_example_of_verify_holds_every_documented_field() {
+    let example = json_doc::documented_example("verify");
+    assert_eq!(
+        json_doc::fields(&example),
+        json_doc::documented_fields("verify")
+    );
+    assert_eq!(example["result"], "bad", "the example shows a bad range");
+}

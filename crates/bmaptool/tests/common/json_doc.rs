@@ -43,20 +43,39 @@ fn collect(value: &Value, path: &str, out: &mut BTreeSet<String>) {
 /// column of its section's table, and of the table of the `bmap` object every
 /// document holds.
 pub fn documented_fields(command: &str) -> BTreeSet<String> {
-    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/json.md");
-    let text = fs::read_to_string(doc).expect("read docs/json.md");
+    let text = docs();
     let mut fields = table(&text, &format!("`bmaptool {command} --json`"));
     fields.extend(table(&text, "The `bmap` object"));
     fields
 }
 
+/// The first example of docs/json.md's section on `bmaptool COMMAND --json`: the
+/// first `json` code block, parsed.
+pub fn documented_example(command: &str) -> Value {
+    let text = docs();
+    let section = section(&text, &format!("`bmaptool {command} --json`"));
+    let (_, rest) = section
+        .split_once("```json\n")
+        .unwrap_or_else(|| panic!("no example for {command}"));
+    let (example, _) = rest.split_once("\n```").expect("the example's end");
+    serde_json::from_str(example).unwrap_or_else(|e| panic!("{command}'s example: {e}"))
+}
+
+fn docs() -> String {
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/json.md");
+    fs::read_to_string(doc).expect("read docs/json.md")
+}
+
+/// The section of `text` headed `heading`.
+fn section<'a>(text: &'a str, heading: &str) -> &'a str {
+    text.split("\n## ")
+        .find(|s| s.starts_with(heading))
+        .unwrap_or_else(|| panic!("docs/json.md has no section {heading}"))
+}
+
 /// The first column of the tables in the section of `text` headed `heading`.
 fn table(text: &str, heading: &str) -> BTreeSet<String> {
-    let section = text
-        .split("\n## ")
-        .find(|s| s.starts_with(heading))
-        .unwrap_or_else(|| panic!("docs/json.md has no section {heading}"));
-    section
+    section(text, heading)
         .lines()
         .filter_map(|line| line.strip_prefix("| `"))
         .filter_map(|rest| rest.split_once('`'))
