@@ -15,8 +15,9 @@
 mod common;
 #[path = "../../bmap/tests/fixture/mod.rs"]
 mod fixture;
+#[path = "common/json_doc.rs"]
+mod json_doc;
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -124,21 +125,28 @@ fn json(output: &Output) -> Value {
     })
 }
 
-/// Checks every field of an `info --json` report against `want`.
+/// Checks every field of an `info --json` report against `want`, and that it has
+/// exactly the fields docs/json.md lists.
 #[track_caller]
 fn check_report(label: &str, report: &Value, want: &Expected) {
-    let u = |key: &str| {
-        report[key]
+    assert_eq!(
+        json_doc::fields(report),
+        json_doc::documented_fields("info"),
+        "{label}: the fields docs/json.md lists, and no other"
+    );
+    let bmap = &report["bmap"];
+    let u = |value: &Value, key: &str| {
+        value[key]
             .as_u64()
             .unwrap_or_else(|| panic!("{label}: {key} is not an integer: {report}"))
     };
-    assert_eq!(report["version"], want.version.as_str(), "{label}");
-    assert_eq!(u("image_size"), want.image_size, "{label}");
-    assert_eq!(u("block_size"), want.block_size, "{label}");
-    assert_eq!(u("blocks"), want.blocks, "{label}");
-    assert_eq!(u("mapped_blocks"), want.mapped_blocks, "{label}");
+    assert_eq!(bmap["version"], want.version.as_str(), "{label}");
+    assert_eq!(u(bmap, "image_size"), want.image_size, "{label}");
+    assert_eq!(u(bmap, "block_size"), want.block_size, "{label}");
+    assert_eq!(u(report, "blocks"), want.blocks, "{label}");
+    assert_eq!(u(report, "mapped_blocks"), want.mapped_blocks, "{label}");
     assert_eq!(
-        u("mapped_size"),
+        u(report, "mapped_size"),
         want.mapped_blocks * want.block_size,
         "{label}"
     );
@@ -148,14 +156,17 @@ fn check_report(label: &str, report: &Value, want: &Expected) {
         (percent - wanted).abs() < 1e-9,
         "{label}: {percent} vs {wanted}"
     );
-    assert_eq!(u("ranges"), want.ranges as u64, "{label}");
+    assert_eq!(u(report, "ranges_total"), want.ranges as u64, "{label}");
     match &want.checksum_type {
-        Some(kind) => assert_eq!(report["checksum_type"], kind.as_str(), "{label}"),
-        None => assert!(report["checksum_type"].is_null(), "{label}: {report}"),
+        Some(kind) => assert_eq!(bmap["checksum_type"], kind.as_str(), "{label}"),
+        None => assert!(bmap["checksum_type"].is_null(), "{label}: {report}"),
     }
+    let checksum = &bmap["bmap_checksum"];
+    assert_eq!(checksum["status"], want.bmap_checksum, "{label}");
     assert_eq!(
-        report["bmap_checksum"]["status"], want.bmap_checksum,
-        "{label}"
+        checksum["checksum_type"].is_null(),
+        want.bmap_checksum == "absent",
+        "{label}: {report}"
     );
 }
 
@@ -188,11 +199,15 @@ fn info_json_on_every_format_version_the_fixture_writes_matches_its_image() {
             bmap_checksum: self_check_status(&bytes),
         };
         check_report(&label, &report, &want);
-        assert_eq!(report["signature"]["status"], "unsigned", "{label}");
-        assert_eq!(report["bmap"], path.to_str().expect("UTF-8"), "{label}");
+        assert_eq!(report["bmap"]["signature"]["status"], "unsigned", "{label}");
+        assert_eq!(
+            report["bmap"]["location"],
+            path.to_str().expect("UTF-8"),
+            "{label}"
+        );
         // The one warning a version earns: ImageSize assumed.
         assert_eq!(
-            report["warnings"].as_array().expect("a list").len(),
+            report["bmap"]["warnings"].as_array().expect("a list").len(),
             usize::from(assumed),
             "{label}: {report}"
         );
@@ -230,7 +245,10 @@ fn info_json_on_every_conformance_bmap_matches_its_xml() {
     let output = run(["info".as_ref(), "--json".as_ref(), signed.as_os_str()]);
     assert!(output.status.success(), "{output:?}");
     let report = json(&output);
-    assert_eq!(report["signature"]["status"], "unverifiable", "{report}");
+    assert_eq!(
+        report["bmap"]["signature"]["status"], "unverifiable",
+        "{report}"
+    );
     let plain = fs::read(data.join("reference-test-data/test.image.bmap.v2.0")).expect("read");
     check_report("clearsigned", &report, &expected_from_xml(&plain));
     let keyring = data.join("reference-test-data/gnupg/pubring.kbx");
@@ -242,7 +260,7 @@ fn info_json_on_every_conformance_bmap_matches_its_xml() {
         signed.as_os_str(),
     ]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let signature = &json(&output)["signature"];
+    let signature = &json(&output)["bmap"]["signature"];
     assert_eq!(signature["status"], "bad", "{signature}");
     assert!(
         signature["error"]
@@ -280,9 +298,9 @@ fn info_of_a_bmap_created_from_a_sparse_file_maps_its_allocated_bytes() {
     let report = json(&run(["info".as_ref(), "--json".as_ref(), bmap.as_os_str()]));
     let allocated = fs::metadata(&image).expect("stat").blocks() * 512;
     assert_eq!(report["mapped_size"], allocated, "{report}");
-    assert_eq!(report["image_size"], 8 << 20);
-    assert_eq!(report["ranges"], 3);
-    assert_eq!(report["bmap_checksum"]["status"], "good");
+    assert_eq!(report["bmap"]["image_size"], 8 << 20);
+    assert_eq!(report["ranges_total"], 3);
+    assert_eq!(report["bmap"]["bmap_checksum"]["status"], "good");
     check_report(
         "created",
         &report,
@@ -310,8 +328,8 @@ fn info_reads_a_bmap_from_the_test_http_server_as_from_a_file() {
     assert!(output.status.success(), "{output:?}");
     let report = json(&output);
     check_report(&url, &report, &expected_from_xml(&bytes));
-    assert_eq!(report["bmap"], url.as_str());
-    assert_eq!(report["signature"]["status"], "unsigned");
+    assert_eq!(report["bmap"]["location"], url.as_str());
+    assert_eq!(report["bmap"]["signature"]["status"], "unsigned");
     // The text report says the same in key: value lines.
     let output = run(["info", &url]);
     assert!(output.status.success(), "{output:?}");
@@ -341,7 +359,7 @@ fn info_reads_a_bmap_from_standard_input() {
     assert!(output.status.success(), "{output:?}");
     let report = json(&output);
     check_report("stdin", &report, &expected_from_xml(&bytes));
-    assert_eq!(report["bmap"], "-");
+    assert_eq!(report["bmap"]["location"], "-");
 }
 
 #[test]
@@ -383,7 +401,7 @@ fn damaged_bmap_checksum_shows_bad_and_exits_1_after_the_report() {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let report = json(&output);
     check_report("damaged", &report, &expected_from_xml(&damaged));
-    assert_eq!(report["bmap_checksum"]["status"], "bad");
+    assert_eq!(report["bmap"]["bmap_checksum"]["status"], "bad");
     let lines = stderr_lines(&output);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
@@ -422,7 +440,7 @@ fn signed_bmap_shows_its_signer_and_a_tampered_one_shows_bad() {
     let output = run_in(home, &["--json".as_ref(), bmap.as_os_str()]);
     assert!(output.status.success(), "{output:?}");
     let good = json(&output);
-    let signature = &good["signature"];
+    let signature = &good["bmap"]["signature"];
     assert_eq!(signature["status"], "good", "{signature}");
     assert_eq!(signature["signer"], uid);
     assert_eq!(signature["fingerprint"], fingerprint.as_str());
@@ -446,7 +464,7 @@ fn signed_bmap_shows_its_signer_and_a_tampered_one_shows_bad() {
         let url = server.url("/d.bmap");
         let output = run_in(home, &["--json".as_ref(), url.as_ref()]);
         assert!(output.status.success(), "{output:?}");
-        let signature = &json(&output)["signature"];
+        let signature = &json(&output)["bmap"]["signature"];
         assert_eq!(signature["status"], "good", "{signature}");
         assert_eq!(signature["fingerprint"], fingerprint.as_str());
         assert_eq!(signature["file"], format!("{url}.asc"));
@@ -458,8 +476,8 @@ fn signed_bmap_shows_its_signer_and_a_tampered_one_shows_bad() {
     let output = run_in(home, &["--json".as_ref(), clear.as_os_str()]);
     assert!(output.status.success(), "{output:?}");
     let report = json(&output);
-    assert_eq!(report["signature"]["status"], "good", "{report}");
-    assert_eq!(report["signature"]["inline"], true);
+    assert_eq!(report["bmap"]["signature"]["status"], "good", "{report}");
+    assert_eq!(report["bmap"]["signature"]["inline"], true);
     check_report(
         "clearsigned",
         &report,
@@ -479,12 +497,20 @@ fn signed_bmap_shows_its_signer_and_a_tampered_one_shows_bad() {
     let output = run_in(home, &["--json".as_ref(), bmap.as_os_str()]);
     assert!(output.status.success(), "shown, not fatal: {output:?}");
     let report = json(&output);
-    assert_eq!(report["signature"]["status"], "bad", "{report}");
+    assert_eq!(report["bmap"]["signature"]["status"], "bad", "{report}");
     // The good and the bad report hold every field docs/json.md lists, and no other.
-    let seen: BTreeSet<String> = fields(&good).union(&fields(&report)).cloned().collect();
-    assert_eq!(seen, documented_fields());
+    for report in [&good, &report] {
+        assert_eq!(
+            json_doc::fields(report),
+            json_doc::documented_fields("info")
+        );
+    }
+    // The failed signature is named: the detached file beside the bmap.
+    assert_eq!(report["bmap"]["signature"]["inline"], false);
+    assert_eq!(report["bmap"]["signature"]["file"], signature["file"]);
+    assert!(report["bmap"]["signature"]["signer"].is_null(), "{report}");
     assert!(
-        report["signature"]["error"]
+        report["bmap"]["signature"]["error"]
             .as_str()
             .is_some_and(|e| e.contains("BAD")),
         "{report}"
@@ -500,7 +526,7 @@ fn signed_bmap_shows_its_signer_and_a_tampered_one_shows_bad() {
         ],
     );
     assert_eq!(output.status.code(), Some(1), "{output:?}");
-    assert_eq!(json(&output)["signature"]["status"], "bad");
+    assert_eq!(json(&output)["bmap"]["signature"]["status"], "bad");
     let lines = stderr_lines(&output);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("BAD"), "{lines:?}");
@@ -509,7 +535,7 @@ fn signed_bmap_shows_its_signer_and_a_tampered_one_shows_bad() {
     let empty = TempDir::new().expect("tempdir");
     let output = run_in(empty.path(), &["--json".as_ref(), clear.as_os_str()]);
     assert!(output.status.success(), "{output:?}");
-    assert_eq!(json(&output)["signature"]["status"], "unverifiable");
+    assert_eq!(json(&output)["bmap"]["signature"]["status"], "unverifiable");
     // --no-sig-verify: not checked, and the clearsigned text still read.
     let output = run_in(
         empty.path(),
@@ -521,9 +547,12 @@ fn signed_bmap_shows_its_signer_and_a_tampered_one_shows_bad() {
     );
     assert!(output.status.success(), "{output:?}");
     let report = json(&output);
-    assert_eq!(report["signature"]["status"], "not-checked", "{report}");
-    assert_eq!(report["signature"]["inline"], true);
-    assert_eq!(report["bmap_checksum"]["status"], "good");
+    assert_eq!(
+        report["bmap"]["signature"]["status"], "not-checked",
+        "{report}"
+    );
+    assert_eq!(report["bmap"]["signature"]["inline"], true);
+    assert_eq!(report["bmap"]["bmap_checksum"]["status"], "good");
 }
 
 #[test]
@@ -544,7 +573,7 @@ fn unsigned_bmap_with_a_keyring_asked_for_exits_1_after_the_report() {
         bmap.as_os_str(),
     ]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
-    assert_eq!(json(&output)["signature"]["status"], "unsigned");
+    assert_eq!(json(&output)["bmap"]["signature"]["status"], "unsigned");
     let lines = stderr_lines(&output);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("not signed"), "{lines:?}");
@@ -565,32 +594,11 @@ fn reseal(text: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-/// The fields of a report, nested ones as `outer.inner`.
-fn fields(report: &Value) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for (key, value) in report.as_object().expect("an object") {
-        match value.as_object() {
-            Some(inner) => out.extend(inner.keys().map(|k| format!("{key}.{k}"))),
-            None => {
-                out.insert(key.clone());
-            }
-        }
-    }
-    out
-}
-
-/// The fields docs/json.md's `info --json` table lists.
-fn documented_fields() -> BTreeSet<String> {
-    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/json.md");
-    let text = fs::read_to_string(doc).expect("read docs/json.md");
-    let section = text
-        .split("\n## ")
-        .find(|s| s.starts_with("`bmaptool info --json`"))
-        .expect("an info --json section");
-    section
-        .lines()
-        .filter_map(|line| line.strip_prefix("| `"))
-        .filter_map(|rest| rest.split_once('`'))
-        .map(|(name, _)| name.to_owned())
-        .collect()
+#[test]
+fn docs_json_example_of_info_holds_every_documented_field() {
+    let example = json_doc::documented_example("info");
+    assert_eq!(
+        json_doc::fields(&example),
+        json_doc::documented_fields("info")
+    );
 }

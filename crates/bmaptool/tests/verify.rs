@@ -9,6 +9,8 @@
 
 #[allow(dead_code, reason = "this file uses part of the copy tests' harness")]
 mod copy_support;
+#[path = "common/json_doc.rs"]
+mod json_doc;
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
@@ -239,14 +241,19 @@ fn json_report_parses_and_matches_the_bmap() {
     assert_eq!(doc["ranges_total"], facts.ranges.len());
     assert_eq!(doc["ranges_good"], facts.ranges.len());
     assert_eq!(doc["ranges_bad"], 0);
-    assert_eq!(doc["image_size"], facts.image_size);
-    assert_eq!(doc["block_size"], facts.block_size);
     assert_eq!(doc["target_kind"], "block-device");
     assert_eq!(doc["target_size"], 8 * MIB);
-    assert_eq!(doc["bmap"]["version"], "2.0");
-    assert_eq!(doc["bmap"]["checksum_type"], "sha256");
-    assert_eq!(doc["bmap"]["self_checksum_good"], true);
-    assert_eq!(doc["bmap"]["signature"], "unsigned");
+    let bmap = &doc["bmap"];
+    assert_eq!(bmap["location"], sample.bmap.to_str().expect("UTF-8"));
+    assert_eq!(bmap["image_size"], facts.image_size);
+    assert_eq!(bmap["block_size"], facts.block_size);
+    assert_eq!(bmap["version"], "2.0");
+    assert_eq!(bmap["checksum_type"], "sha256");
+    assert_eq!(bmap["bmap_checksum"]["status"], "good");
+    assert_eq!(bmap["bmap_checksum"]["checksum_type"], "sha256");
+    assert_eq!(bmap["signature"]["status"], "unsigned");
+    assert!(bmap["signature"]["fingerprint"].is_null(), "{doc}");
+    assert_eq!(bmap["warnings"], serde_json::json!([]));
     let mapped: u64 = facts
         .ranges
         .iter()
@@ -254,12 +261,21 @@ fn json_report_parses_and_matches_the_bmap() {
         .sum();
     assert_eq!(doc["bytes_read"], mapped);
     assert_eq!(doc["bad_ranges"], serde_json::json!([]));
+    // Every field docs/json.md lists, and no other (a good report has no bad range).
+    let documented = json_doc::documented_fields("verify");
+    let without_ranges: std::collections::BTreeSet<String> = documented
+        .iter()
+        .filter(|f| !f.starts_with("bad_ranges[]"))
+        .cloned()
+        .collect();
+    assert_eq!(json_doc::fields(&doc), without_ranges);
 
     poke(device.path(), Sample::IN_SECOND_RANGE, 0x5A);
     let bad = run(verify_args(&sample.bmap, device.path(), &["--json"]));
     assert_eq!(bad.status.code(), Some(1), "{}", stderr(&bad));
     let doc: serde_json::Value = serde_json::from_slice(&bad.stdout).expect("JSON on stdout");
     assert_eq!(doc["result"], "bad");
+    assert_eq!(json_doc::fields(&doc), documented);
     assert_eq!(doc["ranges_good"], 3);
     assert_eq!(doc["ranges_bad"], 1);
     let range = &doc["bad_ranges"][0];
@@ -335,14 +351,28 @@ fn a_signed_bmap_is_checked_and_a_bad_signature_is_refused() {
     );
     let json = run(with_keys(&["--json"]));
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
-    assert_eq!(doc["bmap"]["signature"], "verified");
+    // The signature object is `info`'s: the same fields, the same words.
+    let signed = &doc["bmap"]["signature"];
+    assert_eq!(signed["status"], "good", "{signed}");
+    assert_eq!(signed["signer"], "Verify Signer <verify@example.org>");
+    assert_eq!(signed["inline"], false);
+    assert_eq!(signed["file"], signature.to_str().expect("UTF-8"));
+    assert_eq!(signed["sha1"], false);
+    assert!(signed["error"].is_null(), "{signed}");
     let fingerprints = gpg.fingerprints(&key);
-    assert!(
-        fingerprints
-            .iter()
-            .any(|f| doc["bmap"]["signer"] == f.as_str()),
-        "signer {} not in {fingerprints:?}",
-        doc["bmap"]["signer"]
+    for field in ["fingerprint", "primary_fingerprint"] {
+        assert!(
+            fingerprints.iter().any(|f| signed[field] == f.as_str()),
+            "{field} {} not in {fingerprints:?}",
+            signed[field]
+        );
+    }
+    assert_eq!(
+        json_doc::fields(&doc),
+        json_doc::documented_fields("verify")
+            .into_iter()
+            .filter(|f| !f.starts_with("bad_ranges[]"))
+            .collect()
     );
 
     // A signature of other bytes beside the bmap: refused before anything is read.
@@ -351,13 +381,19 @@ fn a_signed_bmap_is_checked_and_a_bad_signature_is_refused() {
     gpg.detach_sign(&key, &other, &signature, true);
     let output = run(with_keys(&[]));
     assert_check_error(&output, &["signature"]);
-    // --no-sig-verify checks the data anyway.
+    // --no-sig-verify checks the data anyway, and the report says so.
     let output = run(verify_args(
         &sample.bmap,
         device.path(),
-        &["--no-sig-verify"],
+        &["--no-sig-verify", "--json"],
     ));
-    assert_ok(&output);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let skipped = &doc["bmap"]["signature"];
+    assert_eq!(skipped["status"], "not-checked", "{skipped}");
+    assert_eq!(skipped["inline"], false, "{skipped}");
+    assert!(skipped["signer"].is_null(), "{skipped}");
+    assert_eq!(doc["result"], "good");
 }
 
 #[test]
@@ -495,4 +531,14 @@ fn a_mounted_device_is_checked_with_a_warning() {
         "{text}"
     );
     drop(mount);
+}
+
+#[test]
+fn docs_json_example_of_verify_holds_every_documented_field() {
+    let example = json_doc::documented_example("verify");
+    assert_eq!(
+        json_doc::fields(&example),
+        json_doc::documented_fields("verify")
+    );
+    assert_eq!(example["result"], "bad", "the example shows a bad range");
 }

@@ -15,11 +15,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
 use bmap::Interrupt;
-use bmap::format::{Bmap, SelfCheck, human_size};
-use bmap::signature;
+use bmap::format::{SelfCheck, human_size};
 use bmap::source::remote::{self, Location};
 use bmap::trust::{self, Found, Inspected, SignatureCheck};
 use serde::Serialize;
+
+use super::json;
 
 use crate::cli::InfoArgs;
 use crate::input;
@@ -49,15 +50,14 @@ pub fn run(args: &InfoArgs, interrupt: &Interrupt) -> Result<()> {
         messages::warning(format_args!("bmap file '{}': {warning}", inspected.shown));
     }
     let report = Report::new(&inspected);
-    let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report).context("cannot write the report")?;
-        writeln!(out).context("cannot write the report")?;
+        json::print(&report)?;
     } else {
+        let mut out = std::io::stdout().lock();
         out.write_all(report.text().as_bytes())
+            .and_then(|()| out.flush())
             .context("cannot write the report")?;
     }
-    out.flush().context("cannot write the report")?;
     verdict(args, inspected)
 }
 
@@ -85,109 +85,42 @@ fn verdict(args: &InfoArgs, inspected: Inspected) -> Result<()> {
 /// What `info` reports; its field names are the stable JSON schema (docs/json.md).
 #[derive(Debug, Serialize)]
 struct Report {
-    bmap: String,
-    version: String,
-    image_size: u64,
-    block_size: u64,
+    bmap: json::Bmap,
     blocks: u64,
     mapped_blocks: u64,
     mapped_size: u64,
     mapped_percent: f64,
-    ranges: usize,
-    checksum_type: Option<String>,
-    bmap_checksum: BmapChecksum,
-    signature: Signature,
-    warnings: Vec<String>,
-}
-
-/// The bmap's own checksum's verdict.
-#[derive(Debug, Serialize)]
-struct BmapChecksum {
-    /// `good`, `bad` or `absent` (formats 1.0-1.2).
-    status: &'static str,
-    /// The algorithm, unless absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checksum_type: Option<String>,
-}
-
-/// The signature's verdict.
-#[derive(Debug, Default, Serialize)]
-struct Signature {
-    /// `good`, `bad`, `unverifiable`, `unsigned` or `not-checked`.
-    status: &'static str,
-    /// Whether the bmap is clearsigned (else the signature is a detached file).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    inline: Option<bool>,
-    /// The signature file (the bmap itself when inline); when good.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    file: Option<String>,
-    /// The signer's user ID; when good.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signer: Option<String>,
-    /// The signing key's fingerprint; when good.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fingerprint: Option<String>,
-    /// The primary key's fingerprint (differs when a subkey signed); when good.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    primary_fingerprint: Option<String>,
-    /// Whether the signature uses SHA-1 (weak); when good.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sha1: Option<bool>,
-    /// Why it is bad or unverifiable.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    ranges_total: usize,
 }
 
 impl Report {
     fn new(inspected: &Inspected) -> Report {
-        let bmap: &Bmap = &inspected.bmap;
+        let bmap = &inspected.bmap;
         let blocks = bmap.blocks_count();
         let mapped_blocks = bmap.mapped_blocks();
-        let bmap_checksum = match inspected.self_check {
-            SelfCheck::Absent => BmapChecksum {
-                status: "absent",
-                checksum_type: None,
-            },
-            SelfCheck::Verified(kind) => BmapChecksum {
-                status: "good",
-                checksum_type: Some(kind.to_string()),
-            },
-            SelfCheck::Mismatch { actual, .. } => BmapChecksum {
-                status: "bad",
-                checksum_type: Some(actual.kind().to_string()),
-            },
-        };
         Report {
-            bmap: inspected.shown.clone(),
-            version: bmap.version().to_string(),
-            image_size: bmap.image_size(),
-            block_size: bmap.block_size(),
+            bmap: json::Bmap::inspected(inspected),
             blocks,
             mapped_blocks,
             mapped_size: mapped_blocks.saturating_mul(bmap.block_size()),
             mapped_percent: percent(mapped_blocks, blocks),
-            ranges: bmap.ranges().len(),
-            checksum_type: bmap.checksum_kind().map(|kind| kind.to_string()),
-            bmap_checksum,
-            signature: Signature::new(&inspected.signature),
-            warnings: inspected.warnings.clone(),
+            ranges_total: bmap.ranges().len(),
         }
     }
 
     /// The human report: aligned `key: value` lines.
     fn text(&self) -> String {
-        let checksum = match &self.bmap_checksum.checksum_type {
-            Some(kind) => format!("{} ({kind})", self.bmap_checksum.status),
-            None => format!(
-                "{} (format {} has none)",
-                self.bmap_checksum.status, self.version
-            ),
+        let bmap = &self.bmap;
+        let status = bmap.bmap_checksum.status.name();
+        let checksum = match bmap.bmap_checksum.checksum_type {
+            Some(kind) => format!("{status} ({kind})"),
+            None => format!("{status} (format {} has none)", bmap.version),
         };
         let lines = [
-            ("bmap file", self.bmap.clone()),
-            ("format version", self.version.clone()),
-            ("image size", sized(self.image_size)),
-            ("block size", sized(self.block_size)),
+            ("bmap file", bmap.location.clone()),
+            ("format version", bmap.version.clone()),
+            ("image size", sized(bmap.image_size)),
+            ("block size", sized(bmap.block_size)),
             ("blocks", self.blocks.to_string()),
             ("mapped blocks", self.mapped_blocks.to_string()),
             (
@@ -198,13 +131,13 @@ impl Report {
                     self.mapped_percent
                 ),
             ),
-            ("ranges", self.ranges.to_string()),
+            ("ranges", self.ranges_total.to_string()),
             (
                 "checksum type",
-                self.checksum_type.clone().unwrap_or_else(|| "none".into()),
+                bmap.checksum_type.unwrap_or("none").to_owned(),
             ),
             ("bmap checksum", checksum),
-            ("signature", self.signature.text()),
+            ("signature", signature_text(&bmap.signature)),
         ];
         let width = lines.iter().map(|(key, _)| key.len()).max().unwrap_or(0) + 1;
         lines
@@ -214,84 +147,23 @@ impl Report {
     }
 }
 
-impl Signature {
-    fn new(check: &Result<SignatureCheck, trust::Error>) -> Signature {
-        match check {
-            Ok(SignatureCheck::Unsigned) => Signature {
-                status: "unsigned",
-                ..Signature::default()
-            },
-            Ok(SignatureCheck::Skipped { inline }) => Signature {
-                status: "not-checked",
-                inline: Some(*inline),
-                ..Signature::default()
-            },
-            Ok(SignatureCheck::Verified {
-                verdict,
-                file,
-                inline,
-                ..
-            }) => Signature {
-                status: "good",
-                inline: Some(*inline),
-                file: Some(file.clone()),
-                signer: Some(verdict.user_id.clone()),
-                fingerprint: Some(verdict.signer.clone()),
-                primary_fingerprint: Some(verdict.primary.clone()),
-                sha1: Some(verdict.sha1),
-                error: None,
-            },
-            Err(error) => Signature {
-                status: if unverifiable(error) {
-                    "unverifiable"
-                } else {
-                    "bad"
-                },
-                error: Some(one_line(error)),
-                ..Signature::default()
-            },
-        }
+/// The signature's line of the human report.
+fn signature_text(signature: &json::Signature) -> String {
+    let mut text = signature.status.name().to_owned();
+    if let (Some(signer), Some(fingerprint)) = (&signature.signer, &signature.fingerprint) {
+        text += &format!(", by {signer} (fingerprint {fingerprint})");
     }
-
-    fn text(&self) -> String {
-        let mut text = self.status.to_owned();
-        if let (Some(signer), Some(fingerprint)) = (&self.signer, &self.fingerprint) {
-            text += &format!(", by {signer} (fingerprint {fingerprint})");
-        }
-        match (self.inline, &self.file) {
-            (Some(true), _) => text += ", inline (clearsigned)",
-            (Some(false), Some(file)) => text += &format!(", in '{file}'"),
-            _ => {}
-        }
-        if self.sha1 == Some(true) {
-            text += ", uses SHA-1 (weak)";
-        }
-        if let Some(error) = &self.error {
-            text += &format!(": {error}");
-        }
-        text
+    if let Some(error) = &signature.error {
+        // The error names the signature file already.
+        return text + ": " + error;
     }
-}
-
-/// A signature no key at hand could check, as opposed to one that failed its check.
-fn unverifiable(error: &trust::Error) -> bool {
-    match error {
-        trust::Error::NoKeys { .. } => true,
-        trust::Error::Signature { source, .. } => matches!(
-            **source,
-            signature::Error::UnknownKey { .. } | signature::Error::Unsupported { .. }
-        ),
-        _ => false,
+    match (signature.inline, &signature.file) {
+        (Some(true), _) => text += ", inline (clearsigned)",
+        (Some(false), Some(file)) => text += &format!(", in '{file}'"),
+        _ => {}
     }
-}
-
-/// An error and its causes on one line, as `main` prints them.
-fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        text += &format!(": {next}");
-        cause = next.source();
+    if signature.sha1 == Some(true) {
+        text += ", uses SHA-1 (weak)";
     }
     text
 }

@@ -3,6 +3,7 @@
 pub mod copy;
 pub mod create;
 pub mod info;
+pub mod json;
 pub mod network;
 mod preflight;
 mod reflash;

@@ -5,19 +5,20 @@
 //! returns a report, told here as a human summary or one JSON document on stdout
 //! (docs/json.md). Exit status: 0 all good, 1 a bad range, 2 an error (main.rs).
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::mpsc::Sender;
 
 use anyhow::{Context, Result, bail};
 use bmap::Interrupt;
 use bmap::copy::{Event, Events, Phase};
-use bmap::format::{SelfCheck, human_size, human_time};
+use bmap::format::{human_size, human_time};
 use bmap::source::remote::{self, Location};
-use bmap::trust::{SignatureCheck, Trusted};
+use bmap::trust::Trusted;
 use bmap::verify::{self, RangeVerdict, Report, Target, TargetKind};
 use serde::Serialize;
 
+use super::json;
 use crate::cli::VerifyArgs;
 use crate::messages::{self, Level};
 use crate::progress::{Progress, Settings};
@@ -190,13 +191,11 @@ fn summarize(target: &Path, report: &Report) {
 
 /// `verify --json`: the document docs/json.md describes. Field names are stable.
 #[derive(Debug, Serialize)]
-struct JsonReport<'a> {
+struct JsonReport {
     target: String,
     target_kind: &'static str,
     target_size: u64,
-    bmap: JsonBmap<'a>,
-    image_size: u64,
-    block_size: u64,
+    bmap: json::Bmap,
     ranges_total: usize,
     ranges_good: usize,
     ranges_bad: usize,
@@ -206,17 +205,7 @@ struct JsonReport<'a> {
     bytes_buffered: u64,
     seconds: f64,
     bad_ranges: Vec<JsonRange>,
-    result: &'static str,
-}
-
-#[derive(Debug, Serialize)]
-struct JsonBmap<'a> {
-    location: &'a str,
-    version: String,
-    checksum_type: &'static str,
-    self_checksum_good: Option<bool>,
-    signature: &'static str,
-    signer: Option<&'a str>,
+    result: json::Status,
 }
 
 #[derive(Debug, Serialize)]
@@ -230,11 +219,6 @@ struct JsonRange {
 }
 
 fn print_json(args: &VerifyArgs, trusted: &Trusted, report: &Report) -> Result<()> {
-    let (signature, signer) = match &trusted.signature {
-        SignatureCheck::Unsigned => ("unsigned", None),
-        SignatureCheck::Skipped { .. } => ("not-checked", None),
-        SignatureCheck::Verified { verdict, .. } => ("verified", Some(verdict.signer.as_str())),
-    };
     let bad_ranges: Vec<JsonRange> = report
         .bad()
         .filter_map(|r| match &r.verdict {
@@ -249,27 +233,14 @@ fn print_json(args: &VerifyArgs, trusted: &Trusted, report: &Report) -> Result<(
             _ => None,
         })
         .collect();
-    let document = JsonReport {
+    json::print(&JsonReport {
         target: args.target.display().to_string(),
         target_kind: match report.target_kind {
             TargetKind::BlockDevice => "block-device",
             TargetKind::File => "file",
         },
         target_size: report.target_size,
-        bmap: JsonBmap {
-            location: &trusted.shown,
-            version: trusted.bmap.version().to_string(),
-            checksum_type: report.checksum.name(),
-            self_checksum_good: match report.self_check {
-                SelfCheck::Absent => None,
-                SelfCheck::Verified(_) => Some(true),
-                SelfCheck::Mismatch { .. } => Some(false),
-            },
-            signature,
-            signer,
-        },
-        image_size: report.image_size,
-        block_size: report.block_size,
+        bmap: json::Bmap::trusted(trusted),
         ranges_total: report.ranges.len(),
         ranges_good: report.good(),
         ranges_bad: bad_ranges.len(),
@@ -278,11 +249,11 @@ fn print_json(args: &VerifyArgs, trusted: &Trusted, report: &Report) -> Result<(
         bytes_direct: report.bytes_direct,
         bytes_buffered: report.bytes_buffered,
         seconds: report.elapsed.as_secs_f64(),
-        result: if bad_ranges.is_empty() { "good" } else { "bad" },
+        result: if bad_ranges.is_empty() {
+            json::Status::Good
+        } else {
+            json::Status::Bad
+        },
         bad_ranges,
-    };
-    let mut stdout = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut stdout, &document).context("cannot write the report")?;
-    writeln!(stdout).context("cannot write the report")?;
-    Ok(())
+    })
 }
