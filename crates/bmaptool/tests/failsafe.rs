@@ -524,6 +524,17 @@ fn a_gpt_image_on_a_larger_device_gets_its_backup_at_the_device_end_and_verifies
             "{}",
             stderr(&out)
         );
+        let out = run([
+            "verify".as_ref(),
+            "--json".as_ref(),
+            "--bmap".as_ref(),
+            image.bmap.as_os_str(),
+            dev.path().as_os_str(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(report["gpt_moved"], true, "{report}");
+        assert_eq!(report["result"], "good", "{report}");
     }
 }
 

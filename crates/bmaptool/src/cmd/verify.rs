@@ -203,6 +203,7 @@ struct JsonReport {
     bytes_read: u64,
     bytes_direct: u64,
     bytes_buffered: u64,
+    gpt_moved: bool,
     seconds: f64,
     bad_ranges: Vec<JsonRange>,
     result: json::Status,
@@ -248,6 +249,7 @@ fn print_json(args: &VerifyArgs, trusted: &Trusted, report: &Report) -> Result<(
         bytes_read: report.bytes_read,
         bytes_direct: report.bytes_direct,
         bytes_buffered: report.bytes_buffered,
+        gpt_moved: report.gpt_moved,
         seconds: report.elapsed.as_secs_f64(),
         result: if bad_ranges.is_empty() {
             json::Status::Good
