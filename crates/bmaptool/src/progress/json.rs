@@ -1,0 +1,459 @@
+//! `--progress json` and `--progress-fd N`: a copy's (or a check's) events as JSON
+//! Lines (docs/json.md, "Progress lines"): a `start` object, `progress` objects (at
+//! most a few a second, the last one always), one `range` object per finished range,
+//! then always a `result` object, on success, failure or interruption. Per-destination
+//! facts carry `dest`, an index into the `start` and `result` objects' `destinations`;
+//! facts shared by every destination (the checking phase) have `dest: null`.
+//!
+//! The lines go to stderr (then the human messages become `message` objects, so that
+//! stderr holds nothing but JSON Lines) or to a descriptor the caller opened. Both the
+//! rendering thread (events) and the command (start, result) write through one
+//! [`JsonLines`]; nothing is written after the result.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bmap::copy::{Event, Phase, RangeOutcome, RangeResult};
+use serde_json::{Value, json};
+
+use crate::cli::{ProgressArgs, ProgressMode};
+
+/// Least time between two `progress` objects of one phase.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Where the JSON lines go, shared by the rendering thread and the command.
+#[derive(Clone)]
+pub struct JsonLines(Arc<Mutex<Inner>>);
+
+impl std::fmt::Debug for JsonLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JsonLines")
+    }
+}
+
+struct Inner {
+    out: Box<dyn Write + Send>,
+    /// The result was written (or the reader went away): nothing more is.
+    closed: bool,
+    command: &'static str,
+    begun: Instant,
+    phase: Option<Phase>,
+    /// When the current phase began (the rate is bytes over the writing phase's time).
+    writing_since: Option<Instant>,
+    total: Option<u64>,
+    dests: Vec<Tally>,
+    last_progress: Option<Instant>,
+    /// Bytes were counted since the last `progress` object.
+    pending: bool,
+}
+
+/// What one destination received.
+#[derive(Debug, Default, Clone)]
+struct Tally {
+    bytes_done: u64,
+    ranges_written: u64,
+    ranges_verified: u64,
+    ranges_mismatched: u64,
+    ranges_failed: u64,
+    bytes_verified: u64,
+    seconds: Option<f64>,
+}
+
+/// Facts about one destination that only the command knows, for the result.
+#[derive(Debug, Clone, Default)]
+pub struct DestFacts {
+    /// DEST as given.
+    pub path: String,
+    /// Bytes read back (`--verify-written`), `None` when not asked.
+    pub bytes_read_back: Option<u64>,
+    /// Bytes found unchanged and not written (`--skip-unchanged`), `None` when not asked.
+    pub bytes_skipped: Option<u64>,
+}
+
+/// The run's outcome, for the result.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The image as given (`None` for `verify`).
+    pub image: Option<String>,
+    /// The image's size, when known.
+    pub image_size: Option<u64>,
+    /// The `bmap` object, once the bmap is trusted.
+    pub bmap: Option<Value>,
+    /// The destinations, in the order of their indexes.
+    pub destinations: Vec<DestFacts>,
+}
+
+impl JsonLines {
+    /// Lines to stderr.
+    pub fn stderr(command: &'static str) -> JsonLines {
+        JsonLines::new(Box::new(std::io::stderr()), command)
+    }
+
+    /// Lines to descriptor `fd`, which must be open for writing.
+    pub fn fd(fd: i32, command: &'static str) -> Result<JsonLines> {
+        Ok(JsonLines::new(Box::new(open_fd(fd)?), command))
+    }
+
+    fn new(out: Box<dyn Write + Send>, command: &'static str) -> JsonLines {
+        JsonLines(Arc::new(Mutex::new(Inner {
+            out,
+            closed: false,
+            command,
+            begun: Instant::now(),
+            phase: None,
+            writing_since: None,
+            total: None,
+            dests: vec![Tally::default()],
+            last_progress: None,
+            pending: false,
+        })))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The `start` object: what is copied where, with which bmap.
+    pub fn start(&self, facts: &Facts, total: Option<u64>) {
+        let mut inner = self.lock();
+        inner.total = total;
+        inner.dests = vec![Tally::default(); facts.destinations.len().max(1)];
+        let line = json!({
+            "type": "start",
+            "command": inner.command,
+            "image": facts.image,
+            "image_size": facts.image_size,
+            "destinations": facts.destinations.iter().map(|d| &d.path).collect::<Vec<_>>(),
+            "bmap": facts.bmap,
+            "bytes_total": total,
+        });
+        inner.write(&line);
+    }
+
+    /// A human message, as a `message` object (when the lines are on stderr).
+    pub fn message(&self, level: &str, text: &str) {
+        let line = json!({"type": "message", "level": level, "message": text});
+        self.lock().write(&line);
+    }
+
+    /// Takes one engine event.
+    pub fn event(&self, event: &Event) {
+        let mut inner = self.lock();
+        match event {
+            Event::Phase(phase) => inner.phase(*phase),
+            Event::Written(bytes) => {
+                let dest = dest_of(event);
+                inner.tally(dest).bytes_done += bytes;
+                inner.pending = true;
+                inner.progress(dest, false);
+            }
+            Event::Range(outcome) => inner.range(dest_of(event), outcome),
+            Event::Finished(outcome) => {
+                let seconds = outcome.timings.copying().as_secs_f64();
+                inner.tally(dest_of(event)).seconds = Some(seconds);
+            }
+            _ => {}
+        }
+    }
+
+    /// The `result` object, the last line: `error` is the failure, if any.
+    pub fn result(&self, facts: &Facts, error: Option<(&'static str, String)>) {
+        let mut inner = self.lock();
+        if inner.pending {
+            inner.progress(0, true);
+        }
+        let error = error.map(|(code, message)| json!({"code": code, "message": message}));
+        let ok = error.is_none();
+        let destinations: Vec<Value> = facts
+            .destinations
+            .iter()
+            .enumerate()
+            .map(|(index, facts)| inner.dest_result(index, facts, ok, error.as_ref()))
+            .collect();
+        let line = json!({
+            "type": "result",
+            "command": inner.command,
+            "ok": ok,
+            "error": error,
+            "image": facts.image,
+            "image_size": facts.image_size,
+            "bmap": facts.bmap,
+            "seconds": inner.begun.elapsed().as_secs_f64(),
+            "destinations": destinations,
+        });
+        inner.write(&line);
+        inner.closed = true;
+    }
+}
+
+/// The JSON lines `args` ask for (`None`: none), and the checks of those options.
+/// With the lines on stderr, the human messages become `message` objects.
+pub fn open(args: &ProgressArgs, command: &'static str) -> Result<Option<JsonLines>> {
+    let on_stderr = args.progress == ProgressMode::Json;
+    let lines = match (on_stderr, args.progress_fd) {
+        (true, Some(_)) => bail!(crate::cmd::errcode::Usage(
+            "--progress json writes the JSON lines to stderr and --progress-fd to a \
+             descriptor: give one of them"
+                .to_owned()
+        )),
+        (true, None) => JsonLines::stderr(command),
+        (false, Some(fd)) => JsonLines::fd(fd, command)?,
+        (false, None) => return Ok(None),
+    };
+    if on_stderr {
+        let messages = lines.clone();
+        crate::messages::redirect(move |level, text| messages.message(level, text));
+    }
+    Ok(Some(lines))
+}
+
+/// Whether the human progress shows (`--progress none` and `json` hide it, `-q` too)
+/// and whether it is a bar (`auto`: when stderr is a terminal).
+pub fn human(args: &ProgressArgs) -> (bool, bool) {
+    let show = crate::messages::enabled(crate::messages::Level::Info);
+    match args.progress {
+        ProgressMode::Auto => (show, std::io::stderr().is_terminal()),
+        ProgressMode::Bar => (show, true),
+        ProgressMode::Plain => (show, false),
+        ProgressMode::Json | ProgressMode::None => (false, false),
+    }
+}
+
+/// Writes the result of a run that ended with `result`: `failure` turns a success
+/// into a failure of its own (`verify`'s bad ranges).
+pub fn finish<T>(
+    lines: Option<&JsonLines>,
+    facts: &Facts,
+    result: &Result<T>,
+    interrupted: bool,
+    failure: impl FnOnce(&T) -> Option<(&'static str, String)>,
+) {
+    let Some(lines) = lines else {
+        return;
+    };
+    let error = match result {
+        Ok(value) => failure(value),
+        Err(error) => Some(crate::cmd::errcode::describe(error, interrupted)),
+    };
+    lines.result(facts, error);
+}
+
+/// The destination an event is about. One destination for now: index 0.
+fn dest_of(_event: &Event) -> usize {
+    0
+}
+
+impl Inner {
+    fn write(&mut self, line: &Value) {
+        if self.closed {
+            return;
+        }
+        let mut text = line.to_string();
+        text.push('\n');
+        if self
+            .out
+            .write_all(text.as_bytes())
+            .and_then(|()| self.out.flush())
+            .is_err()
+        {
+            // A reader that went away does not stop the copy.
+            self.closed = true;
+        }
+    }
+
+    fn tally(&mut self, dest: usize) -> &mut Tally {
+        if self.dests.len() <= dest {
+            self.dests.resize(dest + 1, Tally::default());
+        }
+        &mut self.dests[dest]
+    }
+
+    fn phase(&mut self, phase: Phase) {
+        if self.pending {
+            self.progress(0, true);
+        }
+        self.phase = Some(phase);
+        if phase == Phase::Writing {
+            self.writing_since = Some(Instant::now());
+        }
+        match phase {
+            // Shared by every destination.
+            Phase::Checking => self.progress_line(None),
+            Phase::Done => {}
+            _ => {
+                for dest in 0..self.dests.len() {
+                    self.progress_line(Some(dest));
+                }
+            }
+        }
+    }
+
+    /// A `progress` object for `dest`, unless one was written less than
+    /// [`PROGRESS_EVERY`] ago (`force` writes it anyway).
+    fn progress(&mut self, dest: usize, force: bool) {
+        let due = self
+            .last_progress
+            .is_none_or(|last| last.elapsed() >= PROGRESS_EVERY);
+        if force || due {
+            self.progress_line(Some(dest));
+        }
+    }
+
+    fn progress_line(&mut self, dest: Option<usize>) {
+        self.last_progress = Some(Instant::now());
+        self.pending = false;
+        let done = dest.map_or(0, |d| self.tally(d).bytes_done);
+        let seconds = self.begun.elapsed().as_secs_f64();
+        let rate = self.writing_since.map_or(0.0, |since| {
+            done as f64 / since.elapsed().as_secs_f64().max(1e-3)
+        });
+        let line = json!({
+            "type": "progress",
+            "phase": self.phase.map(|p| phase_name(self.command, p)),
+            "dest": dest,
+            "bytes_done": done,
+            "bytes_total": self.total,
+            "rate": rate.round() as u64,
+            "seconds": seconds,
+        });
+        self.write(&line);
+    }
+
+    fn range(&mut self, dest: usize, outcome: &RangeOutcome) {
+        let len = outcome.end.saturating_sub(outcome.start);
+        let tally = self.tally(dest);
+        let (verdict, digest, expected) = match &outcome.result {
+            RangeResult::Written => {
+                tally.ranges_written += 1;
+                ("written", None, None)
+            }
+            RangeResult::Verified(digest) => {
+                tally.ranges_written += 1;
+                tally.ranges_verified += 1;
+                tally.bytes_verified += len;
+                ("verified", Some(digest.to_hex()), None)
+            }
+            RangeResult::Mismatched { expected, actual } => {
+                tally.ranges_mismatched += 1;
+                ("mismatched", Some(actual.to_hex()), Some(expected.to_hex()))
+            }
+            RangeResult::WriteFailed { .. } => {
+                tally.ranges_failed += 1;
+                ("write-failed", None, None)
+            }
+        };
+        let line = json!({
+            "type": "range",
+            "dest": dest,
+            "index": outcome.index,
+            "verdict": verdict,
+            "first_block": outcome.first_block,
+            "last_block": outcome.last_block,
+            "start": outcome.start,
+            "end": outcome.end,
+            "digest": digest,
+            "expected": expected,
+        });
+        self.write(&line);
+    }
+
+    fn dest_result(
+        &self,
+        index: usize,
+        facts: &DestFacts,
+        ok: bool,
+        error: Option<&Value>,
+    ) -> Value {
+        let tally = self.dests.get(index).cloned().unwrap_or_default();
+        let bytes_written = if self.command == "verify" {
+            0
+        } else {
+            tally
+                .bytes_done
+                .saturating_sub(facts.bytes_skipped.unwrap_or(0))
+        };
+        let seconds = tally.seconds.unwrap_or_else(|| {
+            self.writing_since
+                .map_or(0.0, |since| since.elapsed().as_secs_f64())
+        });
+        json!({
+            "path": facts.path,
+            "ok": ok,
+            "error": error,
+            "ranges_written": tally.ranges_written,
+            "ranges_verified": tally.ranges_verified,
+            "ranges_mismatched": tally.ranges_mismatched,
+            "ranges_failed": tally.ranges_failed,
+            "bytes_written": bytes_written,
+            "bytes_verified": tally.bytes_verified,
+            "bytes_read_back": facts.bytes_read_back,
+            "bytes_skipped": facts.bytes_skipped,
+            "seconds": seconds,
+        })
+    }
+}
+
+/// The phase's word: the engine's phase, with `verify`'s reading called `verifying`.
+fn phase_name(command: &str, phase: Phase) -> &'static str {
+    match phase {
+        Phase::Checking => "checking",
+        Phase::Writing if command == "verify" => "verifying",
+        Phase::Writing => "writing",
+        Phase::Syncing => "syncing",
+        Phase::Done => "done",
+    }
+}
+
+/// Opens descriptor `fd` anew for writing (through /proc, without `unsafe`), once
+/// /proc/self/fdinfo says it is open for writing.
+fn open_fd(fd: i32) -> Result<File> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).map_err(|_| {
+        anyhow::anyhow!(
+            "--progress-fd {fd}: descriptor {fd} is not open; open it for writing before \
+             starting bmaptool (for example with {fd}>progress.jsonl in the shell)"
+        )
+    })?;
+    let flags = info
+        .lines()
+        .find_map(|line| line.strip_prefix("flags:"))
+        .and_then(|flags| i32::from_str_radix(flags.trim(), 8).ok())
+        .unwrap_or(0);
+    let mode = flags & libc::O_ACCMODE;
+    if mode != libc::O_WRONLY && mode != libc::O_RDWR {
+        bail!(
+            "--progress-fd {fd}: descriptor {fd} is open for reading only; give a descriptor \
+             open for writing"
+        );
+    }
+    OpenOptions::new()
+        .append(true)
+        .open(format!("/proc/self/fd/{fd}"))
+        .with_context(|| {
+            format!(
+                "--progress-fd {fd}: cannot write to descriptor {fd} (a pipe or a file is needed)"
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_names_are_the_documented_words() {
+        assert_eq!(phase_name("copy", Phase::Writing), "writing");
+        assert_eq!(phase_name("verify", Phase::Writing), "verifying");
+        assert_eq!(phase_name("copy", Phase::Syncing), "syncing");
+    }
+
+    #[test]
+    fn a_closed_descriptor_is_refused() {
+        let error = open_fd(1000).expect_err("descriptor 1000 is not open");
+        assert!(error.to_string().contains("is not open"), "{error}");
+    }
+}
