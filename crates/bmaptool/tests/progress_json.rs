@@ -4,8 +4,12 @@
 //! one end with the result object and the right error code; the fields written are
 //! exactly those docs/json.md lists, and its error code table is the program's.
 
-#[path = "copy_support/mod.rs"]
+#[allow(dead_code, reason = "this file uses part of the copy tests' harness")]
 mod copy_support;
+#[allow(
+    dead_code,
+    reason = "this file uses part of the JSON documentation helper"
+)]
 #[path = "common/json_doc.rs"]
 mod json_doc;
 
@@ -75,7 +79,7 @@ fn check_successful_copy(all: &[Value], dest: &Path, bmap: &Path) {
             (range["first_block"].as_u64(), range["last_block"].as_u64()),
             (Some(first), Some(last))
         );
-        sum += range["end"].as_u64().unwrap() - range["start"].as_u64().unwrap();
+        sum += range["end"].as_u64().expect("end") - range["start"].as_u64().expect("start");
     }
     assert_eq!(sum, mapped, "the ranges' bytes are the mapped bytes");
     let progress = of_type(all, "progress");
