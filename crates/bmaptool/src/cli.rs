@@ -22,16 +22,16 @@ an image can be written to a device by copying only those blocks and verifying t
 on the way. Make the bmap right after building the image, before compression, upload \
 or download lose its sparseness.";
 
-const EXIT_STATUS: &str = "\
-Exit status:
-  0    success (verify: every range is good)
+const EXIT_STATUS: &str = "Exit status:
+  0    success; verify: every range is good
   1    an error (create, copy, info); verify: at least one range is bad
-  2    a usage error (an unknown option, a missing argument); verify: any error, so the \
-check could not be made
-  130  interrupted by SIGINT (Ctrl-C); 143: by SIGTERM (128 + the signal's number)
-When a command writes to several destinations, the status is non-zero when any of them \
-failed. With --progress json or --progress-fd, the last JSON line (the result object) \
-says what failed, as a stable error code (see docs/json.md).";
+  2    a usage error (an unknown option, a missing argument); verify: any error,
+       so the check could not be made
+  130  interrupted by SIGINT (Ctrl-C)
+  143  terminated by SIGTERM
+With several destinations, the status is non-zero when any of them failed. The JSON
+lines of copy's and verify's progress options end with a result object that names
+the failure with a stable error code (see docs/json.md).";
 
 /// `bmaptool [-q|-d] COMMAND ...`
 #[derive(Debug, Parser)]

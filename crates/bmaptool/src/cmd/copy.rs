@@ -81,9 +81,7 @@ fn copy(
     }
     let later = opened.later.clone();
     let shown_bmap = bmap.as_ref().map(|trusted| trusted.shown.clone());
-    facts.bmap = bmap
-        .as_ref()
-        .and_then(|trusted| serde_json::to_value(super::json::Bmap::trusted(trusted)).ok());
+    facts.bmap = bmap.as_ref().map(super::json::Bmap::trusted);
     let plan = plan(args, opened, bmap.map(|trusted| trusted.bmap))?;
     facts.image_size = plan.image_size();
     check_readable(args)?;

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bmap::copy::{Event, Phase, RangeOutcome, RangeResult};
-use serde_json::{Value, json};
+use serde::Serialize;
+
+use super::lines;
 
 use crate::cli::{ProgressArgs, ProgressMode};
 
@@ -71,17 +73,20 @@ pub struct DestFacts {
     pub bytes_read_back: Option<u64>,
     /// Bytes found unchanged and not written (`--skip-unchanged`), `None` when not asked.
     pub bytes_skipped: Option<u64>,
+    /// This destination's own failure (code, message), when the others may have
+    /// succeeded; `None`: the run's error, if any, is its error.
+    pub error: Option<(&'static str, String)>,
 }
 
 /// The run's outcome, for the result.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Facts {
     /// The image as given (`None` for `verify`).
     pub image: Option<String>,
     /// The image's size, when known.
     pub image_size: Option<u64>,
     /// The `bmap` object, once the bmap is trusted.
-    pub bmap: Option<Value>,
+    pub bmap: Option<crate::cmd::json::Bmap>,
     /// The destinations, in the order of their indexes.
     pub destinations: Vec<DestFacts>,
 }
@@ -123,21 +128,25 @@ impl JsonLines {
         let mut inner = self.lock();
         inner.total = total;
         inner.dests = vec![Tally::default(); facts.destinations.len().max(1)];
-        let line = json!({
-            "type": "start",
-            "command": inner.command,
-            "image": facts.image,
-            "image_size": facts.image_size,
-            "destinations": facts.destinations.iter().map(|d| &d.path).collect::<Vec<_>>(),
-            "bmap": facts.bmap,
-            "bytes_total": total,
-        });
+        let line = lines::Start {
+            kind: "start",
+            command: inner.command,
+            image: facts.image.as_deref(),
+            image_size: facts.image_size,
+            destinations: facts.destinations.iter().map(|d| d.path.as_str()).collect(),
+            bmap: facts.bmap.as_ref(),
+            bytes_total: total,
+        };
         inner.write(&line);
     }
 
     /// A human message, as a `message` object (when the lines are on stderr).
     pub fn message(&self, level: &str, text: &str) {
-        let line = json!({"type": "message", "level": level, "message": text});
+        let line = lines::Message {
+            kind: "message",
+            level,
+            message: text,
+        };
         self.lock().write(&line);
     }
 
@@ -167,25 +176,25 @@ impl JsonLines {
         if inner.pending {
             inner.progress(0, true);
         }
-        let error = error.map(|(code, message)| json!({"code": code, "message": message}));
+        let error = error.map(|(code, message)| lines::Error { code, message });
         let ok = error.is_none();
-        let destinations: Vec<Value> = facts
+        let destinations = facts
             .destinations
             .iter()
             .enumerate()
-            .map(|(index, facts)| inner.dest_result(index, facts, ok, error.as_ref()))
+            .map(|(index, facts)| inner.dest_result(index, facts, error.as_ref()))
             .collect();
-        let line = json!({
-            "type": "result",
-            "command": inner.command,
-            "ok": ok,
-            "error": error,
-            "image": facts.image,
-            "image_size": facts.image_size,
-            "bmap": facts.bmap,
-            "seconds": inner.begun.elapsed().as_secs_f64(),
-            "destinations": destinations,
-        });
+        let line = lines::Outcome {
+            kind: "result",
+            command: inner.command,
+            ok,
+            error,
+            image: facts.image.as_deref(),
+            image_size: facts.image_size,
+            bmap: facts.bmap.as_ref(),
+            seconds: inner.begun.elapsed().as_secs_f64(),
+            destinations,
+        };
         inner.write(&line);
         inner.closed = true;
     }
@@ -249,11 +258,13 @@ fn dest_of(_event: &Event) -> usize {
 }
 
 impl Inner {
-    fn write(&mut self, line: &Value) {
+    fn write(&mut self, line: &impl Serialize) {
         if self.closed {
             return;
         }
-        let mut text = line.to_string();
+        let Ok(mut text) = serde_json::to_string(line) else {
+            return;
+        };
         text.push('\n');
         if self
             .out
@@ -312,15 +323,15 @@ impl Inner {
         let rate = self.writing_since.map_or(0.0, |since| {
             done as f64 / since.elapsed().as_secs_f64().max(1e-3)
         });
-        let line = json!({
-            "type": "progress",
-            "phase": self.phase.map(|p| phase_name(self.command, p)),
-            "dest": dest,
-            "bytes_done": done,
-            "bytes_total": self.total,
-            "rate": rate.round() as u64,
-            "seconds": seconds,
-        });
+        let line = lines::Progress {
+            kind: "progress",
+            phase: self.phase.map(|p| phase_name(self.command, p)),
+            dest,
+            bytes_done: done,
+            bytes_total: self.total,
+            rate: rate.round() as u64,
+            seconds,
+        };
         self.write(&line);
     }
 
@@ -347,28 +358,29 @@ impl Inner {
                 ("write-failed", None, None)
             }
         };
-        let line = json!({
-            "type": "range",
-            "dest": dest,
-            "index": outcome.index,
-            "verdict": verdict,
-            "first_block": outcome.first_block,
-            "last_block": outcome.last_block,
-            "start": outcome.start,
-            "end": outcome.end,
-            "digest": digest,
-            "expected": expected,
-        });
+        let line = lines::Range {
+            kind: "range",
+            dest,
+            index: outcome.index,
+            verdict,
+            first_block: outcome.first_block,
+            last_block: outcome.last_block,
+            start: outcome.start,
+            end: outcome.end,
+            digest,
+            expected,
+        };
         self.write(&line);
     }
 
-    fn dest_result(
+    /// A destination's part of the result: its own error if it has one, else the
+    /// run's.
+    fn dest_result<'a>(
         &self,
         index: usize,
-        facts: &DestFacts,
-        ok: bool,
-        error: Option<&Value>,
-    ) -> Value {
+        facts: &'a DestFacts,
+        error: Option<&lines::Error>,
+    ) -> lines::DestOutcome<'a> {
         let tally = self.dests.get(index).cloned().unwrap_or_default();
         let bytes_written = if self.command == "verify" {
             0
@@ -381,20 +393,25 @@ impl Inner {
             self.writing_since
                 .map_or(0.0, |since| since.elapsed().as_secs_f64())
         });
-        json!({
-            "path": facts.path,
-            "ok": ok,
-            "error": error,
-            "ranges_written": tally.ranges_written,
-            "ranges_verified": tally.ranges_verified,
-            "ranges_mismatched": tally.ranges_mismatched,
-            "ranges_failed": tally.ranges_failed,
-            "bytes_written": bytes_written,
-            "bytes_verified": tally.bytes_verified,
-            "bytes_read_back": facts.bytes_read_back,
-            "bytes_skipped": facts.bytes_skipped,
-            "seconds": seconds,
-        })
+        let error = facts
+            .error
+            .clone()
+            .map(|(code, message)| lines::Error { code, message })
+            .or_else(|| error.cloned());
+        lines::DestOutcome {
+            path: &facts.path,
+            ok: error.is_none(),
+            error,
+            ranges_written: tally.ranges_written,
+            ranges_verified: tally.ranges_verified,
+            ranges_mismatched: tally.ranges_mismatched,
+            ranges_failed: tally.ranges_failed,
+            bytes_written,
+            bytes_verified: tally.bytes_verified,
+            bytes_read_back: facts.bytes_read_back,
+            bytes_skipped: facts.bytes_skipped,
+            seconds,
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! `--progress json` / `--progress-fd N` add JSON lines ([`json`]) from the same events.
 
 pub mod json;
+mod lines;
 
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
