@@ -402,3 +402,49 @@ fn the_error_code_table_is_the_programs() {
         .collect();
     assert_eq!(documented, codes);
 }
+
+/// docs/json.md's example lines are JSON Lines of the documented shapes: every field
+/// they hold is documented for their type, and every top-level field is there.
+#[test]
+fn the_documented_example_lines_have_the_documented_fields() {
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/json.md");
+    let text = std::fs::read_to_string(doc).expect("read docs/json.md");
+    let bmap_fields = json_doc::documented_table("The `bmap` object");
+    let mut seen = BTreeSet::new();
+    for block in text.split("```jsonl\n").skip(1) {
+        let (block, _) = block.split_once("```").expect("the block's end");
+        for line in lines(block.as_bytes()) {
+            let kind = line["type"].as_str().expect("a type").to_owned();
+            let mut documented = json_doc::documented_table(&format!("The `{kind}` line"));
+            documented.extend(bmap_fields.iter().cloned());
+            let written = json_doc::fields(&line);
+            assert!(written.is_subset(&documented), "{kind}: {written:?}");
+            for field in documented.iter().filter(|f| !f.contains(['.', '['])) {
+                let top = written.contains(field) || bmap_fields.contains(field);
+                assert!(top, "the example's {kind} line has no {field}");
+            }
+            seen.insert(kind);
+        }
+    }
+    let all = ["message", "progress", "range", "result", "start"];
+    assert_eq!(seen, all.iter().map(|k| k.to_string()).collect());
+}
+
+/// An error the command line words itself still has its code: no bmap beside the
+/// target.
+#[test]
+fn verify_without_a_bmap_ends_with_bmap_not_found() {
+    let dir = tempdir();
+    let (image, _) = test_image(dir.path());
+    let out = run([
+        "verify".as_ref(),
+        "--progress".as_ref(),
+        "json".as_ref(),
+        image.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let all = lines(&out.stderr);
+    assert_eq!(all.len(), 1, "only the result: {all:?}");
+    assert_eq!(all[0]["error"]["code"], "bmap-not-found");
+    assert_eq!(all[0]["destinations"][0]["ok"], false);
+}

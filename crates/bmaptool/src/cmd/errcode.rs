@@ -35,22 +35,35 @@ pub const CODES: &[&str] = &[
     "error",
 ];
 
-/// A usage error found after parsing (options that cannot go together): its code is
-/// `usage`; it prints as its message.
+/// An error the CLI words itself (no typed cause left to tell its kind), with its
+/// code; it prints as its message.
 #[derive(Debug)]
-pub struct Usage(pub String);
+pub struct Coded {
+    /// The code, one of [`CODES`].
+    pub code: &'static str,
+    /// The message.
+    pub message: String,
+}
 
-impl std::fmt::Display for Usage {
+impl std::fmt::Display for Coded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for Usage {}
+impl std::error::Error for Coded {}
+
+/// An error with `code` that prints as `message`.
+pub fn coded(code: &'static str, message: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(Coded {
+        code,
+        message: message.to_string(),
+    })
+}
 
 /// Marks an option check's error as a usage error (same message).
 pub fn usage(error: anyhow::Error) -> anyhow::Error {
-    anyhow::Error::new(Usage(format!("{error:#}")))
+    coded("usage", format!("{error:#}"))
 }
 
 /// The result object's `error`: the code, and the message `main` prints (the chain on
@@ -78,8 +91,8 @@ pub fn code(error: &anyhow::Error, interrupted: bool) -> &'static str {
 }
 
 fn cause_code(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
-    if cause.is::<Usage>() {
-        return Some("usage");
+    if let Some(coded) = cause.downcast_ref::<Coded>() {
+        return Some(coded.code);
     }
     if let Some(e) = cause.downcast_ref::<copy::Error>() {
         return copy_code(e);
@@ -192,6 +205,9 @@ mod tests {
         assert_eq!(code(&anyhow::anyhow!("something"), false), "error");
         assert_eq!(code(&anyhow::anyhow!("something"), true), "interrupted");
         assert_eq!(code(&usage(anyhow::anyhow!("a and b")), false), "usage");
+        let coded = coded("bmap-not-found", "no bmap").context("cannot copy");
+        assert_eq!(code(&coded, false), "bmap-not-found");
+        assert_eq!(format!("{coded:#}"), "cannot copy: no bmap");
     }
 
     #[test]

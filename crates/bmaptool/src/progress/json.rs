@@ -205,11 +205,13 @@ impl JsonLines {
 pub fn open(args: &ProgressArgs, command: &'static str) -> Result<Option<JsonLines>> {
     let on_stderr = args.progress == ProgressMode::Json;
     let lines = match (on_stderr, args.progress_fd) {
-        (true, Some(_)) => bail!(crate::cmd::errcode::Usage(
-            "--progress json writes the JSON lines to stderr and --progress-fd to a \
-             descriptor: give one of them"
-                .to_owned()
-        )),
+        (true, Some(_)) => {
+            return Err(crate::cmd::errcode::coded(
+                "usage",
+                "--progress json writes the JSON lines to stderr and --progress-fd to a \
+                 descriptor: give one of them",
+            ));
+        }
         (true, None) => JsonLines::stderr(command),
         (false, Some(fd)) => JsonLines::fd(fd, command)?,
         (false, None) => return Ok(None),
