@@ -64,6 +64,22 @@ struct Tally {
     seconds: Option<f64>,
 }
 
+impl Tally {
+    /// Counts a finished range.
+    fn count(&mut self, outcome: &RangeOutcome, len: u64) {
+        match &outcome.result {
+            RangeResult::Written => self.ranges_written += 1,
+            RangeResult::Verified(_) => {
+                self.ranges_written += 1;
+                self.ranges_verified += 1;
+                self.bytes_verified += len;
+            }
+            RangeResult::Mismatched { .. } => self.ranges_mismatched += 1,
+            RangeResult::WriteFailed { .. } => self.ranges_failed += 1,
+        }
+    }
+}
+
 /// Facts about one destination that only the command knows, for the result.
 #[derive(Debug, Clone, Default)]
 pub struct DestFacts {
@@ -161,7 +177,7 @@ impl JsonLines {
                 inner.pending = true;
                 inner.progress(dest, false);
             }
-            Event::Range(outcome) => inner.range(dest_of(event), outcome),
+            Event::Range(outcome) => inner.range(Some(dest_of(event)), outcome),
             Event::Finished(outcome) => {
                 let seconds = outcome.timings.copying().as_secs_f64();
                 inner.tally(dest_of(event)).seconds = Some(seconds);
@@ -337,28 +353,21 @@ impl Inner {
         self.write(&line);
     }
 
-    fn range(&mut self, dest: usize, outcome: &RangeOutcome) {
+    /// A `range` line; `dest` is `None` for a verdict on the image read once for
+    /// every destination (it counts for each).
+    fn range(&mut self, dest: Option<usize>, outcome: &RangeOutcome) {
         let len = outcome.end.saturating_sub(outcome.start);
-        let tally = self.tally(dest);
+        match dest {
+            Some(dest) => self.tally(dest).count(outcome, len),
+            None => self.dests.iter_mut().for_each(|t| t.count(outcome, len)),
+        }
         let (verdict, digest, expected) = match &outcome.result {
-            RangeResult::Written => {
-                tally.ranges_written += 1;
-                ("written", None, None)
-            }
-            RangeResult::Verified(digest) => {
-                tally.ranges_written += 1;
-                tally.ranges_verified += 1;
-                tally.bytes_verified += len;
-                ("verified", Some(digest.to_hex()), None)
-            }
+            RangeResult::Written => ("written", None, None),
+            RangeResult::Verified(digest) => ("verified", Some(digest.to_hex()), None),
             RangeResult::Mismatched { expected, actual } => {
-                tally.ranges_mismatched += 1;
                 ("mismatched", Some(actual.to_hex()), Some(expected.to_hex()))
             }
-            RangeResult::WriteFailed { .. } => {
-                tally.ranges_failed += 1;
-                ("write-failed", None, None)
-            }
+            RangeResult::WriteFailed { .. } => ("write-failed", None, None),
         };
         let line = lines::Range {
             kind: "range",

@@ -37,7 +37,7 @@ pub struct Progress {
 pub struct Range {
     #[serde(rename = "type")]
     pub kind: &'static str,
-    pub dest: usize,
+    pub dest: Option<usize>,
     pub index: usize,
     pub verdict: &'static str,
     pub first_block: u64,
