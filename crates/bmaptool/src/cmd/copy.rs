@@ -21,7 +21,8 @@ use bmap::trust::{self, Trusted};
 use crate::cli::CopyArgs;
 use crate::input;
 use crate::messages::{self, Level};
-use crate::progress::json::{self as json_lines, DestFacts, Facts, JsonLines};
+use crate::progress::json::{DestFacts, Facts, JsonLines};
+use crate::progress::options as json_lines;
 use crate::progress::{Progress, Settings};
 
 /// Runs `copy`, then writes the JSON result when JSON lines were asked for.

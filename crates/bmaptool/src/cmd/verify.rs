@@ -20,7 +20,8 @@ use serde::Serialize;
 use super::json;
 use crate::cli::VerifyArgs;
 use crate::messages::{self, Level};
-use crate::progress::json::{self as json_lines, DestFacts, Facts, JsonLines};
+use crate::progress::json::{DestFacts, Facts, JsonLines};
+use crate::progress::options as json_lines;
 use crate::progress::{Progress, Settings};
 
 /// Runs `verify`; `Ok(true)` when every range is good, `Ok(false)` when one is bad.

@@ -8,6 +8,7 @@
 
 pub mod json;
 mod lines;
+pub mod options;
 
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
