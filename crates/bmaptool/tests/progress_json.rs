@@ -233,6 +233,17 @@ fn a_refused_option_ends_with_the_usage_code() {
 /// `interrupted` code. The signal is sent once the writing phase was announced.
 #[test]
 fn sigint_mid_copy_ends_with_the_interrupted_code() {
+    interrupt_mid_copy("INT", 130);
+}
+
+#[test]
+fn sigterm_mid_copy_ends_with_the_interrupted_code() {
+    interrupt_mid_copy("TERM", 143);
+}
+
+/// Sends `name` to a copy in its writing phase (waiting for more of its image on a
+/// pipe); it exits with `status`, its last line the result with `interrupted`.
+fn interrupt_mid_copy(name: &str, status: i32) {
     let dir = tempdir();
     let dest = dir.path().join("out.img");
     let mut child = KillOnDrop(
@@ -267,15 +278,15 @@ fn sigint_mid_copy_ends_with_the_interrupted_code() {
             break;
         }
     }
-    signal(&child.0, "INT");
-    let status = wait_for(&mut child.0, HANG).expect("bmaptool exits after SIGINT");
+    signal(&child.0, name);
+    let exited = wait_for(&mut child.0, HANG).expect("bmaptool exits after the signal");
     drop(stdin);
     reader.join().expect("the reader ends");
     seen.extend(
         rx.try_iter()
             .map(|l| serde_json::from_str(&l).expect("a JSON line")),
     );
-    assert_eq!(status.code(), Some(130));
+    assert_eq!(exited.code(), Some(status));
     let result = seen.last().expect("lines");
     assert_eq!(result["type"], "result", "{seen:?}");
     assert_eq!(result["ok"], false);
