@@ -393,4 +393,54 @@ mod tests {
         assert_eq!(phase_name("verify", Phase::Writing), "verifying");
         assert_eq!(phase_name("copy", Phase::Syncing), "syncing");
     }
+
+    /// A buffer the lines go to, readable while the renderer holds it.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn progress_lines_are_rate_limited_and_the_last_count_is_always_written() {
+        let out = Shared::default();
+        let lines = JsonLines::new(Box::new(out.clone()), "copy");
+        let facts = Facts {
+            destinations: vec![DestFacts::default()],
+            ..Facts::default()
+        };
+        lines.start(&facts, Some(10_000));
+        lines.event(&Event::Phase(Phase::Writing));
+        for _ in 0..10_000 {
+            lines.event(&Event::Written(1));
+        }
+        lines.result(&facts, None);
+        lines.message("info", "after the result");
+        let text = String::from_utf8(out.0.lock().expect("buffer").clone()).expect("UTF-8");
+        let all: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+        let progress: Vec<_> = all.iter().filter(|l| l["type"] == "progress").collect();
+        // One when writing begins, one for the first bytes, the last count; at most a
+        // few more however long the loop took.
+        let seconds = all.last().expect("lines")["seconds"]
+            .as_f64()
+            .expect("seconds");
+        let allowed = 3 + (seconds / PROGRESS_EVERY.as_secs_f64()).ceil() as usize;
+        assert!(
+            progress.len() <= allowed,
+            "{} progress lines",
+            progress.len()
+        );
+        assert_eq!(progress.last().expect("progress")["bytes_done"], 10_000);
+        assert_eq!(all.last().expect("lines")["type"], "result");
+    }
 }
