@@ -178,7 +178,10 @@ impl Handle {
             let rest = &mut buf[done..];
             let at = offset + done as u64;
             let got = match self.next(rest.as_ptr() as usize, rest.len(), at) {
-                Step::Buffered(n) => match self.file.read_at(&mut rest[..n], at) {
+                Step::Buffered(n) => match self
+                    .drop_around(at, n)
+                    .and_then(|()| self.file.read_at(&mut rest[..n], at))
+                {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     other => other?,
                 },
@@ -236,6 +239,20 @@ impl Handle {
         crate::sys::sync_range(&self.file, offset, len.get())?;
         rustix::fs::fadvise(&self.file, offset, Some(len), rustix::fs::Advice::DontNeed)?;
         Ok(())
+    }
+
+    /// Makes a buffered read of `len` bytes at `offset` show what the medium holds: the
+    /// area around it is written back and dropped from the page cache (rounded out to
+    /// 2 MiB, since the cache keeps a large folio that straddles the span). Best effort
+    /// on nodes that have no page cache to drop.
+    fn drop_around(&self, offset: u64, len: usize) -> io::Result<()> {
+        const AREA: u64 = 2 << 20;
+        let start = offset - offset % AREA;
+        let end = (offset + len as u64).div_ceil(AREA) * AREA;
+        match self.settle(start, end - start) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ESPIPE | libc::EINVAL)) => Ok(()),
+            other => other,
+        }
     }
 
     /// Syncs both descriptors to the medium (the device's write cache flushed too).

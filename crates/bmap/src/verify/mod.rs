@@ -225,10 +225,23 @@ pub fn verify(
     let mut sink = Check {
         align: target.alignment(),
     };
+    let original = if target_kind == TargetKind::BlockDevice && target_size > bmap.image_size() {
+        moved::original_sectors(&path, bmap.image_size(), target_size)?
+    } else {
+        None
+    };
+    let gpt_moved = original.is_some();
     let reader = target.into_reader();
     let counters = Arc::clone(&reader.counters);
+    let source: Box<dyn crate::source::RandomAccess> = match original {
+        Some(writes) => Box::new(moved::Overlay {
+            inner: reader,
+            writes,
+        }),
+        None => Box::new(reader),
+    };
     let image = Image::Ranged {
-        source: Box::new(reader),
+        source,
         size: bmap.image_size(),
     };
     let plan = copy::Plan::new(image, Some(bmap.clone()), None)?;
@@ -240,9 +253,6 @@ pub fn verify(
     let outcome = plan.run(&mut sink, events, &copy_options)?;
     let mut ranges: Vec<RangeCheck> = outcome.ranges.iter().map(range_check).collect();
     ranges.sort_by_key(|r| r.index);
-    let gpt_moved = target_kind == TargetKind::BlockDevice
-        && target_size > bmap.image_size()
-        && moved::recheck(&path, bmap.image_size(), &mut ranges)?;
     Ok(Report {
         image_size: bmap.image_size(),
         block_size: bmap.block_size(),

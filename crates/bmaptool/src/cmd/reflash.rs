@@ -274,6 +274,13 @@ fn summarize_gpt(slot: &GptMoveSlot, dest_label: &str) {
         )),
         // An image without a GPT needs no word.
         Some(GptMove::NotMoved(bmap::gpt::NotMoved::NoGpt)) | None => {}
+        Some(GptMove::HeadersNotMapped) => messages::warning(format_args!(
+            "backup GPT not moved: the bmap does not map both of the image's GPT headers, so \
+             the table found may be a stale one left in the image's holes"
+        )),
+        Some(GptMove::ReadFailed(error)) => messages::warning(format_args!(
+            "backup GPT not moved: {error}; the image was written as it is"
+        )),
         Some(GptMove::NotMoved(reason)) => {
             messages::warning(format_args!("backup GPT not moved: {reason}"))
         }
