@@ -135,6 +135,8 @@ fn blocks(first: u64, last: u64) -> String {
 /// A range seen by the writer: blocks and bytes, to name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Named {
+    /// The span's index (the bmap range's; far above any for a hook's extra writes).
+    index: usize,
     first: u64,
     last: u64,
     start: u64,
@@ -241,6 +243,8 @@ pub(super) struct Verifier {
     open: Vec<Named>,
     rewritten: Vec<Named>,
     stats: ReadBackStats,
+    /// The bmap ranges some bytes of which were kept (counted in `stats.ranges`).
+    counted: std::collections::HashSet<usize>,
     broken: bool,
 }
 
@@ -272,12 +276,14 @@ impl Verifier {
             open: Vec::new(),
             rewritten: Vec::new(),
             stats: ReadBackStats::default(),
+            counted: std::collections::HashSet::new(),
             broken: false,
         })
     }
 
     pub(super) fn begin(&mut self, span: &Span) {
         self.open.push(Named {
+            index: span.index,
             first: span.first_block,
             last: span.last_block,
             start: span.start,
@@ -286,15 +292,22 @@ impl Verifier {
     }
 
     pub(super) fn end(&mut self, span: &Span, verdict: &Verdict) {
+        let _ = verdict;
         self.open.retain(|named| named.start != span.start);
-        if !matches!(verdict, Verdict::Mismatched { .. }) {
-            self.stats.ranges += 1;
-        }
     }
 
     /// Keeps the chunk `data`, just written at `offset`.
     pub(super) fn keep(&mut self, mut data: &[u8], mut offset: u64) -> Result<(), Error> {
         let range = self.open.iter().copied().find(|named| named.holds(offset));
+        // A bmap range counts once, however it was split (at held regions, in
+        // chunks), and only when some of it was written (not skipped as unchanged);
+        // a hook's extra writes (the GPT move) are not bmap ranges.
+        if let Some(named) = range
+            && named.index < usize::MAX / 2
+            && self.counted.insert(named.index)
+        {
+            self.stats.ranges += 1;
+        }
         while !data.is_empty() {
             let n = self.current.push(data, offset, range);
             if n == 0 {
@@ -518,6 +531,7 @@ fn mismatch(
     writes: u32,
 ) -> Error {
     let range = range.unwrap_or(Named {
+        index: usize::MAX,
         first: 0,
         last: u64::MAX,
         start: 0,
@@ -567,6 +581,7 @@ mod tests {
     #[test]
     fn a_mismatch_names_the_range_and_the_byte() {
         let range = Named {
+            index: 1,
             first: 3,
             last: 5,
             start: 12288,
