@@ -213,6 +213,7 @@ pub struct CopyArgs {
     /// other bytes are kept: a file is not truncated, the fail-safe order and the GPT
     /// move are off
     #[arg(long, value_name = "OFFSET", default_value = "0", hide_default_value = true,
+          allow_negative_numbers = true,
           value_parser = crate::size::parse_bytes)]
     pub seek: u64,
 }
@@ -262,6 +263,7 @@ pub struct VerifyArgs {
     /// Check an image that starts OFFSET bytes into TARGET (written with copy
     /// --seek); the same units as copy's --seek
     #[arg(long, value_name = "OFFSET", default_value = "0", hide_default_value = true,
+          allow_negative_numbers = true,
           value_parser = crate::size::parse_bytes)]
     pub seek: u64,
 }

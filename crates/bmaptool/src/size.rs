@@ -81,7 +81,11 @@ mod tests {
             assert!(parse_bytes(text).is_err(), "{text} was accepted");
         }
         assert!(parse_bytes("18446744073709551616").is_err());
-        assert!(parse_bytes("17179869184G").unwrap_err().contains("too large"));
+        assert!(
+            parse_bytes("17179869184G")
+                .unwrap_err()
+                .contains("too large")
+        );
         assert_eq!(parse_bytes("18446744073709551615"), Ok(u64::MAX));
     }
 }

@@ -187,8 +187,8 @@ impl Batch {
     /// offset's alignment so that it can be written again directly; returns how much.
     fn push(&mut self, data: &[u8], offset: u64, range: Option<Named>) -> usize {
         let align = self.buf.align();
-        let want = usize::try_from((offset % align as u64 + self.shift) % align as u64)
-            .unwrap_or(0);
+        let want =
+            usize::try_from((offset % align as u64 + self.shift) % align as u64).unwrap_or(0);
         let pos = self.used + (want + align - self.used % align) % align;
         let n = data.len().min(BATCH.saturating_sub(pos));
         if n == 0 {

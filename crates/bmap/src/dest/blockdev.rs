@@ -103,7 +103,9 @@ pub(super) fn open(path: &Path, meta: &Metadata, options: &Options) -> Result<De
         None => (options.min_size, true),
     };
     if let Some(image) = image
-        && image.checked_add(options.seek).is_none_or(|end| end > device)
+        && image
+            .checked_add(options.seek)
+            .is_none_or(|end| end > device)
     {
         return Err(Error::TooSmall {
             seek: options.seek,

@@ -207,7 +207,9 @@ impl DirectReader {
 
 impl RandomAccess for DirectReader {
     fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let offset = offset.checked_add(self.seek).ok_or(io::ErrorKind::InvalidInput)?;
+        let offset = offset
+            .checked_add(self.seek)
+            .ok_or(io::ErrorKind::InvalidInput)?;
         let addr = buf.as_ptr() as usize;
         match step(self.align, self.direct.is_some(), addr, buf.len(), offset) {
             Step::Buffered(n) => self.read_buffered(&mut buf[..n], offset),

@@ -58,6 +58,18 @@ pub fn check(args: &CopyArgs, plan: &copy::Plan) -> Result<Seek> {
             (seek / unit).saturating_add(1).saturating_mul(unit)
         );
     }
+    let image = plan.image_size().unwrap_or(0);
+    if seek
+        .checked_add(image)
+        .is_none_or(|end| end > i64::MAX as u64)
+    {
+        bail!(
+            "--seek {seek} ({}) puts the image's end beyond the largest offset a file or \
+             device can have ({} bytes)",
+            human_size(seek),
+            i64::MAX
+        );
+    }
     let device = kind.is_some_and(|k| k.is_block_device());
     if let Some(kind) = kind
         && !(kind.is_file() || device)
@@ -78,9 +90,10 @@ pub fn check(args: &CopyArgs, plan: &copy::Plan) -> Result<Seek> {
     if device && !args.no_gpt_move {
         messages::debug("--seek: the backup GPT is not moved (that is for a whole-device image)");
     }
-    let end = plan
-        .image_size()
-        .map_or_else(|| "to its end".to_owned(), |s| format!("up to byte {}", seek.saturating_add(s)));
+    let end = plan.image_size().map_or_else(
+        || "to its end".to_owned(),
+        |s| format!("up to byte {}", seek.saturating_add(s)),
+    );
     messages::info(format_args!(
         "writing the image at offset {seek} ({}) of '{}', {end}; DEST's other bytes are kept",
         human_size(seek),
