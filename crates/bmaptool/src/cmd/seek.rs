@@ -49,7 +49,7 @@ pub fn check(args: &CopyArgs, plan: &copy::Plan) -> Result<Seek> {
     }
     let block = plan.bmap().map_or(SECTOR, |b| b.block_size());
     let unit = lcm(block, SECTOR);
-    if seek % unit != 0 {
+    if !seek.is_multiple_of(unit) {
         bail!(
             "--seek {seek} is not a multiple of {}: the image must start on a block \
              boundary of DEST; the nearest offsets are {} and {}",
