@@ -83,7 +83,7 @@ mod tests {
         assert!(parse_bytes("18446744073709551616").is_err());
         assert!(
             parse_bytes("17179869184G")
-                .unwrap_err()
+                .expect_err("too large")
                 .contains("too large")
         );
         assert_eq!(parse_bytes("18446744073709551615"), Ok(u64::MAX));
