@@ -211,11 +211,10 @@ pub struct CopyArgs {
     /// disk image): units K, M, G, T (or KiB, MiB...: powers of 1024), kB, MB, GB, TB
     /// (powers of 1000); a multiple of the bmap's block size (and of 512). DEST's
     /// other bytes are kept: a file is not truncated, the fail-safe order and the GPT
-    /// move are off
-    #[arg(long, value_name = "OFFSET", default_value = "0", hide_default_value = true,
-          allow_negative_numbers = true,
+    /// move are off (also with --seek 0)
+    #[arg(long, value_name = "OFFSET", allow_negative_numbers = true,
           value_parser = crate::size::parse_bytes)]
-    pub seek: u64,
+    pub seek: Option<u64>,
 }
 
 /// The bmap's OpenPGP signature options, shared by `copy` and `verify`.

@@ -442,6 +442,10 @@ fn a_regular_file_dest_keeps_its_head_and_tail_and_grows_only_when_shorter() {
     assert_ok(&verify_at("64M", &image.bmap, &new));
     let out = verify_at("60M", &image.bmap, &new);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // --seek 0 writes into the file too: its tail is kept, not truncated.
+    fs::write(&long, &before).expect("write");
+    assert_ok(&copy_at("0", &image, &long, &[]));
+    assert_written_at(&before, &read(&long), 0, &image.bytes, &image.mapped);
 }
 
 #[test]
@@ -586,7 +590,7 @@ fn copy_with_the_engine(image: &Image, seek: u64, disk: &LoopDevice) -> (u64, Ve
     let opened = bmap::source::open(&image.path).expect("open the image");
     let plan = copy::Plan::new(opened.image, Some(bmap), None).expect("plan");
     let options = dest::Options {
-        seek,
+        seek: Some(seek),
         ..plan.dest_options(false)
     };
     let dest = Dest::open(disk.path(), &options).expect("open the device");

@@ -41,12 +41,13 @@ impl Drop for RegularFile {
 }
 
 impl RegularFile {
-    /// Sizes the file for an image of `size` bytes at the seek: exactly that without a
-    /// seek; with one, only longer (the bytes after the image are kept).
+    /// Sizes the file for an image of `size` bytes at the seek: exactly that, except
+    /// for an existing file kept at a seek: only longer (its bytes after the image are
+    /// kept).
     pub(super) fn resize(&self, size: u64) -> io::Result<()> {
         let file = self.io.file();
         let end = size.saturating_add(self.io.seek);
-        if self.io.seek == 0 || file.metadata()?.len() < end {
+        if self.kept_len.is_none() || file.metadata()?.len() < end {
             file.set_len(end)?;
         }
         Ok(())
@@ -90,7 +91,7 @@ pub(super) fn create(path: &Path, options: &Options) -> Result<Dest, Error> {
         kept_len: None,
         finished: false,
     };
-    dest.io.seek = options.seek;
+    dest.io.seek = options.seek.unwrap_or(0);
     presize(&dest, options)?;
     with_direct(&mut dest, true)?;
     Ok(Dest::File(dest))
@@ -111,7 +112,7 @@ pub(super) fn truncate_existing(
             device: backed.device,
         });
     }
-    let keep = options.seek > 0;
+    let keep = options.seek.is_some();
     if let Some(needed) = options.mapped_bytes {
         // Kept, the old file frees none of its blocks.
         room::check(path, Some(meta).filter(|_| !keep), needed)?;
@@ -126,7 +127,7 @@ pub(super) fn truncate_existing(
         kept_len: keep.then_some(meta.len()),
         finished: false,
     };
-    dest.io.seek = options.seek;
+    dest.io.seek = options.seek.unwrap_or(0);
     presize(&dest, options)?;
     with_direct(&mut dest, readable)?;
     Ok(Dest::File(dest))

@@ -51,10 +51,10 @@ pub struct Options {
     /// the reference does. Restored by [`Dest::finish`] or on drop.
     pub tune: bool,
     /// Where the image starts in the destination, in bytes (`copy --seek`): every
-    /// offset given to the [`Dest`] is shifted by it, a device must hold it plus the
-    /// image, and an existing regular file is neither truncated nor shortened (its
-    /// bytes before the seek and after the image are kept).
-    pub seek: u64,
+    /// offset given to the [`Dest`] is shifted by it, and a device must hold it plus
+    /// the image. Given (even as 0), an existing regular file is neither truncated nor
+    /// shortened: its bytes before the seek and after the image are kept.
+    pub seek: Option<u64>,
 }
 
 /// What kind of destination was opened.
@@ -194,7 +194,8 @@ pub enum Dest {
 impl Dest {
     /// Opens `path` for writing an image: a block device exclusively after checking it
     /// is not mounted, used as swap or held, and is large enough; an existing regular
-    /// file is truncated; a missing one is created (except under /dev). Files and
+    /// file is truncated (kept with [`Options::seek`]); a missing one is created
+    /// (except under /dev). Files and
     /// devices are opened read-write (write-only where reading is not permitted), and
     /// a second time with `O_DIRECT` where the kernel accepts it.
     pub fn open(path: &Path, options: &Options) -> Result<Dest, Error> {
@@ -213,7 +214,7 @@ impl Dest {
                 } else {
                     let mut other = file::open_other(path, &meta)?;
                     if let Dest::Other(node) = &mut other {
-                        node.io.seek = options.seek;
+                        node.io.seek = options.seek.unwrap_or(0);
                     }
                     Ok(other)
                 }

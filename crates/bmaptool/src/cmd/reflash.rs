@@ -133,7 +133,7 @@ fn treat_holes(
     match dest.kind() {
         Kind::BlockDevice => {}
         // At a seek, the file keeps its old bytes in the image's holes.
-        Kind::File if dest.seek() > 0 => {}
+        Kind::File if args.seek.is_some() => {}
         Kind::File => {
             messages::info(format_args!(
                 "{flag}: '{}' is a regular file, emptied before writing: its unmapped ranges \

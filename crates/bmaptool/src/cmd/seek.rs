@@ -4,7 +4,8 @@
 //! at OFFSET (`dest::Options::seek`); everything else (holes, skip-unchanged,
 //! read-back) works on the image's offsets inside it.
 //!
-//! Decisions: OFFSET is a multiple of 512 and of the bmap's block size (of 512 alone
+//! Decisions: `--seek 0` is a seek too (DEST kept, not truncated: "write into DEST",
+//! not "DEST is the image"). OFFSET is a multiple of 512 and of the bmap's block size (of 512 alone
 //! with `--nobmap`); DEST is a block device or a regular file (a FIFO or character
 //! device cannot be written at an offset); the fail-safe order (which wipes and holds
 //! back the *device's* partition-table areas) and the GPT move (which puts the
@@ -28,8 +29,8 @@ const SECTOR: u64 = 512;
 /// A copy's seek, checked.
 #[derive(Debug, Clone, Copy)]
 pub struct Seek {
-    /// Where the image starts in DEST (0 without `--seek`).
-    pub offset: u64,
+    /// Where the image starts in DEST (`None` without `--seek`).
+    pub offset: Option<u64>,
     /// DEST is an existing regular file, kept (not truncated) by the seek.
     kept_file: bool,
 }
@@ -37,16 +38,15 @@ pub struct Seek {
 /// Refuses a seek that cannot work with this plan and DEST, and says what a seek turns
 /// off; nothing for a copy without `--seek`. Run before DEST is opened.
 pub fn check(args: &CopyArgs, plan: &copy::Plan) -> Result<Seek> {
-    let seek = args.seek;
     let meta = std::fs::metadata(&args.dest).ok();
     let kind = meta.as_ref().map(std::fs::Metadata::file_type);
     let checked = Seek {
-        offset: seek,
-        kept_file: seek > 0 && kind.is_some_and(|k| k.is_file()),
+        offset: args.seek,
+        kept_file: args.seek.is_some() && kind.is_some_and(|k| k.is_file()),
     };
-    if seek == 0 {
+    let Some(seek) = args.seek else {
         return Ok(checked);
-    }
+    };
     let block = plan.bmap().map_or(SECTOR, |b| b.block_size());
     let unit = lcm(block, SECTOR);
     if !seek.is_multiple_of(unit) {
@@ -95,9 +95,15 @@ pub fn check(args: &CopyArgs, plan: &copy::Plan) -> Result<Seek> {
         |s| format!("up to byte {}", seek.saturating_add(s)),
     );
     messages::info(format_args!(
-        "writing the image at offset {seek} ({}) of '{}', {end}; DEST's other bytes are kept",
+        "writing the image at offset {seek} ({}) of '{}', {end}; DEST's other bytes are \
+         kept, and so are its old bytes in the image's holes{}",
         human_size(seek),
-        args.dest.display()
+        args.dest.display(),
+        if args.zero_holes || args.discard {
+            ""
+        } else {
+            " (--zero-holes makes them zeros)"
+        }
     ));
     Ok(checked)
 }
@@ -120,7 +126,7 @@ impl Seek {
             "'{}' keeps its bytes before offset {} and after the image, and its old length, \
              but the image's place now holds a partial image",
             dest.display(),
-            self.offset
+            self.offset.unwrap_or(0)
         ))
     }
 }
@@ -128,7 +134,7 @@ impl Seek {
 /// Whether the device-wide parts of `copy` (the fail-safe order, the GPT move) apply:
 /// not when the image goes at a seek.
 pub fn whole_device(args: &CopyArgs) -> bool {
-    args.seek == 0
+    args.seek.is_none()
 }
 
 fn unit_name(plan: &copy::Plan, unit: u64) -> String {
