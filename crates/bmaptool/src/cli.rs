@@ -77,7 +77,7 @@ pub enum Command {
         decoded on the fly; a URL (http, https, ftp, file, ssh); or - for standard input. \
         The bmap's OpenPGP signature (IMAGE's bmap name plus .asc or .sig, or a \
         clearsigned bmap) is verified before anything is written.",
-        after_help = "Examples:\n  bmaptool copy disk.img /dev/sdX\n  bmaptool copy --bmap disk.bmap disk.img disk-copy.img\n  cat disk.img | bmaptool copy --bmap disk.img.bmap - /dev/sdX"
+        after_help = "Examples:\n  bmaptool copy disk.img /dev/sdX\n  bmaptool copy --bmap disk.bmap disk.img disk-copy.img\n  cat disk.img | bmaptool copy --bmap disk.img.bmap - /dev/sdX\n  bmaptool copy --seek 256MiB rootfs.ext4 /dev/sdX   # into the partition at 256 MiB"
     )]
     Copy(CopyArgs),
 

@@ -6,8 +6,10 @@
 //! (bypassing the page cache with `O_DIRECT` where the kernel allows it, see
 //! `handle.rs`), discards, syncs, and is either [`finish`](Dest::finish)ed (truncated to
 //! the image size, synced, settings restored) or dropped, which undoes what it can: a
-//! file it created is removed, an existing file it truncated is left empty, device
-//! settings are restored.
+//! file it created is removed, an existing file it truncated is left empty (one written
+//! at a seek, not truncated, gets its old length back), device settings are restored.
+//! Opened at a seek ([`Options::seek`]), a `Dest` is a window that starts there: the
+//! offsets it is given are the image's.
 
 mod aligned;
 mod blockdev;
