@@ -7,8 +7,8 @@
 //! offsets that are not aligned, too large or not numbers are refused before anything
 //! is written; the fail-safe order is turned off with a notice; read-back,
 //! skip-unchanged and zero-holes work inside the window; and the engine's direct
-//! writes stay direct at a seek of 512 bytes and of 1 MiB (the buffers are placed by
-//! the device's offsets, not the image's).
+//! writes (and verify's reads) stay direct at a seek of 512 bytes and of 1 MiB (the
+//! buffers are placed by the device's offsets, not the image's).
 //!
 //! Tests that need root, loop devices, sfdisk, mkfs.ext4 or mount skip when those are
 //! missing, unless `BMAPTOOL_TEST_STRICT=1` (CI), where they fail.
@@ -632,6 +632,23 @@ fn direct_writes_stay_direct_at_a_seek_of_512_bytes_and_of_1_mib() {
             buffered <= limit,
             "seek {seek}: {buffered} bytes went through the page cache (at most {limit} \
              expected)"
+        );
+        // verify --seek reads the same way: by the device's offsets, directly.
+        let out = run([
+            OsStr::new("verify"),
+            OsStr::new("--json"),
+            OsStr::new("--seek"),
+            OsStr::new(&seek.to_string()),
+            OsStr::new("--bmap"),
+            image.bmap.as_os_str(),
+            disk.path().as_os_str(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let read_buffered = report["bytes_buffered"].as_u64().expect("bytes_buffered");
+        assert!(
+            read_buffered <= limit,
+            "verify --seek {seek}: {read_buffered} bytes read through the page cache"
         );
     }
 }
