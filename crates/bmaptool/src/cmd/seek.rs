@@ -5,8 +5,8 @@
 //! read-back) works on the image's offsets inside it.
 //!
 //! Decisions: `--seek 0` is a seek too (DEST kept, not truncated: "write into DEST",
-//! not "DEST is the image"). OFFSET is a multiple of 512 and of the bmap's block size (of 512 alone
-//! with `--nobmap`); DEST is a block device or a regular file (a FIFO or character
+//! not "DEST is the image"). OFFSET is a multiple of 512 and of the bmap's block size
+//! (of 512 alone with `--nobmap`); DEST is a block device or a regular file (a FIFO or character
 //! device cannot be written at an offset); the fail-safe order (which wipes and holds
 //! back the *device's* partition-table areas) and the GPT move (which puts the
 //! *device's* backup GPT at its end) are about a whole device, so with a seek they are
@@ -80,6 +80,12 @@ pub fn check(args: &CopyArgs, plan: &copy::Plan) -> Result<Seek> {
             args.dest.display()
         );
     }
+    announce(args, plan, seek, device);
+    Ok(checked)
+}
+
+/// Says where the image goes, and what the seek turns off.
+fn announce(args: &CopyArgs, plan: &copy::Plan, seek: u64, device: bool) {
     if device && !args.no_fail_safe {
         messages::info(
             "--seek: the fail-safe order is off (it would wipe the partition tables at the \
@@ -91,7 +97,7 @@ pub fn check(args: &CopyArgs, plan: &copy::Plan) -> Result<Seek> {
         messages::debug("--seek: the backup GPT is not moved (that is for a whole-device image)");
     }
     let end = plan.image_size().map_or_else(
-        || "to its end".to_owned(),
+        || "up to where the image ends".to_owned(),
         |s| format!("up to byte {}", seek.saturating_add(s)),
     );
     messages::info(format_args!(
@@ -105,7 +111,6 @@ pub fn check(args: &CopyArgs, plan: &copy::Plan) -> Result<Seek> {
             " (--zero-holes makes them zeros)"
         }
     ));
-    Ok(checked)
 }
 
 impl Seek {
