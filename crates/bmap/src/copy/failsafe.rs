@@ -162,6 +162,10 @@ impl<S: RangeSink> RangeSink for HoldBack<S> {
         self.inner.alignment()
     }
 
+    fn shift(&self) -> u64 {
+        self.inner.shift()
+    }
+
     fn begin(&mut self, span: &Span) -> Result<(), Error> {
         let start = span.start;
         let end = span.len.map_or(u64::MAX, |len| start + len);

@@ -161,15 +161,18 @@ struct Part {
 #[derive(Debug)]
 struct Batch {
     buf: AlignedBuf,
+    /// Where the image's offset 0 lies on the medium (a seek), modulo the alignment.
+    shift: u64,
     used: usize,
     parts: Vec<Part>,
     ranges: Vec<Named>,
 }
 
 impl Batch {
-    fn new(align: usize) -> Batch {
+    fn new(align: usize, shift: u64) -> Batch {
         Batch {
             buf: AlignedBuf::new(BATCH, align),
+            shift: shift % align as u64,
             used: 0,
             parts: Vec::new(),
             ranges: Vec::new(),
@@ -186,7 +189,8 @@ impl Batch {
     /// offset's alignment so that it can be written again directly; returns how much.
     fn push(&mut self, data: &[u8], offset: u64, range: Option<Named>) -> usize {
         let align = self.buf.align();
-        let want = usize::try_from(offset % align as u64).unwrap_or(0);
+        let want =
+            usize::try_from((offset % align as u64 + self.shift) % align as u64).unwrap_or(0);
         let pos = self.used + (want + align - self.used % align) % align;
         let n = data.len().min(BATCH.saturating_sub(pos));
         if n == 0 {
@@ -240,6 +244,7 @@ pub(super) struct Verifier {
     made: usize,
     in_flight: usize,
     align: usize,
+    shift: u64,
     open: Vec<Named>,
     rewritten: Vec<Named>,
     stats: ReadBackStats,
@@ -255,6 +260,7 @@ impl Verifier {
             return Err(Error::NothingToReadBack(dest.path().to_owned()));
         }
         let align = dest.alignment();
+        let shift = dest.seek();
         let (to_thread, batches) = sync_channel::<Batch>(IN_FLIGHT);
         let (done, from_thread) = channel::<Done>();
         let thread = std::thread::Builder::new()
@@ -268,11 +274,12 @@ impl Verifier {
             to_thread: Some(to_thread),
             from_thread,
             thread: Some(thread),
-            current: Batch::new(align),
+            current: Batch::new(align, shift),
             spare: Vec::new(),
             made: 1,
             in_flight: 0,
             align,
+            shift,
             open: Vec::new(),
             rewritten: Vec::new(),
             stats: ReadBackStats::default(),
@@ -328,7 +335,7 @@ impl Verifier {
             Some(batch) => batch,
             None if self.made <= IN_FLIGHT => {
                 self.made += 1;
-                Batch::new(self.align)
+                Batch::new(self.align, self.shift)
             }
             None => {
                 self.collect_one()?;
@@ -555,7 +562,7 @@ mod tests {
 
     #[test]
     fn a_batch_keeps_chunks_at_their_offsets_alignment_and_merges_contiguous_ones() {
-        let mut batch = Batch::new(4096);
+        let mut batch = Batch::new(4096, 0);
         let a = vec![1u8; 5000];
         assert_eq!(batch.push(&a, 100, None), 5000);
         assert_eq!(batch.parts[0].pos % 4096, 100);

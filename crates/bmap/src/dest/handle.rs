@@ -72,6 +72,8 @@ pub(super) struct Handle {
     state: AtomicU8,
     /// Bytes written through the page cache so far.
     buffered: AtomicU64,
+    /// Added by [`super::Dest`] to every offset it is given (`Options::seek`).
+    pub(super) seek: u64,
 }
 
 impl Handle {
@@ -84,6 +86,7 @@ impl Handle {
             align: MIN_ALIGN as u64,
             state: AtomicU8::new(OFF),
             buffered: AtomicU64::new(0),
+            seek: 0,
         }
     }
 

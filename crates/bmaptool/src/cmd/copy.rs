@@ -48,8 +48,9 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     let later = opened.later.clone();
     let shown_bmap = bmap.as_ref().map(|trusted| trusted.shown.clone());
     let plan = plan(args, opened, bmap.map(|trusted| trusted.bmap))?;
+    let seek = super::seek::check(args, &plan)?;
     check_readable(args)?;
-    let dest = open_dest(interrupt, &args.dest, &plan.dest_options(true))?;
+    let dest = open_dest(interrupt, &args.dest, &seek.dest_options(&plan))?;
     report_tuning(&dest);
     let dest_label = match dest.kind() {
         Kind::BlockDevice => format!("block device '{}'", args.dest.display()),
@@ -74,7 +75,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     let has_bmap = plan.bmap().is_some();
     let result = plan.run(&mut prepared.chain, progress.events(), &options);
     progress.finish();
-    let outcome = result.map_err(|e| explain_failure(e, &args.dest))?;
+    let outcome = result.map_err(|e| seek.explain(explain_failure(e, &args.dest), &args.dest))?;
     for notice in later.take() {
         messages::warning(notice);
     }
