@@ -101,9 +101,9 @@ pub struct ReadBackStats {
 /// every retry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the destination does not hold what was written: blocks range {} (bytes {start}-{end}) \
-     differs at byte {offset} (read {found:#04x}, written {wrote:#04x}) after {writes} \
-     write(s); the medium may be failing", blocks(*.first, *.last)
+    "the destination does not hold what was written: blocks range {} ({}) differs at byte \
+     {offset} (read {found:#04x}, written {wrote:#04x}) after {writes} write(s); the medium \
+     may be failing", blocks(*.first, *.last), bytes(*.start, *.end)
 )]
 pub struct ReadBackMismatch {
     /// First block of the range.
@@ -122,6 +122,14 @@ pub struct ReadBackMismatch {
     pub found: u8,
     /// How many times the part was written.
     pub writes: u32,
+}
+
+fn bytes(start: u64, end: u64) -> String {
+    if end == u64::MAX {
+        format!("from byte {start}")
+    } else {
+        format!("bytes {start}-{end}")
+    }
 }
 
 fn blocks(first: u64, last: u64) -> String {
