@@ -85,8 +85,9 @@ fn copy(
     facts.bmap = bmap.as_ref().map(super::json::Bmap::trusted);
     let plan = plan(args, opened, bmap.map(|trusted| trusted.bmap))?;
     facts.image_size = plan.image_size();
+    let seek = super::seek::check(args, &plan)?;
     check_readable(args)?;
-    let dest = open_dest(interrupt, &args.dest, &plan.dest_options(true))?;
+    let dest = open_dest(interrupt, &args.dest, &seek.dest_options(&plan))?;
     report_tuning(&dest);
     let dest_label = match dest.kind() {
         Kind::BlockDevice => format!("block device '{}'", args.dest.display()),
@@ -121,7 +122,7 @@ fn copy(
     facts.destinations[0].bytes_skipped = args
         .skip_unchanged
         .then(|| prepared.chain.inner().stats().skipped);
-    let outcome = result.map_err(|e| explain_failure(e, &args.dest))?;
+    let outcome = result.map_err(|e| seek.explain(explain_failure(e, &args.dest), &args.dest))?;
     for notice in later.take() {
         messages::warning(notice);
     }
