@@ -17,6 +17,7 @@ pub const CODES: &[&str] = &[
     "image-size-mismatch",
     "hole-not-zero",
     "image-unreadable",
+    "dest-failed",
     "dest-too-small",
     "dest-no-space",
     "dest-busy",
@@ -71,6 +72,32 @@ pub fn usage(error: anyhow::Error) -> anyhow::Error {
 pub fn describe(error: &anyhow::Error, interrupted: bool) -> (&'static str, String) {
     let hint = crate::advice::hint(error).unwrap_or_default();
     (code(error, interrupted), format!("{error:#}{hint}"))
+}
+
+/// The `error` object of a typed error that has no anyhow chain (one destination's
+/// failure in a copy to several): its code, and it with its causes on one line.
+pub fn describe_cause(error: &(dyn std::error::Error + 'static)) -> (&'static str, String) {
+    let mut code = None;
+    let mut message = error.to_string();
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        code = code.or_else(|| cause_code(current));
+        if !std::ptr::addr_eq(current, error) {
+            message += &format!(": {current}");
+        }
+        cause = current.source();
+    }
+    let io = || {
+        let mut cause = Some(error);
+        while let Some(current) = cause {
+            if current.is::<std::io::Error>() {
+                return Some("io");
+            }
+            cause = current.source();
+        }
+        None
+    };
+    (code.or_else(io).unwrap_or("error"), message)
 }
 
 /// The code of `error`; `interrupted` when a signal ended the run.

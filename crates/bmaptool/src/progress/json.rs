@@ -44,9 +44,6 @@ struct Inner {
     writing_since: Option<Instant>,
     total: Option<u64>,
     dests: Vec<Tally>,
-    last_progress: Option<Instant>,
-    /// Bytes were counted since the last `progress` object.
-    pending: bool,
 }
 
 /// What one destination received.
@@ -59,6 +56,10 @@ struct Tally {
     ranges_failed: u64,
     bytes_verified: u64,
     seconds: Option<f64>,
+    /// When its last `progress` object was written.
+    last_line: Option<Instant>,
+    /// Bytes were counted since its last `progress` object.
+    pending: bool,
 }
 
 impl Tally {
@@ -89,6 +90,22 @@ pub struct DestFacts {
     /// This destination's own failure (code, message), when the others may have
     /// succeeded; `None`: the run's error, if any, is its error.
     pub error: Option<(&'static str, String)>,
+    /// What the destination took, as the copy to several counted it (`None`: as the
+    /// events counted it).
+    pub took: Option<Took>,
+}
+
+/// What one destination of a copy to several took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Took {
+    /// Ranges it took to their end.
+    pub ranges: u64,
+    /// Of those, the ranges verified.
+    pub ranges_verified: u64,
+    /// Image bytes it took.
+    pub bytes: u64,
+    /// Seconds from the start of the copy until it finished or failed.
+    pub seconds: f64,
 }
 
 /// The run's outcome, for the result.
@@ -128,8 +145,6 @@ impl JsonLines {
             writing_since: None,
             total: None,
             dests: vec![Tally::default()],
-            last_progress: None,
-            pending: false,
         })))
     }
 
@@ -171,16 +186,15 @@ impl JsonLines {
         let mut inner = self.lock();
         match event {
             Event::Phase(phase) => inner.phase(*phase),
-            Event::Written(bytes) => {
-                let dest = dest_of(event);
-                inner.tally(dest).bytes_done += bytes;
-                inner.pending = true;
-                inner.progress(dest, false);
-            }
-            Event::Range(outcome) => inner.range(Some(dest_of(event)), outcome),
-            Event::Finished(outcome) => {
-                let seconds = outcome.timings.copying().as_secs_f64();
-                inner.tally(dest_of(event)).seconds = Some(seconds);
+            // With several destinations, the bytes each took come as per-destination
+            // events (`Event::Dest`, from the copy to several destinations): they go
+            // to `inner.written(dest, bytes)`, and its end to `tally(dest).seconds`.
+            Event::Written(bytes) if !inner.several() => inner.written(0, *bytes),
+            // A verdict on the image read once, with several destinations.
+            Event::Range(outcome) if inner.several() => inner.range(None, outcome),
+            Event::Range(outcome) => inner.range(Some(0), outcome),
+            Event::Finished(outcome) if !inner.several() => {
+                inner.tally(0).seconds = Some(outcome.timings.copying().as_secs_f64());
             }
             _ => {}
         }
@@ -189,9 +203,7 @@ impl JsonLines {
     /// The `result` object, the last line: `error` is the failure, if any.
     pub fn result(&self, facts: &Facts, error: Option<(&'static str, String)>) {
         let mut inner = self.lock();
-        if inner.pending {
-            inner.progress(0, true);
-        }
+        inner.flush();
         let error = error.map(|(code, message)| lines::Error { code, message });
         let ok = error.is_none();
         let destinations = facts
@@ -216,11 +228,6 @@ impl JsonLines {
     }
 }
 
-/// The destination an event is about. One destination for now: index 0.
-fn dest_of(_event: &Event) -> usize {
-    0
-}
-
 impl Inner {
     fn write(&mut self, line: &impl Serialize) {
         if self.closed {
@@ -241,6 +248,32 @@ impl Inner {
         }
     }
 
+    /// A copy to several destinations (their bytes come as `Dest` events).
+    fn several(&self) -> bool {
+        self.dests.len() > 1
+    }
+
+    fn written(&mut self, dest: usize, bytes: u64) {
+        let tally = self.tally(dest);
+        tally.bytes_done += bytes;
+        tally.pending = true;
+        let due = tally
+            .last_line
+            .is_none_or(|last| last.elapsed() >= PROGRESS_EVERY);
+        if due {
+            self.progress_line(Some(dest));
+        }
+    }
+
+    /// The last count of every destination that has one not written yet.
+    fn flush(&mut self) {
+        for dest in 0..self.dests.len() {
+            if self.dests[dest].pending {
+                self.progress_line(Some(dest));
+            }
+        }
+    }
+
     fn tally(&mut self, dest: usize) -> &mut Tally {
         if self.dests.len() <= dest {
             self.dests.resize(dest + 1, Tally::default());
@@ -249,9 +282,7 @@ impl Inner {
     }
 
     fn phase(&mut self, phase: Phase) {
-        if self.pending {
-            self.progress(0, true);
-        }
+        self.flush();
         self.phase = Some(phase);
         if phase == Phase::Writing {
             self.writing_since = Some(Instant::now());
@@ -268,21 +299,14 @@ impl Inner {
         }
     }
 
-    /// A `progress` object for `dest`, unless one was written less than
-    /// [`PROGRESS_EVERY`] ago (`force` writes it anyway).
-    fn progress(&mut self, dest: usize, force: bool) {
-        let due = self
-            .last_progress
-            .is_none_or(|last| last.elapsed() >= PROGRESS_EVERY);
-        if force || due {
-            self.progress_line(Some(dest));
-        }
-    }
-
+    /// A `progress` object for `dest` (`None`: the shared part).
     fn progress_line(&mut self, dest: Option<usize>) {
-        self.last_progress = Some(Instant::now());
-        self.pending = false;
-        let done = dest.map_or(0, |d| self.tally(d).bytes_done);
+        let done = dest.map_or(0, |d| {
+            let tally = self.tally(d);
+            tally.last_line = Some(Instant::now());
+            tally.pending = false;
+            tally.bytes_done
+        });
         let seconds = self.begun.elapsed().as_secs_f64();
         let rate = self.writing_since.map_or(0.0, |since| {
             done as f64 / since.elapsed().as_secs_f64().max(1e-3)
@@ -331,14 +355,20 @@ impl Inner {
     }
 
     /// A destination's part of the result: its own error if it has one, else the
-    /// run's.
+    /// run's (unless the run failed only because other destinations did).
     fn dest_result<'a>(
         &self,
         index: usize,
         facts: &'a DestFacts,
         error: Option<&lines::Error>,
     ) -> lines::DestOutcome<'a> {
-        let tally = self.dests.get(index).cloned().unwrap_or_default();
+        let mut tally = self.dests.get(index).cloned().unwrap_or_default();
+        if let Some(took) = facts.took {
+            tally.ranges_written = took.ranges;
+            tally.ranges_verified = took.ranges_verified;
+            tally.bytes_done = took.bytes;
+            tally.seconds = Some(took.seconds);
+        }
         let bytes_written = if self.command == "verify" {
             0
         } else {
@@ -350,11 +380,13 @@ impl Inner {
             self.writing_since
                 .map_or(0.0, |since| since.elapsed().as_secs_f64())
         });
+        // A run that failed because some destinations did is no failure of the others.
+        let shared = error.filter(|e| e.code != "dest-failed");
         let error = facts
             .error
             .clone()
             .map(|(code, message)| lines::Error { code, message })
-            .or_else(|| error.cloned());
+            .or_else(|| shared.cloned());
         lines::DestOutcome {
             path: &facts.path,
             ok: error.is_none(),
