@@ -29,6 +29,7 @@ const EXIT_STATUS: &str = "Exit status:
        so the check could not be made
   130  interrupted by SIGINT (Ctrl-C)
   143  terminated by SIGTERM
+
 With several destinations, the status is non-zero when any of them failed. The JSON
 lines of copy's and verify's progress options end with a result object that names
 the failure with a stable error code (see docs/json.md).";
