@@ -9,7 +9,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 const ABOUT: &str = "Create block maps (bmap) of sparse images and flash them quickly and safely";
 
@@ -22,6 +22,18 @@ an image can be written to a device by copying only those blocks and verifying t
 on the way. Make the bmap right after building the image, before compression, upload \
 or download lose its sparseness.";
 
+const EXIT_STATUS: &str = "Exit status:
+  0    success; verify: every range is good
+  1    an error (create, copy, info); verify: at least one range is bad
+  2    a usage error (an unknown option, a missing argument); verify: any error,
+       so the check could not be made
+  130  interrupted by SIGINT (Ctrl-C)
+  143  terminated by SIGTERM
+
+With several destinations, the status is non-zero when any of them failed. The JSON
+lines of copy's and verify's progress options end with a result object that names
+the failure with a stable error code (see docs/json.md).";
+
 /// `bmaptool [-q|-d] COMMAND ...`
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +41,7 @@ or download lose its sparseness.";
     version,
     about = ABOUT,
     long_about = LONG_ABOUT,
+    after_long_help = EXIT_STATUS,
     infer_long_args = true,
     subcommand_required = true,
     arg_required_else_help = true
@@ -158,8 +171,13 @@ pub struct CopyArgs {
     pub no_verify: bool,
 
     /// Write progress to a psplash pipe
-    #[arg(long, value_name = "PSPLASH_PIPE", value_hint = clap::ValueHint::FilePath)]
+    // `--p` stays this option's, as it was before `--progress` came.
+    #[arg(long, alias = "p", value_name = "PSPLASH_PIPE", value_hint = clap::ValueHint::FilePath)]
     pub psplash_pipe: Option<PathBuf>,
+
+    /// How progress is shown.
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 
     /// Refuse to write unless DEST is a removable device (or on a USB or MMC/SD bus)
     #[arg(long)]
@@ -265,6 +283,40 @@ pub struct VerifyArgs {
           allow_negative_numbers = true,
           value_parser = crate::size::parse_bytes)]
     pub seek: u64,
+
+    /// How progress is shown.
+    #[command(flatten)]
+    pub progress: ProgressArgs,
+}
+
+/// How progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal, otherwise a line every few seconds
+    #[default]
+    Auto,
+    /// A bar, even when stderr is not a terminal
+    Bar,
+    /// A line every few seconds, even on a terminal
+    Plain,
+    /// JSON Lines instead of every human message (see docs/json.md)
+    Json,
+    /// No progress (the other messages stay)
+    None,
+}
+
+/// `--progress` and `--progress-fd`, shared by `copy` and `verify`.
+#[derive(Debug, Args)]
+pub struct ProgressArgs {
+    /// How to show progress on stderr: auto, bar, plain, json (JSON Lines instead of
+    /// every message, see docs/json.md) or none
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+
+    /// Also write progress, one JSON object per line (see docs/json.md), to this
+    /// descriptor, which must be open for writing; stderr keeps the human messages
+    #[arg(long, value_name = "FD", value_parser = clap::value_parser!(i32).range(0..))]
+    pub progress_fd: Option<i32>,
 }
 
 /// Arguments of `bmaptool create`.
@@ -323,6 +375,48 @@ mod tests {
         let err = Cli::try_parse_from(["bmaptool", "copy", "--no", "img", "out"])
             .expect_err("--no is ambiguous");
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn progress_options_keep_the_old_prefixes() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
+        let Command::Copy(args) = parse(&["bmaptool", "copy", "--p", "fifo", "i", "d"])
+            .expect("--p is still --psplash-pipe")
+            .command
+        else {
+            panic!("copy expected")
+        };
+        assert_eq!(args.psplash_pipe, Some(PathBuf::from("fifo")));
+        assert_eq!(args.progress.progress, ProgressMode::Auto);
+        let Command::Copy(args) = parse(&[
+            "bmaptool",
+            "copy",
+            "--ps",
+            "fifo",
+            "--progress",
+            "json",
+            "--progress-f",
+            "3",
+            "i",
+            "d",
+        ])
+        .expect("--progress and a prefix of --progress-fd parse")
+        .command
+        else {
+            panic!("copy expected")
+        };
+        assert_eq!(args.psplash_pipe, Some(PathBuf::from("fifo")));
+        assert_eq!(args.progress.progress, ProgressMode::Json);
+        assert_eq!(args.progress.progress_fd, Some(3));
+        let Command::Verify(args) =
+            parse(&["bmaptool", "verify", "--js", "--progress", "none", "t"])
+                .expect("verify's prefixes parse")
+                .command
+        else {
+            panic!("verify expected")
+        };
+        assert!(args.json);
+        assert_eq!(args.progress.progress, ProgressMode::None);
     }
 
     #[test]

@@ -27,6 +27,17 @@ struct Settings {
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
+/// Where messages go instead of stderr (`--progress json`): given the level's word
+/// (`info`, `debug`, `warning`, `error`) and the text.
+type Redirect = Box<dyn Fn(&str, &str) + Send + Sync>;
+
+static REDIRECT: OnceLock<Redirect> = OnceLock::new();
+
+/// Sends every later message to `to` instead of stderr (once per run).
+pub fn redirect(to: impl Fn(&str, &str) + Send + Sync + 'static) {
+    let _ = REDIRECT.set(Box::new(to));
+}
+
 /// Sets the level once, at start-up; colour follows the terminal and `NO_COLOR`.
 pub fn init(level: Level) {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
@@ -48,6 +59,10 @@ pub fn enabled(level: Level) -> bool {
 
 fn emit(tag: &str, color: &str, message: &dyn Display) {
     let text = sanitize(&message.to_string());
+    if let Some(redirect) = REDIRECT.get() {
+        redirect(&tag.to_lowercase(), &text);
+        return;
+    }
     let tag = if settings().color && !color.is_empty() {
         format!("{color}{tag}\x1b[0m")
     } else {

@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{IsTerminal, Seek};
+use std::io::Seek;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -21,16 +21,51 @@ use bmap::trust::{self, Trusted};
 use crate::cli::CopyArgs;
 use crate::input;
 use crate::messages::{self, Level};
+use crate::progress::json::{DestFacts, Facts, JsonLines};
+use crate::progress::options as json_lines;
 use crate::progress::{Progress, Settings};
 
-/// Runs `copy`: the trusted bmap, the plan (image and bmap checked against each
-/// other), the destination, then the plan runs while its events are rendered.
+/// Runs `copy`, then writes the JSON result when JSON lines were asked for.
 pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
+    let lines = json_lines::open(&args.progress, "copy")?;
+    let mut facts = Facts {
+        image: Some(args.image.to_string_lossy().into_owned()),
+        destinations: vec![DestFacts {
+            path: args.dest.display().to_string(),
+            ..DestFacts::default()
+        }],
+        ..Facts::default()
+    };
+    let result = copy(args, interrupt, lines.as_ref(), &mut facts);
+    json_lines::finish(
+        lines.as_ref(),
+        &facts,
+        &result,
+        interrupt.is_raised(),
+        |()| None,
+    );
+    result
+}
+
+/// Refuses options that cannot go together (a usage error).
+fn check_options(args: &CopyArgs) -> Result<()> {
     if args.nobmap && args.bmap.is_some() {
         bail!("--nobmap and --bmap cannot be used together");
     }
     super::signature::check_options(&args.signature, args.nobmap)?;
-    super::reflash::check_options(args)?;
+    super::reflash::check_options(args)
+}
+
+/// The copy: the trusted bmap, the plan (image and bmap checked against each
+/// other), the destination, then the plan runs while its events are rendered;
+/// `facts` gathers what the JSON result says.
+fn copy(
+    args: &CopyArgs,
+    interrupt: &Interrupt,
+    lines: Option<&JsonLines>,
+    facts: &mut Facts,
+) -> Result<()> {
+    check_options(args).map_err(super::errcode::usage)?;
     let remote = remote::Options {
         interrupt: interrupt.clone(),
         ..super::network::remote_options()?
@@ -47,7 +82,9 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     }
     let later = opened.later.clone();
     let shown_bmap = bmap.as_ref().map(|trusted| trusted.shown.clone());
+    facts.bmap = bmap.as_ref().map(super::json::Bmap::trusted);
     let plan = plan(args, opened, bmap.map(|trusted| trusted.bmap))?;
+    facts.image_size = plan.image_size();
     let seek = super::seek::check(args, &plan)?;
     check_readable(args)?;
     let dest = open_dest(interrupt, &args.dest, &seek.dest_options(&plan))?;
@@ -58,13 +95,18 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     };
     announce(args, &plan, shown_bmap.as_deref(), &dest_label);
     let mut prepared = super::reflash::prepare(args, &plan, dest, interrupt)?;
+    if let Some(lines) = lines {
+        lines.start(facts, plan.bytes_to_write());
+    }
+    let (show, terminal) = json_lines::human(&args.progress);
     let mut progress = Progress::start(Settings {
         total: plan.bytes_to_write(),
-        show: messages::enabled(Level::Info),
-        terminal: std::io::stderr().is_terminal(),
+        show,
+        terminal,
         psplash: args.psplash_pipe.clone(),
         dest: dest_label.clone(),
         debug: messages::enabled(Level::Debug),
+        json: lines.cloned(),
     })
     .context("cannot start the progress display")?;
     let options = Options {
@@ -75,12 +117,17 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     let has_bmap = plan.bmap().is_some();
     let result = plan.run(&mut prepared.chain, progress.events(), &options);
     progress.finish();
+    let read_back = prepared.chain.inner().inner().read_back_stats();
+    facts.destinations[0].bytes_read_back = read_back.map(|stats| stats.bytes);
+    facts.destinations[0].bytes_skipped = args
+        .skip_unchanged
+        .then(|| prepared.chain.inner().stats().skipped);
     let outcome = result.map_err(|e| seek.explain(explain_failure(e, &args.dest), &args.dest))?;
     for notice in later.take() {
         messages::warning(notice);
     }
     summarize(args, &outcome, has_bmap, &dest_label);
-    if let Some(stats) = prepared.chain.inner().inner().read_back_stats() {
+    if let Some(stats) = read_back {
         summarize_read_back(&stats, &dest_label);
     }
     super::reflash::summarize(&prepared, &dest_label);

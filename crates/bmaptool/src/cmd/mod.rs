@@ -2,6 +2,7 @@
 
 pub mod copy;
 pub mod create;
+pub mod errcode;
 pub mod info;
 pub mod json;
 pub mod network;

@@ -123,22 +123,32 @@ pub fn trust_bmap(
 pub fn explain(error: trust::Error) -> anyhow::Error {
     let advice = match &error {
         trust::Error::NotFound => {
-            return anyhow::anyhow!(
+            return super::errcode::coded(
+                "bmap-not-found",
                 "bmap file not found, please, use --bmap to name it, or --nobmap to flash the \
-             whole image without bmap"
+             whole image without bmap",
             );
         }
         trust::Error::InlineAndDetached { shown } => {
-            return anyhow::anyhow!(
-                "the bmap file '{shown}' has clearsign format and already contains the \
-             signature, so --bmap-sig option should not be used"
+            return super::errcode::coded(
+                "usage",
+                format!(
+                    "the bmap file '{shown}' has clearsign format and already contains the \
+                 signature, so --bmap-sig option should not be used"
+                ),
             );
         }
         trust::Error::UnsignedWithFingerprint => {
-            return anyhow::anyhow!("no signature found but --fingerprint given");
+            return super::errcode::coded(
+                "signature-missing",
+                "no signature found but --fingerprint given",
+            );
         }
         trust::Error::UnsignedWithKeyring => {
-            return anyhow::anyhow!("no signature found but --keyring given");
+            return super::errcode::coded(
+                "signature-missing",
+                "no signature found but --keyring given",
+            );
         }
         trust::Error::NoKeys { .. } => Some(
             "import the signer's key (gpg --import), pass --keyring FILE, or use \

@@ -5,7 +5,6 @@
 //! returns a report, told here as a human summary or one JSON document on stdout
 //! (docs/json.md). Exit status: 0 all good, 1 a bad range, 2 an error (main.rs).
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::mpsc::Sender;
 
@@ -21,11 +20,49 @@ use serde::Serialize;
 use super::json;
 use crate::cli::VerifyArgs;
 use crate::messages::{self, Level};
+use crate::progress::json::{DestFacts, Facts, JsonLines};
+use crate::progress::options as json_lines;
 use crate::progress::{Progress, Settings};
 
 /// Runs `verify`; `Ok(true)` when every range is good, `Ok(false)` when one is bad.
+/// Writes the JSON result when JSON lines were asked for.
 pub fn run(args: &VerifyArgs, interrupt: &Interrupt) -> Result<bool> {
-    super::signature::check_options(&args.signature, false)?;
+    let lines = json_lines::open(&args.progress, "verify")?;
+    let mut facts = Facts {
+        destinations: vec![DestFacts {
+            path: args.target.display().to_string(),
+            ..DestFacts::default()
+        }],
+        ..Facts::default()
+    };
+    let result = check(args, interrupt, lines.as_ref(), &mut facts);
+    json_lines::finish(
+        lines.as_ref(),
+        &facts,
+        &result,
+        interrupt.is_raised(),
+        |good| {
+            (!good).then(|| {
+                (
+                    "checksum-mismatch",
+                    format!(
+                        "'{}' does not hold the image its bmap describes",
+                        args.target.display()
+                    ),
+                )
+            })
+        },
+    );
+    result
+}
+
+fn check(
+    args: &VerifyArgs,
+    interrupt: &Interrupt,
+    lines: Option<&JsonLines>,
+    facts: &mut Facts,
+) -> Result<bool> {
+    super::signature::check_options(&args.signature, false).map_err(super::errcode::usage)?;
     let remote = remote::Options {
         interrupt: interrupt.clone(),
         ..super::network::remote_options()?
@@ -42,14 +79,21 @@ pub fn run(args: &VerifyArgs, interrupt: &Interrupt) -> Result<bool> {
         ));
     }
     announce(&target, &trusted);
+    facts.image_size = Some(trusted.bmap.image_size());
+    facts.bmap = Some(json::Bmap::trusted(&trusted));
+    if let Some(lines) = lines {
+        lines.start(facts, Some(trusted.bmap.mapped_bytes()));
+    }
     let label = format!("'{}'", args.target.display());
+    let (show, terminal) = json_lines::human(&args.progress);
     let progress = Progress::start(Settings {
         total: Some(trusted.bmap.mapped_bytes()),
-        show: messages::enabled(Level::Info),
-        terminal: std::io::stderr().is_terminal(),
+        show,
+        terminal,
         psplash: None,
         dest: label,
         debug: messages::enabled(Level::Debug),
+        json: lines.cloned(),
     })
     .context("cannot start the progress display")?;
     let mut events = ReadEvents(progress);

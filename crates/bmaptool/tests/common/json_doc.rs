@@ -49,6 +49,16 @@ pub fn documented_fields(command: &str) -> BTreeSet<String> {
     fields
 }
 
+/// The field names (first column) of the tables in docs/json.md's section headed
+/// `heading` (the progress lines' sections, the error codes).
+#[allow(
+    dead_code,
+    reason = "progress_json.rs uses it; info.rs and verify.rs do not"
+)]
+pub fn documented_table(heading: &str) -> BTreeSet<String> {
+    table(&docs(), heading)
+}
+
 /// The first example of docs/json.md's section on `bmaptool COMMAND --json`: the
 /// first `json` code block, parsed.
 pub fn documented_example(command: &str) -> Value {

@@ -4,6 +4,11 @@
 //! few seconds with the rate and ETA, and a line when the final sync lasts (so short
 //! copies stay quiet and logs stay short; `-d` always has the line); nothing with
 //! `-q`; and `PROGRESS N` lines to a psplash pipe, as the reference writes them.
+//! `--progress json` / `--progress-fd N` add JSON lines ([`json`]) from the same events.
+
+pub mod json;
+mod lines;
+pub mod options;
 
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
@@ -40,6 +45,8 @@ pub struct Settings {
     pub dest: String,
     /// `-d`: the synchronizing line comes at once, as a debug line.
     pub debug: bool,
+    /// The JSON lines, with `--progress json` or `--progress-fd`.
+    pub json: Option<json::JsonLines>,
 }
 
 /// The rendering thread and the channel that feeds it.
@@ -115,6 +122,9 @@ impl Renderer {
     }
 
     fn take(&mut self, event: Event) {
+        if let Some(json) = &self.settings.json {
+            json.event(&event);
+        }
         match event {
             Event::Phase(Phase::Writing) => self.writing(),
             Event::Phase(Phase::Syncing) => self.syncing(),
