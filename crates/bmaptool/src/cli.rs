@@ -137,9 +137,10 @@ pub struct CopyArgs {
     #[arg(value_name = "IMAGE", value_hint = clap::ValueHint::FilePath)]
     pub image: OsString,
 
-    /// The destination file or device node to copy the image to
-    #[arg(value_name = "DEST", value_hint = clap::ValueHint::FilePath)]
-    pub dest: PathBuf,
+    /// The destination file or device node to copy the image to; several are written
+    /// at once (the image is read and verified once)
+    #[arg(value_name = "DEST", value_hint = clap::ValueHint::FilePath, required = true, num_args = 1..)]
+    pub dest: Vec<PathBuf>,
 
     /// The block map file for the image
     #[arg(long, value_name = "BMAP", value_hint = clap::ValueHint::FilePath)]
@@ -337,7 +338,7 @@ mod tests {
             panic!("copy expected")
         };
         assert_eq!(args.image, name("i"));
-        assert_eq!(args.dest.as_os_str(), name("d"));
+        assert_eq!(args.dest, [PathBuf::from(name("d"))]);
         assert_eq!(args.bmap, Some(name("b")));
         assert_eq!(args.signature.bmap_sig, Some(name("s")));
         assert_eq!(args.signature.keyring, Some(PathBuf::from(name("k"))));

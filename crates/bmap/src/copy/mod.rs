@@ -23,6 +23,7 @@
 
 mod events;
 pub mod failsafe;
+pub mod fanout;
 mod gptmove;
 mod last;
 mod pipeline;
@@ -39,8 +40,11 @@ use crate::dest::{self, Dest};
 use crate::format::{Bmap, Digest, human_size};
 use crate::source::Image;
 
-pub use events::{Event, Events, NoEvents, Outcome, Phase, RangeOutcome, RangeResult, Timings};
+pub use events::{
+    DestEvent, Event, Events, NoEvents, Outcome, Phase, RangeOutcome, RangeResult, Timings,
+};
 pub use failsafe::HoldBack;
+pub use fanout::{DestResult, Fanout};
 pub use gptmove::{GptMove, GptMoveSlot, gpt_move_hook};
 pub use plan::{Plan, Span};
 #[cfg(feature = "fault-injection")]
@@ -207,6 +211,27 @@ pub enum Error {
     /// The interrupt flag was raised.
     #[error("interrupted")]
     Interrupted,
+    /// A destination of a [`Fanout`] took no data for too long while the copy waited
+    /// for it, and was dropped (the lag rule).
+    #[error(
+        "dropped: it took no data for {:.1} s while the other destinations waited for it \
+         ({} behind the fastest)", .idle.as_secs_f64(), human_size(*.behind)
+    )]
+    Lagging {
+        /// How long it took nothing.
+        idle: std::time::Duration,
+        /// Image bytes it was behind the destination that took the most.
+        behind: u64,
+    },
+    /// Every destination of a [`Fanout`] failed.
+    #[error("every destination failed ({count} of {count})")]
+    NoDestinationLeft {
+        /// The number of destinations.
+        count: usize,
+    },
+    /// The copy stopped before this destination of a [`Fanout`] was finished.
+    #[error("the copy stopped before this destination was finished")]
+    Unfinished,
 }
 
 /// Copies `image` to `dest`: with a bmap, only its ranges (verified unless

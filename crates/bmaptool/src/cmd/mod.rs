@@ -4,6 +4,7 @@ pub mod copy;
 pub mod create;
 pub mod info;
 pub mod json;
+mod multi;
 pub mod network;
 mod preflight;
 mod reflash;

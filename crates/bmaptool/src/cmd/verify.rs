@@ -50,6 +50,7 @@ pub fn run(args: &VerifyArgs, interrupt: &Interrupt) -> Result<bool> {
         psplash: None,
         dest: label,
         debug: messages::enabled(Level::Debug),
+        dests: Vec::new(),
     })
     .context("cannot start the progress display")?;
     let mut events = ReadEvents(progress);
