@@ -281,7 +281,7 @@ impl<S: RangeSink + Send + 'static> RangeSink for Fanout<S> {
         for (index, dest) in self.dests.iter_mut().enumerate() {
             let state = dest.lane.lock();
             let (written, finished) = (state.written, state.finished);
-            let failed = state.error.as_ref().map(ToString::to_string);
+            let failed = state.error.as_ref().map(chain);
             drop(state);
             if written > dest.reported {
                 let bytes = written - dest.reported;
@@ -303,6 +303,18 @@ impl<S: RangeSink + Send + 'static> RangeSink for Fanout<S> {
             events.event(Event::Dest { dest: index, event });
         }
     }
+}
+
+/// An error and its causes on one line, joined by ": ".
+fn chain(error: &Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 impl<S: RangeSink + Send + 'static> Drop for Fanout<S> {
