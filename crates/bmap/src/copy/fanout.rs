@@ -33,6 +33,44 @@
 //! each range verified, `Written` counting the bytes handed to the fan-out); each
 //! destination's own progress comes as [`Event::Dest`] with its index in the order the
 //! sinks were given: bytes it wrote, and once it finished or failed.
+//!
+//! A destination that fails does not stop the others:
+//!
+//! ```
+//! use std::fs::File;
+//! use std::time::Duration;
+//! use bmap::{copy, create, dest::Dest, source::Image};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("disk.img");
+//! let image = File::create(&path)?;
+//! image.set_len(1 << 20)?;
+//! std::os::unix::fs::FileExt::write_all_at(&image, &[7; 4096], 64 << 10)?;
+//! let bmap = create::create(&File::open(&path)?, &create::Options::default())?.bmap;
+//! let plan = copy::Plan::new(Image::open(&path)?, Some(bmap), None)?;
+//!
+//! let good = Dest::open(&dir.path().join("good.img"), &plan.dest_options(false))?;
+//! // The full device takes no byte: writing to it fails.
+//! let full = Dest::open(std::path::Path::new("/dev/full"), &plan.dest_options(false))?;
+//! let sinks = vec![copy::DestWriter::new(good), copy::DestWriter::new(full)];
+//! let mut fanout = copy::Fanout::new(sinks).max_lag(Duration::from_secs(10));
+//! let (tx, rx) = std::sync::mpsc::channel();
+//! plan.run(&mut fanout, &mut tx.clone(), &copy::Options::default())?;
+//! let results = fanout.results();
+//! assert!(results[0].error.is_none() && results[0].sink.is_some());
+//! assert!(results[1].error.is_some() && results[1].sink.is_none());
+//! drop(tx);
+//! let failed: Vec<_> = rx
+//!     .iter()
+//!     .filter_map(|e| match e {
+//!         copy::Event::Dest { dest, event: copy::DestEvent::Failed(why) } => Some((dest, why)),
+//!         _ => None,
+//!     })
+//!     .collect();
+//! assert_eq!(failed.len(), 1);
+//! assert_eq!(failed[0].0, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod lane;
 

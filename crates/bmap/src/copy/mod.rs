@@ -4,22 +4,32 @@
 //! sink the caller owns and returning an [`Outcome`]. See `pipeline.rs` for how the work
 //! is spread over threads.
 //!
-//! ```no_run
-//! use std::path::Path;
-//! use bmap::{copy, dest::Dest, format, source::Image};
+//! ```
+//! use std::fs::File;
+//! use bmap::{copy, create, dest::Dest, source::Image};
 //!
-//! let bmap = format::parse(&std::fs::read("disk.img.bmap")?)?.bmap;
-//! let plan = copy::Plan::new(Image::open(Path::new("disk.img"))?, Some(bmap), None)?;
-//! let dest = Dest::open(Path::new("/dev/sdX"), &plan.dest_options(true))?;
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("disk.img");
+//! let image = File::create(&path)?;
+//! image.set_len(1 << 20)?;
+//! std::os::unix::fs::FileExt::write_all_at(&image, &[7; 4096], 64 << 10)?;
+//! let bmap = create::create(&File::open(&path)?, &create::Options::default())?.bmap;
+//!
+//! let plan = copy::Plan::new(Image::open(&path)?, Some(bmap), None)?;
+//! let dest = Dest::open(&dir.path().join("copy.img"), &plan.dest_options(false))?;
 //! let mut events = Vec::new();
 //! let outcome = plan.run(
 //!     &mut copy::DestWriter::new(dest),
 //!     &mut events,
 //!     &copy::Options::default(),
 //! )?;
+//! assert_eq!(outcome.bytes_written, 4096);
 //! println!("wrote {} bytes in {:?}", outcome.bytes_written, outcome.timings.copying());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! To several destinations at once, run the plan into a [`Fanout`] of sinks (see
+//! `fanout.rs`, and the crate's example).
 
 mod events;
 pub mod failsafe;
