@@ -246,17 +246,21 @@ impl<S: RangeSink + Send + 'static> Fanout<S> {
 
     /// Queues `command` for every live destination; fails when none is left.
     fn send(&self, make: impl Fn() -> Command, bytes: u64) -> Result<(), Error> {
-        let fastest = self
-            .dests
-            .iter()
-            .map(|d| d.lane.lock().written)
-            .max()
-            .unwrap_or(0);
-        let lag = Lag {
-            max: self.max_lag,
-            fastest,
-        };
-        for dest in &self.dests {
+        for (index, dest) in self.dests.iter().enumerate() {
+            // Called with this destination's lane locked: only the others are locked.
+            let fastest = || {
+                self.dests
+                    .iter()
+                    .enumerate()
+                    .filter(|&(other, _)| other != index)
+                    .map(|(_, d)| d.lane.lock().written)
+                    .max()
+                    .unwrap_or(0)
+            };
+            let lag = Lag {
+                max: self.max_lag,
+                fastest: &fastest,
+            };
             dest.lane
                 .push(make(), bytes, &lag, self.interrupt.as_ref())?;
         }
@@ -370,3 +374,6 @@ impl<S: RangeSink + Send + 'static> Drop for Fanout<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -124,11 +124,11 @@ pub(super) struct Lane {
     capacity: u64,
 }
 
-/// A lane's snapshot for the lag rule: who to drop, and how far behind it was.
-pub(super) struct Lag {
+/// The lag rule, as a waiting producer applies it to one destination.
+pub(super) struct Lag<'a> {
     pub(super) max: Duration,
-    /// The most bytes any destination took so far.
-    pub(super) fastest: u64,
+    /// The most bytes any other destination took so far (it locks only the others).
+    pub(super) fastest: &'a dyn Fn() -> u64,
 }
 
 impl Lane {
@@ -173,7 +173,7 @@ impl Lane {
         &self,
         command: Command,
         bytes: u64,
-        lag: &Lag,
+        lag: &Lag<'_>,
         interrupt: Option<&crate::Interrupt>,
     ) -> Result<(), Error> {
         let mut state = self.lock();
@@ -195,7 +195,7 @@ impl Lane {
             }
             let idle = state.last_progress.elapsed();
             if idle >= lag.max {
-                let behind = lag.fastest.saturating_sub(state.written);
+                let behind = (lag.fastest)().saturating_sub(state.written);
                 fail_locked(&mut state, Error::Lagging { idle, behind });
                 self.changed.notify_all();
                 return Ok(());
