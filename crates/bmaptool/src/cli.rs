@@ -76,8 +76,14 @@ pub enum Command {
         IMAGE may be compressed (gz, bz2, xz, lzma, lzo, lz4, zst) or archived (tar, zip), \
         decoded on the fly; a URL (http, https, ftp, file, ssh); or - for standard input. \
         The bmap's OpenPGP signature (IMAGE's bmap name plus .asc or .sig, or a \
-        clearsigned bmap) is verified before anything is written.",
-        after_help = "Examples:\n  bmaptool copy disk.img /dev/sdX\n  bmaptool copy --bmap disk.bmap disk.img disk-copy.img\n  cat disk.img | bmaptool copy --bmap disk.img.bmap - /dev/sdX"
+        clearsigned bmap) is verified before anything is written.\n\n\
+        Several DESTs are written at once: the image is read, decoded and verified once, \
+        and each DEST has its own writer. Every DEST is checked before any is written (one \
+        refusal refuses the run). A DEST that fails is dropped and the others go on; one \
+        that takes no data for 30 s (BMAPTOOL_MAX_LAG, in seconds) while the others wait \
+        for it is dropped too. A table ends the run; the exit status is 1 when any DEST \
+        failed.",
+        after_help = "Examples:\n  bmaptool copy disk.img /dev/sdX\n  bmaptool copy --bmap disk.bmap disk.img disk-copy.img\n  cat disk.img | bmaptool copy --bmap disk.img.bmap - /dev/sdX\n  bmaptool copy disk.img.zst /dev/sdX /dev/sdY /dev/sdZ"
     )]
     Copy(CopyArgs),
 
