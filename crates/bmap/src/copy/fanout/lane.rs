@@ -104,7 +104,7 @@ pub(super) struct State {
     pub(super) verified: u64,
     flushes_asked: u64,
     flushes_done: u64,
-    /// When the sink last finished a command (or the lane started).
+    /// When the sink last finished a command, or work came to an empty queue.
     last_progress: Instant,
     /// Why the destination failed (its sink's error, or the lag rule).
     pub(super) error: Option<Error>,
@@ -184,6 +184,11 @@ impl Lane {
             if state.queued_bytes == 0 || state.queued_bytes + bytes <= self.capacity {
                 if matches!(command, Command::Flush) {
                     state.flushes_asked += 1;
+                }
+                if state.queue.is_empty() {
+                    // The clock of the lag rule runs only while the destination has
+                    // work waiting: time spent idle, waiting for the image, is not lag.
+                    state.last_progress = Instant::now();
                 }
                 state.queue.push_back(command);
                 state.queued_bytes += bytes;
