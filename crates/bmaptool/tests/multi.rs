@@ -267,6 +267,27 @@ fn regular_files_as_destinations_hold_the_image() {
 }
 
 #[test]
+fn a_block_device_and_a_regular_file_in_one_run() {
+    if !need_loop_devices() {
+        return;
+    }
+    let dir = tempdir();
+    let sample = Sample::small(dir.path());
+    let device = LoopDevice::new(32 * MIB, 0x33);
+    let file = dir.path().join("copy.img");
+    let output = run(copy_args(
+        &sample.bmap,
+        &sample.image,
+        &[&file, device.path()],
+    ));
+    assert_ok(&output);
+    assert_eq!(read(&file), sample.bytes);
+    sample.assert_held_by(device.path());
+    // The fail-safe order applies to the device only.
+    assert_eq!(stderr(&output).matches("fail-safe order").count(), 1);
+}
+
+#[test]
 fn a_destination_failing_halfway_does_not_stop_the_others() {
     if !(need_loop_devices() && need_mount()) {
         return;

@@ -11,9 +11,10 @@
 //!
 //! **Memory.** Each chunk is copied once out of the pipeline's buffer (which is
 //! recycled when [`RangeSink::chunk`] returns) and shared by every queue; a queue
-//! holds at most [`QUEUE_BYTES`] (64 MiB) of chunks, so the fan-out holds at most that
-//! much in all while the destinations keep up with each other, and at most N times
-//! that whatever happens.
+//! holds at most [`QUEUE_BYTES`] (64 MiB) of chunks. A chunk lives until the slowest
+//! destination took it, so the fan-out holds at most one queue's worth plus the chunk
+//! each writer is busy with (1 MiB each) whatever happens: a destination that fails
+//! or is dropped frees its queue at once.
 //!
 //! **Failures.** A destination whose sink fails (a write error, a read-back mismatch,
 //! a device removed) is marked failed with its error, its sink is dropped (which
