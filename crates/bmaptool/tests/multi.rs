@@ -426,3 +426,51 @@ fn verify_written_and_skip_unchanged_work_per_destination() {
     assert!(after.0 - before.0 < 4 * MIB / 512, "{before:?} {after:?}");
     assert!(after.1 - before.1 < 4 * MIB / 512, "{before:?} {after:?}");
 }
+
+#[test]
+fn each_device_gets_the_gpt_backup_at_its_own_end() {
+    if !(need_loop_devices() && need_tool("sgdisk")) {
+        return;
+    }
+    let dir = tempdir();
+    let sample = Sample::small(dir.path());
+    succeeds(
+        Command::new("sgdisk")
+            .args(["-o", "-n1:2048:+8M"])
+            .arg(&sample.image),
+    );
+    assert_ok(&run([
+        OsStr::new("create"),
+        OsStr::new("-o"),
+        sample.bmap.as_os_str(),
+        sample.image.as_os_str(),
+    ]));
+    let devices = [LoopDevice::new(24 * MIB, 0), LoopDevice::new(40 * MIB, 0)];
+    let output = run(copy_args(
+        &sample.bmap,
+        &sample.image,
+        &[devices[0].path(), devices[1].path()],
+    ));
+    assert_ok(&output);
+    let text = stderr(&output);
+    assert_eq!(
+        text.matches("moved the image's backup GPT").count(),
+        2,
+        "{text}"
+    );
+    for device in &devices {
+        let check = succeeds(Command::new("sgdisk").arg("-v").arg(device.path()));
+        let report = String::from_utf8_lossy(&check.stdout);
+        assert!(report.contains("No problems found"), "{report}");
+        let size = std::fs::metadata(device.backing()).expect("backing").len();
+        let last = read_prefix(device.path(), size);
+        assert_eq!(&last[(size - 512) as usize..][..8], b"EFI PART");
+        let output = run([
+            OsStr::new("verify"),
+            OsStr::new("--bmap"),
+            sample.bmap.as_os_str(),
+            device.path().as_os_str(),
+        ]);
+        assert_ok(&output);
+    }
+}
