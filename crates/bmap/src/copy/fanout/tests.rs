@@ -182,3 +182,35 @@ fn an_interrupt_ends_a_wait_for_a_stalled_destination() {
     drop(release);
     drop(fanout);
 }
+
+#[test]
+fn time_a_destination_spent_waiting_for_data_is_not_lag() {
+    // Idle for longer than the lag rule's time, then a burst that fills its queue while
+    // its next write takes a moment: it must not be taken for a stalled destination.
+    let (mut slow, kept) = Keeper::new();
+    let (release, gate) = mpsc::channel();
+    slow.stall_at = Some((1, gate));
+    let mut fanout = Fanout::with_queue(vec![slow], 1 << 20).max_lag(Duration::from_secs(2));
+    let block = vec![9u8; 1 << 20];
+    fanout.chunk(&block, 0).expect("first chunk");
+    let mut events = Vec::new();
+    let took_it = || kept.lock().expect("lock").len() == 1 << 20;
+    while !took_it() {
+        std::thread::yield_now();
+    }
+    // Idle: the image is slow to come.
+    std::thread::sleep(Duration::from_millis(2500));
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        drop(release);
+    });
+    for n in 1..5u64 {
+        fanout.chunk(&block, n << 20).expect("burst");
+    }
+    fanout.finish(5 << 20).expect("finish");
+    fanout.report(&mut events);
+    releaser.join().expect("releaser");
+    let results = fanout.results();
+    assert!(results[0].error.is_none(), "{:?}", results[0].error);
+    assert_eq!(results[0].bytes_written, 5 << 20);
+}
