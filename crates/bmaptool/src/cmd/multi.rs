@@ -55,14 +55,7 @@ pub fn run(
             path.display()
         ));
     }
-    let mut chains = Vec::with_capacity(dests.len());
-    let mut extras = Vec::with_capacity(dests.len());
-    for dest in dests {
-        super::copy::report_tuning(&dest);
-        let prepared = super::reflash::prepare(args, &plan, dest, interrupt)?;
-        chains.push(prepared.chain);
-        extras.push((prepared.holes, prepared.gpt));
-    }
+    let (chains, extras) = prepare_all(args, &plan, dests, interrupt)?;
     let mut progress = Progress::start(Settings {
         total: plan.bytes_to_write(),
         show: messages::enabled(Level::Info),
@@ -97,15 +90,43 @@ pub fn run(
         messages::warning(notice);
     }
     super::copy::summarize(args, &outcome, has_bmap, &label);
+    conclude(&args.dest, &labels, &results, extras)
+}
+
+/// The chains in front of the destinations, and what each preparation did.
+fn prepare_all(
+    args: &CopyArgs,
+    plan: &copy::Plan,
+    dests: Vec<Dest>,
+    interrupt: &Interrupt,
+) -> Result<(Vec<Chain>, Vec<Extra>)> {
+    let mut chains = Vec::with_capacity(dests.len());
+    let mut extras = Vec::with_capacity(dests.len());
+    for dest in dests {
+        super::copy::report_tuning(&dest);
+        let prepared = super::reflash::prepare(args, plan, dest, interrupt)?;
+        chains.push(prepared.chain);
+        extras.push((prepared.holes, prepared.gpt));
+    }
+    Ok((chains, extras))
+}
+
+/// What each destination did besides writing, the table, and the verdict: an error
+/// naming the destinations that failed.
+fn conclude(
+    paths: &[PathBuf],
+    labels: &[String],
+    results: &[DestResult<Chain>],
+    extras: Vec<Extra>,
+) -> Result<()> {
     let mut failed = Vec::new();
-    for (((result, extra), path), label) in results.iter().zip(extras).zip(&args.dest).zip(&labels)
-    {
+    for (((result, extra), path), label) in results.iter().zip(extras).zip(paths).zip(labels) {
         match &result.sink {
             Some(chain) => summarize_one(chain, extra, label),
             None => failed.push(format!("'{}'", path.display())),
         }
     }
-    table(&args.dest, &results);
+    table(paths, results);
     if !failed.is_empty() {
         bail!(
             "{} of {} destinations failed: {} (see the table above; the others hold the image)",
