@@ -174,7 +174,8 @@ fn assert_matches_oracle(ours: &Path, oracle: &Path, image: &Path) {
 fn assert_undoes(moved: &Path, image: &Path, sector: u64) {
     let size = fs::metadata(image).expect("stat").len();
     let file = File::open(moved).expect("open");
-    let writes = gpt::undo_relocation(&file, size)
+    let device_size = fs::metadata(moved).expect("stat").len();
+    let writes = gpt::undo_relocation(&file, size, device_size)
         .expect("reads")
         .expect("a moved copy of the image's GPT");
     let offsets: Vec<u64> = writes.iter().map(|w| w.offset).collect();
@@ -188,7 +189,10 @@ fn assert_undoes(moved: &Path, image: &Path, sector: u64) {
         );
     }
     let unmoved = File::open(image).expect("open");
-    assert_eq!(gpt::undo_relocation(&unmoved, size).expect("reads"), None);
+    assert_eq!(
+        gpt::undo_relocation(&unmoved, size, size).expect("reads"),
+        None
+    );
 }
 
 // ---------------------------------------------------------------------------------

@@ -241,10 +241,11 @@ fn write_retries_zero_fails_at_the_first_difference() {
 }
 
 /// Writes blocks `first..=last` (4 KiB each) of `bytes` through `writer` as one range,
-/// in 1 MiB chunks from aligned buffers, as the pipeline does.
+/// in 1 MiB chunks from aligned buffers, as the pipeline does (numbered by its first
+/// block, so that each range is one of its own).
 fn write_range(writer: &mut DestWriter, bytes: &[u8], first: u64, last: u64) {
     let span = Span {
-        index: 0,
+        index: first as usize,
         first_block: first,
         last_block: last,
         start: first * 4096,

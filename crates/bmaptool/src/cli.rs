@@ -83,7 +83,7 @@ pub enum Command {
         that takes no data for 30 s (BMAPTOOL_MAX_LAG, in seconds) while the others wait \
         for it is dropped too. A table ends the run; the exit status is 1 when any DEST \
         failed.",
-        after_help = "Examples:\n  bmaptool copy disk.img /dev/sdX\n  bmaptool copy --bmap disk.bmap disk.img disk-copy.img\n  cat disk.img | bmaptool copy --bmap disk.img.bmap - /dev/sdX\n  bmaptool copy disk.img.zst /dev/sdX /dev/sdY /dev/sdZ"
+        after_help = "Examples:\n  bmaptool copy disk.img /dev/sdX\n  bmaptool copy --bmap disk.bmap disk.img disk-copy.img\n  cat disk.img | bmaptool copy --bmap disk.img.bmap - /dev/sdX\n  bmaptool copy --seek 256MiB rootfs.ext4 /dev/sdX   # into the partition at 256 MiB\n  bmaptool copy disk.img.zst /dev/sdX /dev/sdY /dev/sdZ"
     )]
     Copy(CopyArgs),
 
@@ -213,6 +213,15 @@ pub struct CopyArgs {
     /// comparing after 64 MiB in a row differ
     #[arg(long)]
     pub skip_unchanged: bool,
+
+    /// Write the image OFFSET bytes into DEST (a partition image into a whole disk or
+    /// disk image): units K, M, G, T (or KiB, MiB...: powers of 1024), kB, MB, GB, TB
+    /// (powers of 1000); a multiple of the bmap's block size (and of 512). DEST's
+    /// other bytes are kept: a file is not truncated, the fail-safe order and the GPT
+    /// move are off (also with --seek 0)
+    #[arg(long, value_name = "OFFSET", allow_negative_numbers = true,
+          value_parser = crate::size::parse_bytes)]
+    pub seek: Option<u64>,
 }
 
 /// The bmap's OpenPGP signature options, shared by `copy` and `verify`.
@@ -256,6 +265,13 @@ pub struct VerifyArgs {
     /// Print the report as one JSON document on standard output (see docs/json.md)
     #[arg(long)]
     pub json: bool,
+
+    /// Check an image that starts OFFSET bytes into TARGET (written with copy
+    /// --seek); the same units as copy's --seek
+    #[arg(long, value_name = "OFFSET", default_value = "0", hide_default_value = true,
+          allow_negative_numbers = true,
+          value_parser = crate::size::parse_bytes)]
+    pub seek: u64,
 }
 
 /// Arguments of `bmaptool create`.

@@ -9,3 +9,4 @@ pub mod input;
 pub mod messages;
 pub mod progress;
 pub mod signals;
+pub mod size;

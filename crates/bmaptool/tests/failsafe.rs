@@ -585,7 +585,7 @@ fn no_gpt_move_keeps_the_images_bytes_and_says_nothing_moved() {
 }
 
 #[test]
-fn a_device_no_larger_than_the_image_keeps_the_gpt_as_it_is() {
+fn a_device_without_room_for_the_backup_keeps_the_gpt_as_it_is() {
     if !need_tools() {
         return;
     }
@@ -595,4 +595,16 @@ fn a_device_no_larger_than_the_image_keeps_the_gpt_as_it_is() {
     assert_ok(&out);
     assert!(!stderr(&out).contains("backup GPT"), "{}", stderr(&out));
     assert!(device_bytes(&dev, SIZE) == image.bytes);
+    // Larger by less than the backup's 32 sectors of entries and its header: moving
+    // it would overwrite the image's own last sectors.
+    let dev = LoopDevice::new(SIZE + 16 * 512, 0);
+    let out = image.copy(&dev, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("backup GPT not moved: the device (131088 sectors) is not larger"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(device_bytes(&dev, SIZE) == image.bytes);
+    assert_ok(&verify(&image, &dev));
 }

@@ -350,8 +350,17 @@ fn help_options(command: &[&str]) -> Vec<String> {
         if !line.starts_with('-') {
             continue;
         }
-        for word in line.split([',', ' ']) {
-            if word.starts_with('-') && word.len() > 1 {
+        // The option column ends at the first double space; a wrapped description
+        // line that starts with an option name ("--bmap.") is not an option row.
+        let column = line.split("  ").next().unwrap_or_default();
+        for word in column.split([',', ' ']) {
+            let name = word.trim_start_matches('-');
+            let dashes = word.len() - name.len();
+            let is_name = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if (1..=2).contains(&dashes) && is_name {
                 options.push(word.to_owned());
             }
         }
@@ -363,7 +372,13 @@ fn help_options(command: &[&str]) -> Vec<String> {
 fn readme_documents_every_option_of_every_command() {
     let section = documented_names();
     let mut checked = 0;
-    for command in [&[][..], &["create"][..], &["copy"][..]] {
+    for command in [
+        &[][..],
+        &["create"][..],
+        &["copy"][..],
+        &["verify"][..],
+        &["info"][..],
+    ] {
         for option in help_options(command) {
             assert!(
                 mentions(&section, &option),

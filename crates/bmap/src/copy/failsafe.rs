@@ -162,6 +162,10 @@ impl<S: RangeSink> RangeSink for HoldBack<S> {
         self.inner.alignment()
     }
 
+    fn shift(&self) -> u64 {
+        self.inner.shift()
+    }
+
     fn begin(&mut self, span: &Span) -> Result<(), Error> {
         let start = span.start;
         let end = span.len.map_or(u64::MAX, |len| start + len);
@@ -253,28 +257,28 @@ impl<S: RangeSink> RangeSink for HoldBack<S> {
         let in_tail =
             |p: &HeldPart| self.held.tail.end() > tail_start && p.span.start >= tail_start;
         let (tail, head): (Vec<HeldPart>, Vec<HeldPart>) = parts.into_iter().partition(in_tail);
-        if !gpt {
-            // No backup GPT to protect: the last MiB goes with the rest.
-            release(&mut self.inner, &self.held, &tail)?;
+        // The last MiB (the last partition's end and, for a GPT, the image's backup
+        // table) once everything else is durable: every data byte is on the medium
+        // before any table is.
+        if gpt && !tail.is_empty() {
+            self.inner.flush()?;
+        } else {
             self.held_bytes = self.held_bytes.saturating_sub(span_bytes(&tail));
         }
-        if !head.is_empty() || (gpt && !tail.is_empty()) || self.hook.is_some() {
+        release(&mut self.inner, &self.held, &tail)?;
+        if !head.is_empty() || !tail.is_empty() || self.hook.is_some() {
             self.inner.flush()?;
         }
+        // Then the hook's writes (the GPT move writes the backup at the device's end,
+        // before the primary that points to it), then the first MiB.
         if let Some(hook) = self.hook.take() {
             self.held.parts = head;
-            self.held.parts.extend(if gpt { tail } else { Vec::new() });
-            // The hook's writes go first: the GPT move writes the backup at the
-            // device's end before the primary that points to it.
             let extra = hook(&mut self.held, self.inner.dest())?;
             write_extra(&mut self.inner, &extra)?;
             let parts = std::mem::take(&mut self.held.parts);
             release(&mut self.inner, &self.held, &parts)?;
         } else {
             release(&mut self.inner, &self.held, &head)?;
-            if gpt {
-                release(&mut self.inner, &self.held, &tail)?;
-            }
         }
         self.inner.finish(image_size)
     }
@@ -384,14 +388,28 @@ mod tests {
         feed(&mut hold, &spans, true);
         hold.finish(size).expect("finish");
         let (log, writes) = (&hold.inner().0, &hold.inner().1);
-        let flush = log.iter().position(|l| l == "flush").expect("flushed");
-        let last = log
-            .iter()
-            .rposition(|l| l.starts_with("chunk"))
-            .expect("chunks");
-        assert!(
-            last > flush && log[last].contains(&format!("+{}", size - writes.last().expect("w").0))
-        );
+        // Everything else, a flush, the last MiB, a flush, the first MiB.
+        let flushes: Vec<usize> = (0..log.len()).filter(|&i| log[i] == "flush").collect();
+        assert_eq!(flushes.len(), 2, "{log:?}");
+        let chunk_at = |line: &str| -> Option<u64> {
+            let rest = line.strip_prefix("chunk ")?;
+            rest.split('+').next()?.parse().ok()
+        };
+        let tail_start = size - TABLE_AREA;
+        for (i, line) in log.iter().enumerate() {
+            let Some(offset) = chunk_at(line) else {
+                continue;
+            };
+            let phase = flushes.iter().filter(|&&f| f < i).count();
+            let expected = if offset < TABLE_AREA {
+                2
+            } else if offset + 4096 > tail_start {
+                1
+            } else {
+                0
+            };
+            assert_eq!(phase, expected, "{line} after {phase} flushes: {log:?}");
+        }
         let mut image = vec![0u8; size as usize];
         let mut seen = vec![false; size as usize];
         for (offset, data) in writes {

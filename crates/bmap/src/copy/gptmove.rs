@@ -11,7 +11,6 @@
 use std::io;
 use std::sync::{Arc, Mutex};
 
-use super::Error;
 use super::failsafe::{ExtraWrite, Held, ReleaseHook};
 use crate::dest::Dest;
 use crate::gpt::{self, NotMoved, ReadFn, Relocation};
@@ -23,6 +22,12 @@ pub enum GptMove {
     Moved(Relocation),
     /// Nothing was moved, and why.
     NotMoved(NotMoved),
+    /// The image has a GPT, but the bmap does not map both its headers: the table on
+    /// the device may be a stale one the image's holes left, so it is not moved.
+    HeadersNotMapped,
+    /// Reading the device to plan the move failed: nothing was moved, and the copy
+    /// went on (the move is an extra; the image's own bytes were all written).
+    ReadFailed(String),
 }
 
 /// Where the hook leaves what it did, for the caller to report after the copy.
@@ -51,18 +56,29 @@ pub fn gpt_move_hook(
         let planned = {
             let reader = ReadFn(|buf: &mut [u8], offset: u64| read(dest, held, buf, offset));
             gpt::plan_relocation(&reader, image_size, device_size, sector)
-                .map_err(Error::GptMove)?
         };
         let (extra, done) = match planned {
-            Ok(relocation) if !headers_mapped(&mapped, image_size, relocation.sector) => {
-                (Vec::new(), GptMove::NotMoved(NotMoved::NoGpt))
+            Ok(Ok(relocation)) if !headers_mapped(&mapped, image_size, relocation.sector) => {
+                (Vec::new(), GptMove::HeadersNotMapped)
             }
-            Ok(relocation) => (apply(held, &relocation), GptMove::Moved(relocation)),
-            Err(reason) => (Vec::new(), GptMove::NotMoved(reason)),
+            Ok(Ok(relocation)) => (apply(held, &relocation), GptMove::Moved(relocation)),
+            Ok(Err(reason)) => (Vec::new(), GptMove::NotMoved(reason)),
+            Err(error) => (Vec::new(), GptMove::ReadFailed(chain(&error))),
         };
         *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
         Ok(extra)
     })
+}
+
+/// An error and its causes on one line.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text += &format!(": {next}");
+        cause = next.source();
+    }
+    text
 }
 
 /// Whether the image maps both GPT headers (LBA 1 and its last sector).

@@ -215,9 +215,6 @@ pub enum Error {
     /// Writing, sizing or syncing the destination failed.
     #[error(transparent)]
     Dest(#[from] dest::Error),
-    /// Reading the device to move the image's backup GPT to its end failed.
-    #[error("cannot move the image's backup GPT to the device's end")]
-    GptMove(#[source] crate::gpt::Error),
     /// The interrupt flag was raised.
     #[error("interrupted")]
     Interrupted,

@@ -17,7 +17,8 @@
 //! every stage stops at its next chunk, and the error is returned.
 //!
 //! The buffers are aligned to the destination's direct-I/O alignment (4096 at least),
-//! and the bytes for image offset `o` are placed at index `o % alignment`: memory and
+//! and the bytes for image offset `o` are placed at index `(o + shift) % alignment`
+//! (the shift: where the image starts on the medium, a `--seek`): memory and
 //! file offsets then agree, so every whole aligned block of a chunk can be written
 //! with `O_DIRECT`, whatever offset its range starts at. A range's first chunk is cut
 //! short so that the next ones start aligned; only a range's partial first and last
@@ -149,6 +150,7 @@ pub(super) fn run(
         expected: job.expected.or(image.size()),
         block_size: job.block_size,
         align: align as u64,
+        shift: sink.shift() % align as u64,
     };
     let reader = spawn("bmap-read", move || reader.run(image))?;
     let mut writer = Writer {
@@ -221,8 +223,10 @@ struct Reader {
     expected: Option<u64>,
     /// Block size, to name blocks in errors.
     block_size: u64,
-    /// The buffers' alignment: data for offset `o` starts at `o % align`.
+    /// The buffers' alignment: data for offset `o` starts at `(o + shift) % align`.
     align: u64,
+    /// Where the image's offset 0 lies on the medium, modulo `align` (a seek).
+    shift: u64,
 }
 
 impl Reader {
@@ -429,7 +433,7 @@ impl Reader {
     /// chunk of its range starts, on an aligned offset.
     fn place(&self, offset: u64) -> usize {
         // Below `align`, which is at most CHUNK.
-        (offset % self.align) as usize
+        ((offset % self.align + self.shift) % self.align) as usize
     }
 
     fn take_buffer(&self) -> Option<AlignedBuf> {

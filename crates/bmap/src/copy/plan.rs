@@ -155,6 +155,7 @@ impl Plan {
             mapped_bytes: self.bytes_to_write(),
             min_size: self.min_size,
             tune,
+            seek: None,
         }
     }
 

@@ -101,9 +101,9 @@ pub struct ReadBackStats {
 /// every retry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the destination does not hold what was written: blocks range {} (bytes {start}-{end}) \
-     differs at byte {offset} (read {found:#04x}, written {wrote:#04x}) after {writes} \
-     write(s); the medium may be failing", blocks(*.first, *.last)
+    "the destination does not hold what was written: blocks range {} ({}) differs at byte \
+     {offset} (read {found:#04x}, written {wrote:#04x}) after {writes} write(s); the medium \
+     may be failing", blocks(*.first, *.last), bytes(*.start, *.end)
 )]
 pub struct ReadBackMismatch {
     /// First block of the range.
@@ -124,6 +124,14 @@ pub struct ReadBackMismatch {
     pub writes: u32,
 }
 
+fn bytes(start: u64, end: u64) -> String {
+    if end == u64::MAX {
+        format!("from byte {start}")
+    } else {
+        format!("bytes {start}-{end}")
+    }
+}
+
 fn blocks(first: u64, last: u64) -> String {
     if last == u64::MAX {
         format!("{first}-(end)")
@@ -135,6 +143,8 @@ fn blocks(first: u64, last: u64) -> String {
 /// A range seen by the writer: blocks and bytes, to name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Named {
+    /// The span's index (the bmap range's; far above any for a hook's extra writes).
+    index: usize,
     first: u64,
     last: u64,
     start: u64,
@@ -159,15 +169,18 @@ struct Part {
 #[derive(Debug)]
 struct Batch {
     buf: AlignedBuf,
+    /// Where the image's offset 0 lies on the medium (a seek), modulo the alignment.
+    shift: u64,
     used: usize,
     parts: Vec<Part>,
     ranges: Vec<Named>,
 }
 
 impl Batch {
-    fn new(align: usize) -> Batch {
+    fn new(align: usize, shift: u64) -> Batch {
         Batch {
             buf: AlignedBuf::new(BATCH, align),
+            shift: shift % align as u64,
             used: 0,
             parts: Vec::new(),
             ranges: Vec::new(),
@@ -184,7 +197,8 @@ impl Batch {
     /// offset's alignment so that it can be written again directly; returns how much.
     fn push(&mut self, data: &[u8], offset: u64, range: Option<Named>) -> usize {
         let align = self.buf.align();
-        let want = usize::try_from(offset % align as u64).unwrap_or(0);
+        let want =
+            usize::try_from((offset % align as u64 + self.shift) % align as u64).unwrap_or(0);
         let pos = self.used + (want + align - self.used % align) % align;
         let n = data.len().min(BATCH.saturating_sub(pos));
         if n == 0 {
@@ -238,9 +252,12 @@ pub(super) struct Verifier {
     made: usize,
     in_flight: usize,
     align: usize,
+    shift: u64,
     open: Vec<Named>,
     rewritten: Vec<Named>,
     stats: ReadBackStats,
+    /// The bmap ranges some bytes of which were kept (counted in `stats.ranges`).
+    counted: std::collections::HashSet<usize>,
     broken: bool,
 }
 
@@ -251,6 +268,7 @@ impl Verifier {
             return Err(Error::NothingToReadBack(dest.path().to_owned()));
         }
         let align = dest.alignment();
+        let shift = dest.seek();
         let (to_thread, batches) = sync_channel::<Batch>(IN_FLIGHT);
         let (done, from_thread) = channel::<Done>();
         let thread = std::thread::Builder::new()
@@ -264,20 +282,23 @@ impl Verifier {
             to_thread: Some(to_thread),
             from_thread,
             thread: Some(thread),
-            current: Batch::new(align),
+            current: Batch::new(align, shift),
             spare: Vec::new(),
             made: 1,
             in_flight: 0,
             align,
+            shift,
             open: Vec::new(),
             rewritten: Vec::new(),
             stats: ReadBackStats::default(),
+            counted: std::collections::HashSet::new(),
             broken: false,
         })
     }
 
     pub(super) fn begin(&mut self, span: &Span) {
         self.open.push(Named {
+            index: span.index,
             first: span.first_block,
             last: span.last_block,
             start: span.start,
@@ -286,15 +307,22 @@ impl Verifier {
     }
 
     pub(super) fn end(&mut self, span: &Span, verdict: &Verdict) {
+        let _ = verdict;
         self.open.retain(|named| named.start != span.start);
-        if !matches!(verdict, Verdict::Mismatched { .. }) {
-            self.stats.ranges += 1;
-        }
     }
 
     /// Keeps the chunk `data`, just written at `offset`.
     pub(super) fn keep(&mut self, mut data: &[u8], mut offset: u64) -> Result<(), Error> {
         let range = self.open.iter().copied().find(|named| named.holds(offset));
+        // A bmap range counts once, however it was split (at held regions, in
+        // chunks), and only when some of it was written (not skipped as unchanged);
+        // a hook's extra writes (the GPT move) are not bmap ranges.
+        if let Some(named) = range
+            && named.index < usize::MAX / 2
+            && self.counted.insert(named.index)
+        {
+            self.stats.ranges += 1;
+        }
         while !data.is_empty() {
             let n = self.current.push(data, offset, range);
             if n == 0 {
@@ -315,7 +343,7 @@ impl Verifier {
             Some(batch) => batch,
             None if self.made <= IN_FLIGHT => {
                 self.made += 1;
-                Batch::new(self.align)
+                Batch::new(self.align, self.shift)
             }
             None => {
                 self.collect_one()?;
@@ -518,6 +546,7 @@ fn mismatch(
     writes: u32,
 ) -> Error {
     let range = range.unwrap_or(Named {
+        index: usize::MAX,
         first: 0,
         last: u64::MAX,
         start: 0,
@@ -541,7 +570,7 @@ mod tests {
 
     #[test]
     fn a_batch_keeps_chunks_at_their_offsets_alignment_and_merges_contiguous_ones() {
-        let mut batch = Batch::new(4096);
+        let mut batch = Batch::new(4096, 0);
         let a = vec![1u8; 5000];
         assert_eq!(batch.push(&a, 100, None), 5000);
         assert_eq!(batch.parts[0].pos % 4096, 100);
@@ -567,6 +596,7 @@ mod tests {
     #[test]
     fn a_mismatch_names_the_range_and_the_byte() {
         let range = Named {
+            index: 1,
             first: 3,
             last: 5,
             start: 12288,

@@ -35,12 +35,22 @@ pub enum Verdict {
 ///
 /// The chunks of one range come in order, between its `begin` and `end`; up to two
 /// ranges (one per hasher) may be open at once, so chunks of different ranges can
-/// interleave. A chunk's bytes sit in memory at `offset % alignment()` of an aligned
-/// buffer, so that whole aligned blocks can be written with `O_DIRECT`.
+/// interleave. A chunk's bytes sit in memory at `(offset + shift()) % alignment()` of
+/// an aligned buffer, so that whole aligned blocks can be written with `O_DIRECT`.
 pub trait RangeSink {
     /// The alignment the buffers must have for this sink (at least [`MIN_ALIGN`]).
     fn alignment(&self) -> usize {
         MIN_ALIGN
+    }
+
+    /// Where the image's offset 0 lies on the medium, modulo [`alignment`]: the
+    /// buffers hold the bytes for image offset `o` at `(o + shift) % alignment`, so
+    /// that the medium's offsets and memory agree for a destination written at a seek
+    /// too (0 without one).
+    ///
+    /// [`alignment`]: RangeSink::alignment
+    fn shift(&self) -> u64 {
+        0
     }
 
     /// A range starts; its chunks follow.
@@ -165,6 +175,10 @@ impl RangeSink for DestWriter {
             .as_deref()
             .map_or(MIN_ALIGN, Dest::alignment)
             .max(MIN_ALIGN)
+    }
+
+    fn shift(&self) -> u64 {
+        self.dest.as_deref().map_or(0, Dest::seek)
     }
 
     fn dest(&self) -> Option<&Dest> {

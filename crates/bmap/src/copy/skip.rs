@@ -71,7 +71,7 @@ impl SkipUnchanged {
     fn unchanged(&mut self, data: &[u8], offset: u64) -> Result<bool, Error> {
         let align = self.inner.alignment();
         let dest = self.inner.dest().ok_or(Error::Finished)?;
-        let place = (offset % align as u64) as usize;
+        let place = dest.place(offset);
         let scratch = match &mut self.scratch {
             Some(buf) if buf.len() >= place + data.len() => buf,
             slot => slot.insert(AlignedBuf::new(CHUNK.max(data.len()) + align, align)),
@@ -88,6 +88,10 @@ impl SkipUnchanged {
 impl RangeSink for SkipUnchanged {
     fn alignment(&self) -> usize {
         self.inner.alignment()
+    }
+
+    fn shift(&self) -> u64 {
+        self.inner.shift()
     }
 
     fn begin(&mut self, span: &Span) -> Result<(), Error> {

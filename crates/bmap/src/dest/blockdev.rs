@@ -103,9 +103,12 @@ pub(super) fn open(path: &Path, meta: &Metadata, options: &Options) -> Result<De
         None => (options.min_size, true),
     };
     if let Some(image) = image
-        && image > device
+        && image
+            .checked_add(options.seek.unwrap_or(0))
+            .is_none_or(|end| end > device)
     {
         return Err(Error::TooSmall {
+            seek: options.seek.unwrap_or(0),
             path: path.to_owned(),
             image,
             at_least,
@@ -114,6 +117,7 @@ pub(super) fn open(path: &Path, meta: &Metadata, options: &Options) -> Result<De
     }
     let logical_block = crate::sys::logical_block_size(&file).ok();
     let mut io = Handle::buffered(path, file);
+    io.seek = options.seek.unwrap_or(0);
     io.enable_direct(readable, logical_block)
         .map_err(|source| Error::Open {
             path: path.to_owned(),

@@ -9,12 +9,17 @@ use super::handle::Handle;
 use super::{Dest, Error, Options, loops, room};
 
 /// A regular file destination: written sparse, sized to the image, removed (when
-/// this copy created it) or left empty (when it was truncated) unless finished.
+/// this copy created it) or left empty (when it was truncated) unless finished. With
+/// a seek, an existing file is kept: unfinished, it gets its old length back (its
+/// bytes up to the seek and after the image as they were; the image's part partly
+/// written).
 #[derive(Debug)]
 pub struct RegularFile {
     pub(super) io: Handle,
     /// Removed if the copy does not finish.
     created: bool,
+    /// The length of an existing file written at a seek (not truncated).
+    kept_len: Option<u64>,
     pub(super) finished: bool,
 }
 
@@ -25,10 +30,27 @@ impl Drop for RegularFile {
         }
         if self.created {
             let _ = std::fs::remove_file(self.io.path());
+        } else if let Some(len) = self.kept_len {
+            // Only what was added past its old end goes.
+            let _ = self.io.file().set_len(len);
         } else {
             // It was truncated when opened: leave it empty rather than half-written.
             let _ = self.io.file().set_len(0);
         }
+    }
+}
+
+impl RegularFile {
+    /// Sizes the file for an image of `size` bytes at the seek: exactly that, except
+    /// for an existing file kept at a seek: only longer (its bytes after the image are
+    /// kept).
+    pub(super) fn resize(&self, size: u64) -> io::Result<()> {
+        let file = self.io.file();
+        let end = size.saturating_add(self.io.seek);
+        if self.kept_len.is_none() || file.metadata()?.len() < end {
+            file.set_len(end)?;
+        }
+        Ok(())
     }
 }
 
@@ -66,14 +88,17 @@ pub(super) fn create(path: &Path, options: &Options) -> Result<Dest, Error> {
     let mut dest = RegularFile {
         io: Handle::buffered(&target, file),
         created: true,
+        kept_len: None,
         finished: false,
     };
+    dest.io.seek = options.seek.unwrap_or(0);
     presize(&dest, options)?;
     with_direct(&mut dest, true)?;
     Ok(Dest::File(dest))
 }
 
-/// An existing regular file: truncated first, so no old data shows through the holes.
+/// An existing regular file: truncated first, so no old data shows through the holes
+/// (with a seek, kept as it is: only made longer when it ends before the image).
 /// Refused, untouched, when a loop device reads from it or its file system cannot hold
 /// the copy.
 pub(super) fn truncate_existing(
@@ -87,18 +112,22 @@ pub(super) fn truncate_existing(
             device: backed.device,
         });
     }
+    let keep = options.seek.is_some();
     if let Some(needed) = options.mapped_bytes {
-        room::check(path, Some(meta), needed)?;
+        // Kept, the old file frees none of its blocks.
+        room::check(path, Some(meta).filter(|_| !keep), needed)?;
     }
-    let (file, readable) = open_rw(path, |o| o.truncate(true)).map_err(|source| Error::Open {
+    let (file, readable) = open_rw(path, |o| o.truncate(!keep)).map_err(|source| Error::Open {
         path: path.to_owned(),
         source,
     })?;
     let mut dest = RegularFile {
         io: Handle::buffered(path, file),
         created: false,
+        kept_len: keep.then_some(meta.len()),
         finished: false,
     };
+    dest.io.seek = options.seek.unwrap_or(0);
     presize(&dest, options)?;
     with_direct(&mut dest, readable)?;
     Ok(Dest::File(dest))
@@ -167,7 +196,7 @@ fn with_direct(dest: &mut RegularFile, readable: bool) -> Result<(), Error> {
 /// makes mapped-looking blocks, intel/bmap-tools#6).
 fn presize(dest: &RegularFile, options: &Options) -> Result<(), Error> {
     if let Some(size) = options.image_size {
-        dest.io.file().set_len(size).map_err(|source| Error::Io {
+        dest.resize(size).map_err(|source| Error::Io {
             action: "set the size of",
             path: dest.io.path().to_owned(),
             source,

@@ -72,6 +72,8 @@ pub(super) struct Handle {
     state: AtomicU8,
     /// Bytes written through the page cache so far.
     buffered: AtomicU64,
+    /// Added by [`super::Dest`] to every offset it is given (`Options::seek`).
+    pub(super) seek: u64,
 }
 
 impl Handle {
@@ -84,6 +86,7 @@ impl Handle {
             align: MIN_ALIGN as u64,
             state: AtomicU8::new(OFF),
             buffered: AtomicU64::new(0),
+            seek: 0,
         }
     }
 
@@ -178,7 +181,10 @@ impl Handle {
             let rest = &mut buf[done..];
             let at = offset + done as u64;
             let got = match self.next(rest.as_ptr() as usize, rest.len(), at) {
-                Step::Buffered(n) => match self.file.read_at(&mut rest[..n], at) {
+                Step::Buffered(n) => match self
+                    .drop_around(at, n)
+                    .and_then(|()| self.file.read_at(&mut rest[..n], at))
+                {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     other => other?,
                 },
@@ -236,6 +242,20 @@ impl Handle {
         crate::sys::sync_range(&self.file, offset, len.get())?;
         rustix::fs::fadvise(&self.file, offset, Some(len), rustix::fs::Advice::DontNeed)?;
         Ok(())
+    }
+
+    /// Makes a buffered read of `len` bytes at `offset` show what the medium holds: the
+    /// area around it is written back and dropped from the page cache (rounded out to
+    /// 2 MiB, since the cache keeps a large folio that straddles the span). Best effort
+    /// on nodes that have no page cache to drop.
+    fn drop_around(&self, offset: u64, len: usize) -> io::Result<()> {
+        const AREA: u64 = 2 << 20;
+        let start = offset - offset % AREA;
+        let end = (offset + len as u64).div_ceil(AREA) * AREA;
+        match self.settle(start, end - start) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ESPIPE | libc::EINVAL)) => Ok(()),
+            other => other,
+        }
     }
 
     /// Syncs both descriptors to the medium (the device's write cache flushed too).

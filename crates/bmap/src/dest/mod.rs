@@ -6,8 +6,10 @@
 //! (bypassing the page cache with `O_DIRECT` where the kernel allows it, see
 //! `handle.rs`), discards, syncs, and is either [`finish`](Dest::finish)ed (truncated to
 //! the image size, synced, settings restored) or dropped, which undoes what it can: a
-//! file it created is removed, an existing file it truncated is left empty, device
-//! settings are restored.
+//! file it created is removed, an existing file it truncated is left empty (one written
+//! at a seek, not truncated, gets its old length back), device settings are restored.
+//! Opened at a seek ([`Options::seek`]), a `Dest` is a window that starts there: the
+//! offsets it is given are the image's.
 
 mod aligned;
 mod blockdev;
@@ -50,6 +52,11 @@ pub struct Options {
     /// Tune a block device while writing (I/O scheduler `none`, `bdi/max_ratio` 1), as
     /// the reference does. Restored by [`Dest::finish`] or on drop.
     pub tune: bool,
+    /// Where the image starts in the destination, in bytes (`copy --seek`): every
+    /// offset given to the [`Dest`] is shifted by it, and a device must hold it plus
+    /// the image. Given (even as 0), an existing regular file is neither truncated nor
+    /// shortened: its bytes before the seek and after the image are kept.
+    pub seek: Option<u64>,
 }
 
 /// What kind of destination was opened.
@@ -129,11 +136,15 @@ pub enum Error {
     },
     /// The device is too small.
     #[error(
-        "the image ({}{image} bytes, {}) does not fit on block device '{path}' ({device} \
+        "the image ({}{image} bytes, {}){} does not fit on block device '{path}' ({device} \
          bytes, {})", if *.at_least { "at least " } else { "" }, human_size(*.image),
+        if *.seek > 0 { format!(" written at offset {seek} ({})", human_size(*.seek)) }
+        else { String::new() },
         human_size(*.device)
     )]
     TooSmall {
+        /// Where the image was to start (`--seek`), 0 for the device's start.
+        seek: u64,
         /// Path.
         path: PathBuf,
         /// Image size.
@@ -185,7 +196,8 @@ pub enum Dest {
 impl Dest {
     /// Opens `path` for writing an image: a block device exclusively after checking it
     /// is not mounted, used as swap or held, and is large enough; an existing regular
-    /// file is truncated; a missing one is created (except under /dev). Files and
+    /// file is truncated (kept with [`Options::seek`]); a missing one is created
+    /// (except under /dev). Files and
     /// devices are opened read-write (write-only where reading is not permitted), and
     /// a second time with `O_DIRECT` where the kernel accepts it.
     pub fn open(path: &Path, options: &Options) -> Result<Dest, Error> {
@@ -202,7 +214,11 @@ impl Dest {
                 if meta.file_type().is_block_device() {
                     blockdev::open(path, &meta, options)
                 } else {
-                    file::open_other(path, &meta)
+                    let mut other = file::open_other(path, &meta)?;
+                    if let Dest::Other(node) = &mut other {
+                        node.io.seek = options.seek.unwrap_or(0);
+                    }
+                    Ok(other)
                 }
             }
         }
@@ -238,6 +254,24 @@ impl Dest {
         }
     }
 
+    /// Where the image starts in the destination (`Options::seek`): the offsets given
+    /// to this `Dest` are the image's, shifted by this on the medium.
+    pub fn seek(&self) -> u64 {
+        self.io().seek
+    }
+
+    /// Where the bytes for image offset `offset` go in a buffer aligned to
+    /// [`alignment`](Dest::alignment) so that whole blocks can bypass the page cache:
+    /// the medium's offset modulo the alignment (`offset % alignment` without a seek).
+    pub fn place(&self, offset: u64) -> usize {
+        // Below the alignment, which is a usize.
+        (self.shifted(offset) % self.alignment() as u64) as usize
+    }
+
+    fn shifted(&self, offset: u64) -> u64 {
+        offset.saturating_add(self.io().seek)
+    }
+
     /// Whether aligned writes and reads bypass the page cache (`O_DIRECT`): false when
     /// the kernel refused it, at open or on the first direct write.
     pub fn is_direct(&self) -> bool {
@@ -257,7 +291,7 @@ impl Dest {
     /// to `buf` are kept.
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
         self.io()
-            .write_at(buf, offset)
+            .write_at(buf, self.shifted(offset))
             .map_err(|source| self.io_error("write to", source))
     }
 
@@ -267,7 +301,7 @@ impl Dest {
     /// reached the medium.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, Error> {
         self.io()
-            .read_at(buf, offset)
+            .read_at(buf, self.shifted(offset))
             .map_err(|source| self.io_error("read from", source))
     }
 
@@ -276,6 +310,7 @@ impl Dest {
     /// as zeros or anything; only the whole logical blocks inside the span are
     /// discarded). Unsupported for other nodes.
     pub fn discard(&self, offset: u64, len: u64) -> Result<(), Error> {
+        let offset = self.shifted(offset);
         let result = match self {
             Dest::File(file) => crate::sys::punch_hole(file.io.file(), offset, len),
             Dest::BlockDevice(device) => device.discard(offset, len),
@@ -288,6 +323,7 @@ impl Dest {
     /// `BLKZEROOUT` where the kernel takes it (returns [`Zeroed::Device`]), else, and on
     /// any other destination, by writing zeros ([`Zeroed::Written`]).
     pub fn zero_out(&self, offset: u64, len: u64) -> Result<Zeroed, Error> {
+        let offset = self.shifted(offset);
         let result = match self {
             Dest::BlockDevice(device) => device.zero_out(offset, len).map(|ioctl| {
                 if ioctl {
@@ -342,7 +378,7 @@ impl Dest {
             return Ok(());
         }
         self.io()
-            .settle(offset, len)
+            .settle(self.shifted(offset), len)
             .map_err(|source| self.io_error("synchronize", source))
     }
 
@@ -369,11 +405,11 @@ impl Dest {
 
     /// Makes a regular file exactly `size` bytes (holes stay holes), syncs everything to
     /// the medium, restores device settings. Only after this has the copy succeeded.
+    /// With a seek, a regular file is only made longer, up to the seek plus `size`:
+    /// what it holds after the image is kept.
     pub fn finish(self, size: u64) -> Result<(), Error> {
         if let Dest::File(file) = &self {
-            file.io
-                .file()
-                .set_len(size)
+            file.resize(size)
                 .map_err(|source| self.io_error("set the size of", source))?;
         }
         self.sync()?;

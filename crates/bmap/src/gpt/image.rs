@@ -94,6 +94,15 @@ impl Gpt {
         // The image's backup array ended before its last LBA, which is below the
         // device's: no underflow, and the new usable range only grows.
         let entries_lba = new_last - self.primary.array_sectors(sector);
+        if entries_lba < self.image_sectors {
+            // The new array would overlap the image's own last sectors (its old
+            // backup), which the copy writes too.
+            return Err(NotMoved::NoRoom {
+                image_sectors: self.image_sectors,
+                device_sectors,
+                array_sectors: self.primary.array_sectors(sector),
+            });
+        }
         let last_usable = entries_lba - 1;
         check_partitions(&self.partitions, &self.primary, last_usable)?;
 
@@ -287,7 +296,11 @@ fn check_partitions(
 }
 
 /// [`super::undo_relocation`].
-pub(super) fn undo(disk: &dyn ReadAt, image_size: u64) -> Result<Option<Vec<Write>>, Error> {
+pub(super) fn undo(
+    disk: &dyn ReadAt,
+    image_size: u64,
+    device_size: u64,
+) -> Result<Option<Vec<Write>>, Error> {
     let Some(sector) = detect_sector(disk, image_size)? else {
         return Ok(None);
     };
@@ -301,8 +314,9 @@ pub(super) fn undo(disk: &dyn ReadAt, image_size: u64) -> Result<Option<Vec<Writ
     let array_sectors = primary.array_sectors(sector);
     let moved = primary.my_lba == 1
         && device_last > last
+        && device_last == device_size / sector - 1
         && device_last.checked_sub(array_sectors + 1) == Some(primary.last_usable);
-    if !moved {
+    if !moved || !moved_backup_is_whole(disk, &primary, sector)? {
         return Ok(None);
     }
     let backup_bytes = read(disk, last * sector, s)?;
@@ -339,4 +353,33 @@ pub(super) fn undo(disk: &dyn ReadAt, image_size: u64) -> Result<Option<Vec<Writ
             bytes: primary_bytes,
         },
     ]))
+}
+
+/// Whether the backup the move wrote at the device's end is there and valid: its
+/// header at the primary's AlternateLBA, pointing back to LBA 1, with the array right
+/// before it and that array's CRC32 right. A primary header that says "moved" over a
+/// missing or broken backup is not a moved copy of the image's GPT.
+fn moved_backup_is_whole(disk: &dyn ReadAt, primary: &Header, sector: u64) -> Result<bool, Error> {
+    let s = sector as usize;
+    let bytes = read(disk, primary.alternate_lba * sector, s)?;
+    let Ok(backup) = Header::parse(&bytes) else {
+        return Ok(false);
+    };
+    let array_sectors = primary.array_sectors(sector);
+    let placed = backup.my_lba == primary.alternate_lba
+        && backup.alternate_lba == 1
+        && backup.last_usable == primary.last_usable
+        && backup.first_usable == primary.first_usable
+        && backup.disk_guid == primary.disk_guid
+        && backup.entry_count == primary.entry_count
+        && backup.entry_size == primary.entry_size
+        && backup.entries_crc == primary.entries_crc
+        && Some(backup.entries_lba) == primary.alternate_lba.checked_sub(array_sectors);
+    if !placed {
+        return Ok(false);
+    }
+    // At most 1 MiB (checked when the header was parsed).
+    let len = usize::try_from(array_sectors * sector).unwrap_or(usize::MAX);
+    let array = read(disk, backup.entries_lba * sector, len)?;
+    Ok(header::check_entries(&backup, &array).is_ok())
 }

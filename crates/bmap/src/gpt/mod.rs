@@ -201,6 +201,20 @@ pub enum NotMoved {
         /// LastUsableLBA.
         last_usable: u64,
     },
+    /// The device is larger than the image by less than the backup's entry array and
+    /// header: the moved array would overlap the image's own last sectors.
+    #[error(
+        "the device ({device_sectors} sectors) is not larger than the image ({image_sectors} \
+         sectors) by the {array_sectors} sectors of the backup GPT's entry array and header"
+    )]
+    NoRoom {
+        /// The image's size in sectors.
+        image_sectors: u64,
+        /// The device's size in sectors.
+        device_sectors: u64,
+        /// The sectors of the entry array.
+        array_sectors: u64,
+    },
     /// The device is not larger than the image (by at least one sector).
     #[error(
         "the device ({device_sectors} sectors) is not larger than the image ({image_sectors} sectors)"
@@ -306,13 +320,19 @@ pub fn plan_relocation(
 /// AlternateLBA and LastUsableLBA come back from the image's own backup header (still
 /// at its end on the device), its CRC32 is recomputed, and a protective MBR's SizeInLBA
 /// is set back to the image's size. `None` when the device's GPT is not a moved copy of
-/// the image's (not moved, or not the same GPT).
+/// the image's (not moved, or not the same GPT), and when the moved backup is not
+/// whole at the end of the device of `device_size` bytes (its header, pointing back to
+/// LBA 1, in the last sector, and its array with the right CRC32 before it).
 ///
 /// One ambiguity is inherent: an image whose protective MBR already claimed the
 /// device's size although it did not match its own (only possible with a device over
 /// 2 TiB) is restored with its own size.
-pub fn undo_relocation(disk: &dyn ReadAt, image_size: u64) -> Result<Option<Vec<Write>>, Error> {
-    image::undo(disk, image_size)
+pub fn undo_relocation(
+    disk: &dyn ReadAt,
+    image_size: u64,
+    device_size: u64,
+) -> Result<Option<Vec<Write>>, Error> {
+    image::undo(disk, image_size, device_size)
 }
 
 /// Reads `len` bytes at `offset`.

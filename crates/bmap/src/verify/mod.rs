@@ -86,14 +86,18 @@ pub enum Error {
     },
     /// The target is smaller than the image its bmap describes.
     #[error(
-        "'{path}' ({size} bytes, {}) is smaller than the image its bmap describes ({image} \
-         bytes, {}): it cannot hold this image", human_size(*.size), human_size(*.image)
+        "'{path}' ({size} bytes, {}) is smaller than {}the image its bmap describes ({image} \
+         bytes, {}): it cannot hold this image", human_size(*.size),
+        if *.seek > 0 { format!("the offset {seek} plus ") } else { String::new() },
+        human_size(*.image)
     )]
     TargetTooSmall {
         /// The target.
         path: PathBuf,
         /// Its size.
         size: u64,
+        /// Where the image starts in it ([`Target::at`]).
+        seek: u64,
         /// The bmap's ImageSize.
         image: u64,
     },
@@ -206,10 +210,11 @@ pub fn check(target: &Target, bmap: &Bmap) -> Result<(), Error> {
             version: bmap.version(),
         });
     }
-    if target.size() < bmap.image_size() {
+    if target.size().saturating_sub(target.seek()) < bmap.image_size() {
         return Err(Error::TargetTooSmall {
             path: target.path().to_owned(),
             size: target.size(),
+            seek: target.seek(),
             image: bmap.image_size(),
         });
     }
@@ -231,13 +236,31 @@ pub fn verify(
     let started = Instant::now();
     let (target_size, target_kind) = (target.size(), target.kind());
     let path = target.path().to_owned();
+    let seek = target.seek();
     let mut sink = Check {
         align: target.alignment(),
+        seek,
     };
+    // A moved GPT is a whole device's: not looked for in an image at a seek.
+    let whole_device =
+        target_kind == TargetKind::BlockDevice && seek == 0 && target_size > bmap.image_size();
+    let original = if whole_device {
+        moved::original_sectors(&path, bmap.image_size(), target_size)?
+    } else {
+        None
+    };
+    let gpt_moved = original.is_some();
     let reader = target.into_reader();
     let counters = Arc::clone(&reader.counters);
+    let source: Box<dyn crate::source::RandomAccess> = match original {
+        Some(writes) => Box::new(moved::Overlay {
+            inner: reader,
+            writes,
+        }),
+        None => Box::new(reader),
+    };
     let image = Image::Ranged {
-        source: Box::new(reader),
+        source,
         size: bmap.image_size(),
     };
     let plan = copy::Plan::new(image, Some(bmap.clone()), None)?;
@@ -249,9 +272,6 @@ pub fn verify(
     let outcome = plan.run(&mut sink, events, &copy_options)?;
     let mut ranges: Vec<RangeCheck> = outcome.ranges.iter().map(range_check).collect();
     ranges.sort_by_key(|r| r.index);
-    let gpt_moved = target_kind == TargetKind::BlockDevice
-        && target_size > bmap.image_size()
-        && moved::recheck(&path, bmap.image_size(), &mut ranges)?;
     Ok(Report {
         image_size: bmap.image_size(),
         block_size: bmap.block_size(),
@@ -292,11 +312,18 @@ fn range_check(outcome: &copy::RangeOutcome) -> RangeCheck {
 #[derive(Debug)]
 struct Check {
     align: usize,
+    /// Where the image starts in the target: the buffers are placed for the target's
+    /// offsets.
+    seek: u64,
 }
 
 impl RangeSink for Check {
     fn alignment(&self) -> usize {
         self.align.max(crate::dest::MIN_ALIGN)
+    }
+
+    fn shift(&self) -> u64 {
+        self.seek
     }
 
     fn begin(&mut self, _span: &Span) -> Result<(), copy::Error> {

@@ -1,39 +1,30 @@
 //! A device whose backup GPT `copy` moved to its end: its primary GPT header (and a
-//! protective MBR's size) differ from the image's on purpose, so the range holding
-//! them fails its digest. When [`gpt::undo_relocation`] recognises the device's table
-//! as a moved copy of the image's (the image's own backup is still where the image
-//! put it), the range is checked again with the image's original sectors laid over
-//! what was read; it is good when that matches the bmap's digest.
+//! protective MBR's size) differ from the image's on purpose. When
+//! [`gpt::undo_relocation`] recognises the device's table as a whole moved copy of the
+//! image's (the moved backup valid at the device's end, and the image's own backup
+//! still where the image put it), the check reads the device through [`Overlay`],
+//! which lays the image's original sectors 0 and 1 over what is read: the range
+//! holding them is then hashed as the image has it, in the one pass, and any other
+//! change to those sectors still fails.
 
 use std::cell::RefCell;
 use std::io;
 use std::path::Path;
 
 use super::target::DirectReader;
-use super::{Error, RangeCheck, RangeVerdict, Target};
-use crate::dest::{AlignedBuf, MIN_ALIGN};
-use crate::gpt::{self, ReadFn};
+use super::{Error, Target};
+use crate::gpt::{self, ReadFn, Write};
 use crate::source::RandomAccess;
 
-/// Bytes read at a time when a range is read again.
-const STEP: usize = 1 << 20;
-
-/// Rechecks the bad ranges that hold the image's first sectors against the image's
-/// original GPT, when the device's GPT is a moved copy of it. Returns whether any
-/// range turned good that way.
-pub(super) fn recheck(
+/// The image's original sectors 0 and 1, when the block device at `path` (of
+/// `device_size` bytes) holds an image of `image_size` bytes whose backup GPT was moved
+/// to the device's end; `None` otherwise (also when reading them fails: the check
+/// itself then reads and reports those sectors).
+pub(super) fn original_sectors(
     path: &Path,
     image_size: u64,
-    ranges: &mut [RangeCheck],
-) -> Result<bool, Error> {
-    // Sectors 0 and 1, for 512- or 4096-byte sectors.
-    let touches_header = |r: &RangeCheck| r.start < 2 * 4096;
-    if !ranges
-        .iter()
-        .any(|r| touches_header(r) && matches!(r.verdict, RangeVerdict::Bad { .. }))
-    {
-        return Ok(false);
-    }
+    device_size: u64,
+) -> Result<Option<Vec<Write>>, Error> {
     let reader = RefCell::new(Target::open(path)?.into_reader());
     let read = |buf: &mut [u8], offset: u64| {
         let got = read_full(&mut reader.borrow_mut(), buf, offset)?;
@@ -42,36 +33,29 @@ pub(super) fn recheck(
         }
         Ok(())
     };
-    let Ok(Some(original)) = gpt::undo_relocation(&ReadFn(read), image_size) else {
-        return Ok(false);
-    };
-    let mut restored = false;
-    for range in ranges.iter_mut().filter(|r| touches_header(r)) {
-        let RangeVerdict::Bad { expected, .. } = range.verdict else {
-            continue;
-        };
-        let mut hasher = expected.kind().hasher();
-        let mut buf = AlignedBuf::new(STEP, MIN_ALIGN);
-        let mut at = range.start;
-        while at < range.end {
-            let want = usize::try_from(range.end - at).map_or(STEP, |n| n.min(STEP));
-            let got = read_full(&mut reader.borrow_mut(), &mut buf[..want], at)
-                .map_err(|source| crate::copy::Error::Read { offset: at, source })?;
-            if got < want {
-                return Ok(restored);
-            }
-            for write in &original {
-                write.overlay(&mut buf[..want], at);
-            }
-            hasher.update(&buf[..want]);
-            at += want as u64;
-        }
-        if hasher.finish() == expected {
-            range.verdict = RangeVerdict::Good(expected);
-            restored = true;
-        }
+    Ok(gpt::undo_relocation(&ReadFn(read), image_size, device_size).unwrap_or(None))
+}
+
+/// Reads the target with the image's original sectors laid over what it holds there.
+pub(super) struct Overlay {
+    /// The target's reader.
+    pub(super) inner: DirectReader,
+    /// The image's sectors 0 and 1.
+    pub(super) writes: Vec<Write>,
+}
+
+impl RandomAccess for Overlay {
+    fn plan(&mut self, spans: &[(u64, u64)]) {
+        self.inner.plan(spans);
     }
-    Ok(restored)
+
+    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let got = self.inner.read_at(buf, offset)?;
+        for write in &self.writes {
+            write.overlay(&mut buf[..got], offset);
+        }
+        Ok(got)
+    }
 }
 
 /// Reads until `buf` is full or the target ends; returns the bytes read.

@@ -1,7 +1,8 @@
 //! A verify [`Target`]: a block device or regular file opened read-only, read at
 //! offsets so that what is on the medium is seen, not the page cache. Whole aligned
 //! blocks are read with `O_DIRECT` into the copy's aligned buffers (the pipeline puts
-//! the bytes for offset `o` at `o % alignment`, so memory and file offsets agree); the
+//! the bytes for offset `o` at `(o + seek) % alignment`, so memory and file offsets
+//! agree, for an image at a seek too); the
 //! rest (a range that starts or ends inside a logical block, the image's partial last
 //! block) is read through the page cache after the pages it spans were dropped
 //! (`posix_fadvise(DONTNEED)`). Where `O_DIRECT` is refused (`EINVAL` at open or on the
@@ -125,6 +126,18 @@ impl Target {
         usize::try_from(self.reader.align).unwrap_or(MIN_ALIGN)
     }
 
+    /// The same target, checked for an image that starts `seek` bytes into it (a
+    /// partition image written with `copy --seek`): every read is shifted by it.
+    pub fn at(mut self, seek: u64) -> Target {
+        self.reader.seek = seek;
+        self
+    }
+
+    /// Where the image starts in the target (see [`Target::at`]); 0 by default.
+    pub fn seek(&self) -> u64 {
+        self.reader.seek
+    }
+
     pub(super) fn into_reader(self) -> DirectReader {
         self.reader
     }
@@ -140,6 +153,8 @@ pub(super) struct DirectReader {
     /// Whether a direct read succeeded (an `EINVAL` after that is an error).
     worked: bool,
     align: u64,
+    /// Added to every offset read (an image at a seek).
+    seek: u64,
     pub(super) counters: Arc<Counters>,
 }
 
@@ -168,6 +183,7 @@ impl DirectReader {
             direct,
             worked: false,
             align: if usable { align } else { MIN_ALIGN as u64 },
+            seek: 0,
             counters: Arc::default(),
         })
     }
@@ -191,6 +207,9 @@ impl DirectReader {
 
 impl RandomAccess for DirectReader {
     fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let offset = offset
+            .checked_add(self.seek)
+            .ok_or(io::ErrorKind::InvalidInput)?;
         let addr = buf.as_ptr() as usize;
         match step(self.align, self.direct.is_some(), addr, buf.len(), offset) {
             Step::Buffered(n) => self.read_buffered(&mut buf[..n], offset),

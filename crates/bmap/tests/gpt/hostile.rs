@@ -311,7 +311,7 @@ fn truncated_images_are_not_moved_and_short_reads_are_errors() {
     // A reader that fails: the error is returned, not swallowed.
     let failing = gpt::ReadFn(|_: &mut [u8], _| Err(std::io::Error::other("medium error")));
     assert!(gpt::plan_relocation(&failing, 8 * MIB, 16 * MIB, 512).is_err());
-    assert!(gpt::undo_relocation(&failing, 8 * MIB).is_err());
+    assert!(gpt::undo_relocation(&failing, 8 * MIB, 16 * MIB).is_err());
 }
 
 #[test]
@@ -355,7 +355,9 @@ fn undo_refuses_what_is_not_a_moved_copy() {
     };
     let relocation = plan_mem(&image, 16 * MIB).expect("moved");
     let device = moved(&image, 16 * MIB as usize, &relocation);
-    let undo = |disk: &[u8], size| gpt::undo_relocation(&disk, size).expect("memory reads");
+    let undo = |disk: &[u8], size| {
+        gpt::undo_relocation(&disk, size, disk.len() as u64).expect("memory reads")
+    };
     assert!(undo(&device, 8 * MIB).is_some());
     // Not moved, another image size, a corrupt primary, no GPT.
     assert_eq!(undo(&image, 8 * MIB), None);
@@ -365,6 +367,34 @@ fn undo_refuses_what_is_not_a_moved_copy() {
     corrupt[512 + 60] ^= 1;
     assert_eq!(undo(&corrupt, 8 * MIB), None);
     assert_eq!(undo(&vec![0; 16 * MIB as usize], 8 * MIB), None);
+    // A primary that says "moved" over a broken or missing backup at the device's end:
+    // its header, its entry array, or a device of another size.
+    let last = device.len() - 512;
+    for at in [last + 30, last - 16 * 1024 + 3] {
+        let mut broken = device.clone();
+        broken[at] ^= 1;
+        assert_eq!(undo(&broken, 8 * MIB), None, "byte {at} changed");
+    }
+    let mut cut = device.clone();
+    cut.truncate(device.len() - 4096);
+    assert_eq!(undo(&cut, 8 * MIB), None);
+}
+
+#[test]
+fn a_device_larger_by_less_than_the_backup_has_no_room() {
+    let Some((_dir, image)) = memory_image() else {
+        return;
+    };
+    let size = image.len() as u64;
+    // 128 entries of 128 bytes: 32 sectors of array, then the header.
+    for extra in [1, 2, 32] {
+        let got = plan_mem(&image, size + extra * 512);
+        assert!(
+            matches!(got, Err(NotMoved::NoRoom { .. })),
+            "{extra} sectors: {got:?}"
+        );
+    }
+    assert!(plan_mem(&image, size + 33 * 512).is_ok());
 }
 
 /// A 1 MiB image with two partitions, made by `sgdisk` (`None`, skipped, without it).
@@ -440,16 +470,18 @@ fn random_corruption_never_panics_and_what_is_moved_is_valid() {
         }
         let device_size = 2 * MIB;
         let Ok(relocation) = plan_mem(&img, device_size) else {
-            let _ = gpt::undo_relocation(&img.as_slice(), MIB).expect("memory reads");
+            let _ =
+                gpt::undo_relocation(&img.as_slice(), MIB, img.len() as u64).expect("memory reads");
             return Ok(());
         };
         let device = moved(&img, device_size as usize, &relocation);
         // What we write is a valid GPT with its backup at the device's end...
-        let again = gpt::plan_relocation(&device.as_slice(), device_size, device_size + 512, 512);
+        let again = gpt::plan_relocation(&device.as_slice(), device_size, device_size + MIB, 512);
         prop_assert!(matches!(again, Ok(Ok(_))), "{again:?}");
         // ...which undoes to the image's bytes (bar the documented ambiguity).
         if relocation.mbr != (MbrChange::KeptMismatched { size: 4095 }) {
-            let writes = gpt::undo_relocation(&device.as_slice(), MIB).expect("memory reads");
+            let writes =
+                gpt::undo_relocation(&device.as_slice(), MIB, device_size).expect("memory reads");
             let mut first = device[..1024].to_vec();
             for write in writes.expect("a moved copy") {
                 prop_assert_eq!(write.overlay(&mut first, 0), 512);

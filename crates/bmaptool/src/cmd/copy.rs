@@ -57,7 +57,8 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     let [dest_path] = args.dest.as_slice() else {
         return super::multi::run(args, plan, shown_bmap.as_deref(), &later, interrupt);
     };
-    let dest = open_dest(interrupt, dest_path, &plan.dest_options(true))?;
+    let seek = super::seek::check(args, dest_path, &plan)?;
+    let dest = open_dest(interrupt, dest_path, &seek.dest_options(&plan))?;
     report_tuning(&dest);
     let dest_label = label(&dest, dest_path);
     announce(args, &plan, shown_bmap.as_deref(), &dest_label);
@@ -80,7 +81,7 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     let has_bmap = plan.bmap().is_some();
     let result = plan.run(&mut prepared.chain, progress.events(), &options);
     progress.finish();
-    let outcome = result.map_err(|e| explain_failure(e, dest_path))?;
+    let outcome = result.map_err(|e| seek.explain(explain_failure(e, dest_path), dest_path))?;
     for notice in later.take() {
         messages::warning(notice);
     }

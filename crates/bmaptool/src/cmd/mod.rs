@@ -8,5 +8,6 @@ mod multi;
 pub mod network;
 mod preflight;
 mod reflash;
+mod seek;
 pub mod signature;
 pub mod verify;

@@ -200,7 +200,6 @@ fn normalized(path: &Path) -> PathBuf {
 /// are emptied when opened). One refusal refuses the run; the destinations opened so
 /// far are closed untouched (a file created for the copy is removed).
 fn open_all(args: &CopyArgs, plan: &copy::Plan, interrupt: &Interrupt) -> Result<Vec<Dest>> {
-    let options = plan.dest_options(true);
     let rank = |path: &PathBuf| match std::fs::metadata(path) {
         Ok(m) if m.is_file() => 2,
         Err(_) => 1,
@@ -211,7 +210,7 @@ fn open_all(args: &CopyArgs, plan: &copy::Plan, interrupt: &Interrupt) -> Result
     let mut opened: Vec<Option<Dest>> = args.dest.iter().map(|_| None).collect();
     for index in order {
         let path = &args.dest[index];
-        let dest = super::copy::open_dest(interrupt, path, &options).with_context(|| {
+        let refused = || {
             format!(
                 "destination {} of {} ('{}') refused, so nothing was written to any \
                  destination",
@@ -219,7 +218,11 @@ fn open_all(args: &CopyArgs, plan: &copy::Plan, interrupt: &Interrupt) -> Result
                 args.dest.len(),
                 path.display()
             )
-        })?;
+        };
+        let options = super::seek::check(args, path, plan)
+            .with_context(refused)?
+            .dest_options(plan);
+        let dest = super::copy::open_dest(interrupt, path, &options).with_context(refused)?;
         opened[index] = Some(dest);
     }
     Ok(opened.into_iter().flatten().collect())

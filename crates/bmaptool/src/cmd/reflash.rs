@@ -64,7 +64,7 @@ pub fn prepare(
 ) -> Result<Prepared> {
     let holes = treat_holes(args, plan, &dest, interrupt)?;
     let block = dest.kind() == Kind::BlockDevice;
-    let failsafe = block && !args.no_fail_safe;
+    let failsafe = block && !args.no_fail_safe && super::seek::whole_device(args);
     let device_size = dest.device_size();
     let mut writer = DestWriter::new(dest);
     if args.verify_written {
@@ -87,7 +87,9 @@ pub fn prepare(
         HoldBack::pass_through(skip)
     };
     let gpt = match (plan.image_size(), device_size) {
-        (Some(image), Some(device)) if block && !args.no_gpt_move && device > image => {
+        (Some(image), Some(device))
+            if block && !args.no_gpt_move && super::seek::whole_device(args) && device > image =>
+        {
             let slot = GptMoveSlot::default();
             chain.before_release(gpt_move_hook(image, mapped_ends(plan, image), slot.clone()));
             Some(slot)
@@ -130,6 +132,8 @@ fn treat_holes(
     let flag = if zero { "--zero-holes" } else { "--discard" };
     match dest.kind() {
         Kind::BlockDevice => {}
+        // At a seek, the file keeps its old bytes in the image's holes.
+        Kind::File if args.seek.is_some() => {}
         Kind::File => {
             messages::info(format_args!(
                 "{flag}: '{}' is a regular file, emptied before writing: its unmapped ranges \
@@ -288,6 +292,13 @@ fn summarize_gpt(slot: &GptMoveSlot, dest_label: &str) {
         )),
         // An image without a GPT needs no word.
         Some(GptMove::NotMoved(bmap::gpt::NotMoved::NoGpt)) | None => {}
+        Some(GptMove::HeadersNotMapped) => messages::warning(format_args!(
+            "backup GPT not moved: the bmap does not map both of the image's GPT headers, so \
+             the table found may be a stale one left in the image's holes"
+        )),
+        Some(GptMove::ReadFailed(error)) => messages::warning(format_args!(
+            "backup GPT not moved: {error}; the image was written as it is"
+        )),
         Some(GptMove::NotMoved(reason)) => {
             messages::warning(format_args!("backup GPT not moved: {reason}"))
         }

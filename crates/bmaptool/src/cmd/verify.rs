@@ -30,7 +30,7 @@ pub fn run(args: &VerifyArgs, interrupt: &Interrupt) -> Result<bool> {
         interrupt: interrupt.clone(),
         ..super::network::remote_options()?
     };
-    let target = Target::open(&args.target)?;
+    let target = Target::open(&args.target)?.at(args.seek);
     let trusted = trusted_bmap(args, &target, &remote, interrupt)?;
     verify::check(&target, &trusted.bmap)
         .with_context(|| format!("cannot verify '{}'", args.target.display()))?;
@@ -112,6 +112,14 @@ fn announce(target: &Target, trusted: &Trusted) {
         human_size(bmap.mapped_bytes()),
         human_size(bmap.image_size())
     ));
+    if target.seek() > 0 {
+        messages::info(format_args!(
+            "the image starts at offset {} ({}) of '{}'",
+            target.seek(),
+            human_size(target.seek()),
+            target.path().display()
+        ));
+    }
     if !target.is_direct() {
         messages::debug(
             "no direct I/O here: every range is read through the page cache after it was \

@@ -142,7 +142,7 @@ pub(super) fn write_extra<S: RangeSink>(inner: &mut S, extra: &[ExtraWrite]) -> 
             len: Some(len),
             digest: None,
         };
-        let place = (write.offset % align as u64) as usize;
+        let place = (write.offset.wrapping_add(inner.shift()) % align as u64) as usize;
         let mut buf = AlignedBuf::new(place + write.bytes.len(), align);
         buf[place..].copy_from_slice(&write.bytes);
         inner.begin(&span)?;
