@@ -474,3 +474,24 @@ fn each_device_gets_the_gpt_backup_at_its_own_end() {
         assert_ok(&output);
     }
 }
+
+#[test]
+fn a_bad_max_lag_is_refused_before_anything_is_read() {
+    let dir = tempdir();
+    let sample = Sample::small(dir.path());
+    let dests = [dir.path().join("a"), dir.path().join("b")];
+    for bad in ["abc", "0", "-3"] {
+        let output = bmaptool()
+            .args(copy_args(
+                &sample.bmap,
+                &sample.image,
+                &[&dests[0], &dests[1]],
+            ))
+            .env("BMAPTOOL_MAX_LAG", bad)
+            .output()
+            .expect("run bmaptool");
+        assert_fails(&output, &[&format!("BMAPTOOL_MAX_LAG={bad}"), "seconds"]);
+        assert!(!stderr(&output).contains("info:"), "{}", stderr(&output));
+        assert!(!dests[0].exists() && !dests[1].exists());
+    }
+}

@@ -30,6 +30,10 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     if args.nobmap && args.bmap.is_some() {
         bail!("--nobmap and --bmap cannot be used together");
     }
+    let max_lag = match args.dest.len() {
+        1 => None,
+        _ => Some(super::multi::max_lag()?),
+    };
     super::signature::check_options(&args.signature, args.nobmap)?;
     super::reflash::check_options(args)?;
     let remote = remote::Options {
@@ -55,7 +59,15 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
         check_readable(args, path)?;
     }
     let [dest_path] = args.dest.as_slice() else {
-        return super::multi::run(args, plan, shown_bmap.as_deref(), &later, interrupt);
+        let max_lag = max_lag.expect("the lag rule's time is read for several DESTs");
+        return super::multi::run(
+            args,
+            plan,
+            shown_bmap.as_deref(),
+            &later,
+            interrupt,
+            max_lag,
+        );
     };
     let seek = super::seek::check(args, dest_path, &plan)?;
     let dest = open_dest(interrupt, dest_path, &seek.dest_options(&plan))?;

@@ -37,8 +37,8 @@ pub fn run(
     shown_bmap: Option<&str>,
     later: &Later,
     interrupt: &Interrupt,
+    max_lag: Duration,
 ) -> Result<()> {
-    let max_lag = max_lag()?;
     check_distinct(&args.dest)?;
     let dests = open_all(args, &plan, interrupt)?;
     let labels: Vec<String> = dests
@@ -138,11 +138,13 @@ fn conclude(
     Ok(())
 }
 
-/// The lag rule's time: `BMAPTOOL_MAX_LAG` seconds, or the library's default.
-fn max_lag() -> Result<Duration> {
-    let Some(value) = std::env::var_os(MAX_LAG_VAR) else {
+/// The lag rule's time: `BMAPTOOL_MAX_LAG` seconds, or the library's default (also
+/// when it is empty). Read before anything is read or written.
+pub fn max_lag() -> Result<Duration> {
+    let value = std::env::var_os(MAX_LAG_VAR).unwrap_or_default();
+    if value.is_empty() {
         return Ok(copy::fanout::MAX_LAG);
-    };
+    }
     let seconds = value
         .to_str()
         .and_then(|v| v.trim().parse::<f64>().ok())
