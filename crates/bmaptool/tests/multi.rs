@@ -495,3 +495,31 @@ fn a_bad_max_lag_is_refused_before_anything_is_read() {
         assert!(!dests[0].exists() && !dests[1].exists());
     }
 }
+
+#[test]
+fn seek_applies_to_every_destination() {
+    let dir = tempdir();
+    let sample = Sample::small(dir.path());
+    let dests = [dir.path().join("a"), dir.path().join("b")];
+    for dest in &dests {
+        write_filled(dest, 20 * MIB, 0xee);
+    }
+    let mut args = copy_args(&sample.bmap, &sample.image, &[&dests[0], &dests[1]]);
+    args.splice(1..1, ["--seek".into(), "2MiB".into()]);
+    let output = run(&args);
+    assert_ok(&output);
+    for dest in &dests {
+        let bytes = read(dest);
+        assert!(bytes[..2 * MIB as usize].iter().all(|&b| b == 0xee));
+        let facts = BmapFacts::read(&sample.bmap);
+        for (start, end) in facts.pages() {
+            let (s, e) = (start as usize, end as usize);
+            let at = 2 * MIB as usize;
+            assert!(
+                bytes[at + s..at + e] == sample.bytes[s..e],
+                "{}",
+                dest.display()
+            );
+        }
+    }
+}
