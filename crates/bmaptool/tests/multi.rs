@@ -349,7 +349,7 @@ fn a_stalled_destination_is_dropped_by_the_lag_rule() {
     let mut child = KillOnDrop(
         bmaptool()
             .args(copy_args(&bmap, Path::new("-"), &[good.path(), &stalled]))
-            .env("BMAPTOOL_MAX_LAG", "3")
+            .env("BMAPTOOL_MAX_LAG", "5")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(File::create(&log).expect("create the log"))
