@@ -89,8 +89,14 @@ pub enum Command {
         IMAGE may be compressed (gz, bz2, xz, lzma, lzo, lz4, zst) or archived (tar, zip), \
         decoded on the fly; a URL (http, https, ftp, file, ssh); or - for standard input. \
         The bmap's OpenPGP signature (IMAGE's bmap name plus .asc or .sig, or a \
-        clearsigned bmap) is verified before anything is written.",
-        after_help = "Examples:\n  bmaptool copy disk.img /dev/sdX\n  bmaptool copy --bmap disk.bmap disk.img disk-copy.img\n  cat disk.img | bmaptool copy --bmap disk.img.bmap - /dev/sdX\n  bmaptool copy --seek 256MiB rootfs.ext4 /dev/sdX   # into the partition at 256 MiB"
+        clearsigned bmap) is verified before anything is written.\n\n\
+        Several DESTs are written at once: the image is read, decoded and verified once, \
+        and each DEST has its own writer. Every DEST is checked before any is written (one \
+        refusal refuses the run). A DEST that fails is dropped and the others go on; one \
+        that takes no data for 30 s (BMAPTOOL_MAX_LAG, in seconds) while the others wait \
+        for it is dropped too. A table ends the run; the exit status is 1 when any DEST \
+        failed.",
+        after_help = "Examples:\n  bmaptool copy disk.img /dev/sdX\n  bmaptool copy --bmap disk.bmap disk.img disk-copy.img\n  cat disk.img | bmaptool copy --bmap disk.img.bmap - /dev/sdX\n  bmaptool copy --seek 256MiB rootfs.ext4 /dev/sdX   # into the partition at 256 MiB\n  bmaptool copy disk.img.zst /dev/sdX /dev/sdY /dev/sdZ"
     )]
     Copy(CopyArgs),
 
@@ -150,9 +156,10 @@ pub struct CopyArgs {
     #[arg(value_name = "IMAGE", value_hint = clap::ValueHint::FilePath)]
     pub image: OsString,
 
-    /// The destination file or device node to copy the image to
-    #[arg(value_name = "DEST", value_hint = clap::ValueHint::FilePath)]
-    pub dest: PathBuf,
+    /// The destination file or device node to copy the image to; several are written
+    /// at once (the image is read and verified once)
+    #[arg(value_name = "DEST", value_hint = clap::ValueHint::FilePath, required = true, num_args = 1..)]
+    pub dest: Vec<PathBuf>,
 
     /// The block map file for the image
     #[arg(long, value_name = "BMAP", value_hint = clap::ValueHint::FilePath)]
@@ -447,7 +454,7 @@ mod tests {
             panic!("copy expected")
         };
         assert_eq!(args.image, name("i"));
-        assert_eq!(args.dest.as_os_str(), name("d"));
+        assert_eq!(args.dest, [PathBuf::from(name("d"))]);
         assert_eq!(args.bmap, Some(name("b")));
         assert_eq!(args.signature.bmap_sig, Some(name("s")));
         assert_eq!(args.signature.keyring, Some(PathBuf::from(name("k"))));

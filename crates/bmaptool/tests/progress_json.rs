@@ -459,3 +459,52 @@ fn verify_without_a_bmap_ends_with_bmap_not_found() {
     assert_eq!(all[0]["error"]["code"], "bmap-not-found");
     assert_eq!(all[0]["destinations"][0]["ok"], false);
 }
+
+/// A copy to two files: the destinations are listed once, each one's progress reaches
+/// the total, range verdicts on the image read once are `dest: null`, and the result
+/// has a row per destination with every mapped byte.
+#[test]
+fn progress_json_lines_of_a_copy_to_two_files_count_each_destination() {
+    let dir = tempdir();
+    let (image, bytes) = test_image(dir.path());
+    let bmap = test_bmap("2.0");
+    let (one, two) = (dir.path().join("one.img"), dir.path().join("two.img"));
+    let out = run([
+        "copy".as_ref(),
+        "--progress".as_ref(),
+        "json".as_ref(),
+        "--bmap".as_ref(),
+        bmap.as_os_str(),
+        image.as_os_str(),
+        one.as_os_str(),
+        two.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let all = lines(&out.stderr);
+    let facts = BmapFacts::read(&bmap);
+    let mapped = mapped_bytes(&facts);
+    let start = of_type(&all, "start");
+    assert_eq!(start[0]["destinations"].as_array().map(Vec::len), Some(2));
+    for dest in 0..2u64 {
+        let last = of_type(&all, "progress")
+            .into_iter()
+            .rfind(|p| p["dest"] == dest)
+            .expect("progress lines of each destination");
+        assert_eq!(last["bytes_done"], mapped, "{last}");
+    }
+    let ranges = of_type(&all, "range");
+    assert_eq!(ranges.len(), facts.ranges.len());
+    assert!(
+        ranges.iter().all(|r| r["dest"].is_null()),
+        "shared verdicts"
+    );
+    let result = all.last().expect("lines");
+    assert_eq!(result["ok"], true);
+    for row in result["destinations"].as_array().expect("destinations") {
+        assert_eq!(row["bytes_written"], mapped, "{row}");
+        assert_eq!(row["ranges_verified"], facts.ranges.len());
+        assert_eq!(row["ok"], true);
+    }
+    assert_eq!(read(&one), bytes);
+    assert_eq!(read(&two), bytes);
+}

@@ -129,6 +129,26 @@ pub enum Event {
     Range(RangeOutcome),
     /// The copy succeeded: the last event.
     Finished(Box<Outcome>),
+    /// Something happened to one destination of a copy to several (a
+    /// [`super::Fanout`]); a copy to one destination never reports it.
+    Dest {
+        /// The destination's index, in the order its sink was given to the fan-out.
+        dest: usize,
+        /// What happened to it.
+        event: DestEvent,
+    },
+}
+
+/// What happened to one destination of a copy to several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestEvent {
+    /// `bytes` more image bytes reached this destination.
+    Written(u64),
+    /// The destination is finished (synced): it holds the image.
+    Finished,
+    /// The destination failed (or was dropped by the lag rule) with this error
+    /// message; the others go on.
+    Failed(String),
 }
 
 /// Receives a copy's events, all on the thread that runs the copy; keep it cheap (hand

@@ -35,7 +35,10 @@ impl Writer<'_> {
             let chunk = match rx.recv_timeout(POLL) {
                 Ok(chunk) => chunk,
                 Err(RecvTimeoutError::Timeout) if self.shared.stopped() => break,
-                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.sink.report(self.events);
+                    continue;
+                }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             if self.shared.stopped() {
@@ -98,6 +101,7 @@ impl Writer<'_> {
             open.1 += chunk.len as u64;
         }
         self.events.event(Event::Written(chunk.len as u64));
+        self.sink.report(self.events);
         if let Some(verdict) = &chunk.verdict {
             self.end(chunk.segment, verdict)?;
         }

@@ -4,25 +4,36 @@
 //! sink the caller owns and returning an [`Outcome`]. See `pipeline.rs` for how the work
 //! is spread over threads.
 //!
-//! ```no_run
-//! use std::path::Path;
-//! use bmap::{copy, dest::Dest, format, source::Image};
+//! ```
+//! use std::fs::File;
+//! use bmap::{copy, create, dest::Dest, source::Image};
 //!
-//! let bmap = format::parse(&std::fs::read("disk.img.bmap")?)?.bmap;
-//! let plan = copy::Plan::new(Image::open(Path::new("disk.img"))?, Some(bmap), None)?;
-//! let dest = Dest::open(Path::new("/dev/sdX"), &plan.dest_options(true))?;
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("disk.img");
+//! let image = File::create(&path)?;
+//! image.set_len(1 << 20)?;
+//! std::os::unix::fs::FileExt::write_all_at(&image, &[7; 4096], 64 << 10)?;
+//! let bmap = create::create(&File::open(&path)?, &create::Options::default())?.bmap;
+//!
+//! let plan = copy::Plan::new(Image::open(&path)?, Some(bmap), None)?;
+//! let dest = Dest::open(&dir.path().join("copy.img"), &plan.dest_options(false))?;
 //! let mut events = Vec::new();
 //! let outcome = plan.run(
 //!     &mut copy::DestWriter::new(dest),
 //!     &mut events,
 //!     &copy::Options::default(),
 //! )?;
+//! assert_eq!(outcome.bytes_written, 4096);
 //! println!("wrote {} bytes in {:?}", outcome.bytes_written, outcome.timings.copying());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! To several destinations at once, run the plan into a [`Fanout`] of sinks (see
+//! `fanout.rs`, and the crate's example).
 
 mod events;
 pub mod failsafe;
+pub mod fanout;
 mod gptmove;
 mod last;
 mod pipeline;
@@ -39,8 +50,11 @@ use crate::dest::{self, Dest};
 use crate::format::{Bmap, Digest, human_size};
 use crate::source::Image;
 
-pub use events::{Event, Events, NoEvents, Outcome, Phase, RangeOutcome, RangeResult, Timings};
+pub use events::{
+    DestEvent, Event, Events, NoEvents, Outcome, Phase, RangeOutcome, RangeResult, Timings,
+};
 pub use failsafe::HoldBack;
+pub use fanout::{DestResult, Fanout};
 pub use gptmove::{GptMove, GptMoveSlot, gpt_move_hook};
 pub use plan::{Plan, Span};
 #[cfg(feature = "fault-injection")]
@@ -204,6 +218,27 @@ pub enum Error {
     /// The interrupt flag was raised.
     #[error("interrupted")]
     Interrupted,
+    /// A destination of a [`Fanout`] took no data for too long while the copy waited
+    /// for it, and was dropped (the lag rule).
+    #[error(
+        "dropped: it took no data for {:.1} s while the other destinations waited for it \
+         ({} behind the fastest)", .idle.as_secs_f64(), human_size(*.behind)
+    )]
+    Lagging {
+        /// How long it took nothing.
+        idle: std::time::Duration,
+        /// Image bytes it was behind the destination that took the most.
+        behind: u64,
+    },
+    /// Every destination of a [`Fanout`] failed.
+    #[error("every destination failed ({count} of {count})")]
+    NoDestinationLeft {
+        /// The number of destinations.
+        count: usize,
+    },
+    /// The copy stopped before this destination of a [`Fanout`] was finished.
+    #[error("the copy stopped before this destination was finished")]
+    Unfinished,
 }
 
 /// Copies `image` to `dest`: with a bmap, only its ranges (verified unless

@@ -186,12 +186,20 @@ impl Plan {
             expected,
             block_size,
         };
-        let mut outcome = pipeline::run(image, job, sink, events, options)?;
+        let mut outcome = match pipeline::run(image, job, sink, events, options) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                sink.report(events);
+                return Err(error);
+            }
+        };
         outcome.timings.checking = checking;
         outcome.timings.writing = started.elapsed();
         events.event(Event::Phase(Phase::Syncing));
         let syncing = Instant::now();
-        sink.finish(outcome.image_size)?;
+        let finished = sink.finish(outcome.image_size);
+        sink.report(events);
+        finished?;
         outcome.timings.syncing = syncing.elapsed();
         events.event(Event::Phase(Phase::Done));
         events.event(Event::Finished(Box::new(outcome.clone())));

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use super::events::Events;
 use super::readback::{ReadBack, ReadBackStats, Verifier};
 use super::{Error, Span};
 use crate::dest::{Dest, MIN_ALIGN};
@@ -83,6 +84,13 @@ pub trait RangeSink {
     /// Every range was taken; the image is `image_size` bytes. A destination is sized,
     /// synced and its settings restored here.
     fn finish(&mut self, image_size: u64) -> Result<(), Error>;
+
+    /// Reports what the sink's own threads did since the last call (a
+    /// [`super::Fanout`] reports each destination's progress). Called by the copy
+    /// between chunks, while it waits for them, and after [`RangeSink::finish`].
+    fn report(&mut self, events: &mut dyn Events) {
+        let _ = events;
+    }
 }
 
 /// Bytes written through the page cache between two starts of writeback (direct

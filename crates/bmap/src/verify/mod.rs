@@ -11,12 +11,20 @@
 //! ranges. A larger target (any block device holding an image, or a file with bytes
 //! after it) is read up to the image's size.
 //!
-//! ```no_run
-//! use std::path::Path;
-//! use bmap::{copy, format, verify};
+//! ```
+//! use std::fs::File;
+//! use bmap::{copy, create, verify};
 //!
-//! let parsed = format::parse(&std::fs::read("disk.img.bmap")?)?;
-//! let target = verify::Target::open(Path::new("/dev/sdX"))?;
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("disk.img");
+//! let image = File::create(&path)?;
+//! image.set_len(1 << 20)?;
+//! std::os::unix::fs::FileExt::write_all_at(&image, &[7; 4096], 64 << 10)?;
+//! let bmap = create::create(&File::open(&path)?, &create::Options::default())?.bmap;
+//! let parsed = bmap::format::parse(&bmap.to_xml())?;
+//!
+//! // A device or file that should hold the image: here, the image itself.
+//! let target = verify::Target::open(&path)?;
 //! let report = verify::verify(
 //!     target,
 //!     &parsed.bmap,
@@ -24,6 +32,7 @@
 //!     &mut copy::NoEvents,
 //!     &verify::Options::default(),
 //! )?;
+//! assert!(report.all_good());
 //! println!("{} of {} ranges good", report.good(), report.ranges.len());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -1,6 +1,7 @@
-//! `bmaptool copy [options] IMAGE DEST`: checks everything that can be checked before
+//! `bmaptool copy [options] IMAGE DEST...`: checks everything that can be checked before
 //! the first byte is written (options, image, bmap and its checksum, sizes, the
-//! destination's state), then runs the copy engine and reports what it did.
+//! destination's state), then runs the copy engine and reports what it did. Several
+//! DESTs are written at once by `multi.rs`.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -30,10 +31,14 @@ pub fn run(args: &CopyArgs, interrupt: &Interrupt) -> Result<()> {
     let lines = json_lines::open(&args.progress, "copy")?;
     let mut facts = Facts {
         image: Some(args.image.to_string_lossy().into_owned()),
-        destinations: vec![DestFacts {
-            path: args.dest.display().to_string(),
-            ..DestFacts::default()
-        }],
+        destinations: args
+            .dest
+            .iter()
+            .map(|path| DestFacts {
+                path: path.display().to_string(),
+                ..DestFacts::default()
+            })
+            .collect(),
         ..Facts::default()
     };
     let result = copy(args, interrupt, lines.as_ref(), &mut facts);
@@ -66,6 +71,10 @@ fn copy(
     facts: &mut Facts,
 ) -> Result<()> {
     check_options(args).map_err(super::errcode::usage)?;
+    let max_lag = match args.dest.len() {
+        1 => None,
+        _ => Some(super::multi::max_lag()?),
+    };
     let remote = remote::Options {
         interrupt: interrupt.clone(),
         ..super::network::remote_options()?
@@ -78,21 +87,28 @@ fn copy(
     let opened = open_image(&args.image, &image_location, &remote)?;
     let bmap = trusted_bmap(args, &image_location, &remote, interrupt)?;
     if args.removable_device {
-        check_removable(&args.dest)?;
+        for path in &args.dest {
+            check_removable(path)?;
+        }
     }
     let later = opened.later.clone();
     let shown_bmap = bmap.as_ref().map(|trusted| trusted.shown.clone());
     facts.bmap = bmap.as_ref().map(super::json::Bmap::trusted);
     let plan = plan(args, opened, bmap.map(|trusted| trusted.bmap))?;
     facts.image_size = plan.image_size();
-    let seek = super::seek::check(args, &plan)?;
-    check_readable(args)?;
-    let dest = open_dest(interrupt, &args.dest, &seek.dest_options(&plan))?;
-    report_tuning(&dest);
-    let dest_label = match dest.kind() {
-        Kind::BlockDevice => format!("block device '{}'", args.dest.display()),
-        _ => format!("file '{}'", basename(&args.dest.to_string_lossy())),
+    for path in &args.dest {
+        check_readable(args, path)?;
+    }
+    let [dest_path] = args.dest.as_slice() else {
+        let max_lag = max_lag.expect("the lag rule's time is read for several DESTs");
+        let shown_bmap = shown_bmap.as_deref();
+        let json = super::multi::Json { lines, facts };
+        return super::multi::run(args, plan, shown_bmap, &later, interrupt, max_lag, json);
     };
+    let seek = super::seek::check(args, dest_path, &plan)?;
+    let dest = open_dest(interrupt, dest_path, &seek.dest_options(&plan))?;
+    report_tuning(&dest);
+    let dest_label = label(&dest, dest_path);
     announce(args, &plan, shown_bmap.as_deref(), &dest_label);
     let mut prepared = super::reflash::prepare(args, &plan, dest, interrupt)?;
     if let Some(lines) = lines {
@@ -107,6 +123,7 @@ fn copy(
         dest: dest_label.clone(),
         debug: messages::enabled(Level::Debug),
         json: lines.cloned(),
+        dests: Vec::new(),
     })
     .context("cannot start the progress display")?;
     let options = Options {
@@ -122,7 +139,7 @@ fn copy(
     facts.destinations[0].bytes_skipped = args
         .skip_unchanged
         .then(|| prepared.chain.inner().stats().skipped);
-    let outcome = result.map_err(|e| seek.explain(explain_failure(e, &args.dest), &args.dest))?;
+    let outcome = result.map_err(|e| seek.explain(explain_failure(e, dest_path), dest_path))?;
     for notice in later.take() {
         messages::warning(notice);
     }
@@ -134,10 +151,18 @@ fn copy(
     Ok(())
 }
 
+/// How a destination is named in messages.
+pub(super) fn label(dest: &Dest, path: &Path) -> String {
+    match dest.kind() {
+        Kind::BlockDevice => format!("block device '{}'", path.display()),
+        _ => format!("file '{}'", basename(&path.to_string_lossy())),
+    }
+}
+
 /// Refuses `--verify-written` for a destination that cannot be read back, before it
 /// is opened (opening a FIFO would wait for a reader).
-fn check_readable(args: &CopyArgs) -> Result<()> {
-    let Ok(meta) = std::fs::metadata(&args.dest) else {
+fn check_readable(args: &CopyArgs, dest: &Path) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(dest) else {
         return Ok(());
     };
     let kind = meta.file_type();
@@ -145,14 +170,14 @@ fn check_readable(args: &CopyArgs) -> Result<()> {
         bail!(
             "--verify-written cannot check '{}': it is neither a regular file nor a block \
              device, so nothing written to it can be read back; drop --verify-written",
-            args.dest.display()
+            dest.display()
         );
     }
     Ok(())
 }
 
 /// The line that says what was read back.
-fn summarize_read_back(stats: &ReadBackStats, dest_label: &str) {
+pub(super) fn summarize_read_back(stats: &ReadBackStats, dest_label: &str) {
     let rewritten = match stats.ranges_rewritten {
         0 => String::new(),
         n => format!(
@@ -227,7 +252,12 @@ fn plan(args: &CopyArgs, opened: source::Opened, bmap: Option<Bmap>) -> Result<c
 }
 
 /// Says what is about to be copied where.
-fn announce(args: &CopyArgs, plan: &copy::Plan, shown_bmap: Option<&str>, dest_label: &str) {
+pub(super) fn announce(
+    args: &CopyArgs,
+    plan: &copy::Plan,
+    shown_bmap: Option<&str>,
+    dest_label: &str,
+) {
     match (plan.bmap(), shown_bmap) {
         (Some(bmap), Some(shown)) => {
             describe(bmap);
@@ -238,15 +268,23 @@ fn announce(args: &CopyArgs, plan: &copy::Plan, shown_bmap: Option<&str>, dest_l
             ));
         }
         _ => messages::info(format_args!(
-            "no bmap given, copy entire image to '{}'",
-            args.dest.display()
+            "no bmap given, copy entire image to {}",
+            match args.dest.as_slice() {
+                [one] => format!("'{}'", one.display()),
+                _ => dest_label.to_owned(),
+            }
         )),
     }
 }
 
 /// The closing lines: time and speed (the same average the bar showed), what was
 /// written and verified.
-fn summarize(args: &CopyArgs, outcome: &copy::Outcome, has_bmap: bool, dest_label: &str) {
+pub(super) fn summarize(
+    args: &CopyArgs,
+    outcome: &copy::Outcome,
+    has_bmap: bool,
+    dest_label: &str,
+) {
     let seconds = outcome.timings.copying().as_secs_f64();
     messages::info(format_args!(
         "copying time: {}, copying speed {}/sec",
@@ -282,7 +320,7 @@ fn summarize(args: &CopyArgs, outcome: &copy::Outcome, has_bmap: bool, dest_labe
 }
 
 /// Adds what the user should know about the destination's state to a copy error.
-fn explain_failure(error: copy::Error, dest: &Path) -> anyhow::Error {
+pub(super) fn explain_failure(error: copy::Error, dest: &Path) -> anyhow::Error {
     let note = match &error {
         copy::Error::Interrupted => return anyhow::Error::new(error),
         _ if std::fs::metadata(dest).is_ok_and(|m| m.file_type().is_block_device()) => {
@@ -380,7 +418,11 @@ fn check_not_overwriting_inputs(args: &CopyArgs, bmap: Option<&Path>) -> Result<
 
 /// Opens DEST. Opening a FIFO (or a character device such as a serial line) may wait
 /// for the other end indefinitely, and creates nothing: let a signal end that wait.
-fn open_dest(interrupt: &Interrupt, path: &Path, options: &dest::Options) -> Result<Dest> {
+pub(super) fn open_dest(
+    interrupt: &Interrupt,
+    path: &Path,
+    options: &dest::Options,
+) -> Result<Dest> {
     let waits = std::fs::metadata(path).is_ok_and(|m| {
         let kind = m.file_type();
         !(kind.is_file() || kind.is_dir() || kind.is_block_device())
@@ -441,7 +483,7 @@ fn describe(bmap: &Bmap) {
     ));
 }
 
-fn report_tuning(dest: &Dest) {
+pub(super) fn report_tuning(dest: &Dest) {
     for change in dest.setting_changes() {
         match change {
             SettingChange::Changed { path, old, .. } => {

@@ -5,6 +5,7 @@ pub mod create;
 pub mod errcode;
 pub mod info;
 pub mod json;
+mod multi;
 pub mod network;
 mod preflight;
 mod reflash;

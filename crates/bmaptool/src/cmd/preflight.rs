@@ -23,22 +23,30 @@ struct Input {
 /// comparing what the files are (device and inode, or the block device behind a node)
 /// for every way of naming them: a path, a `file://` URL, standard input redirected
 /// from a file, a symlink, a hard link, another node of the same device. `image` and
-/// `bmap` are where they were found; run before DEST is opened.
+/// `bmap` are where they were found; run before DEST is opened (for every DEST).
 pub fn check_dest_is_not_an_input(
     args: &CopyArgs,
     image: &Location,
     bmap: Option<&Location>,
 ) -> Result<()> {
-    let Ok(dest) = std::fs::metadata(&args.dest) else {
+    let inputs = inputs(args, image, bmap);
+    for path in &args.dest {
+        check_one(path, &inputs)?;
+    }
+    Ok(())
+}
+
+fn check_one(path: &Path, inputs: &[Input]) -> Result<()> {
+    let Ok(dest) = std::fs::metadata(path) else {
         // Nothing there yet (or a dangling symlink): it cannot be an input.
         return Ok(());
     };
-    for input in inputs(args, image, bmap) {
+    for input in inputs {
         if same_storage(&input.meta, &dest) {
             bail!(
                 "the destination '{}' is the {} itself ({}): writing it would destroy the {}; \
                  choose another destination",
-                args.dest.display(),
+                path.display(),
                 input.what,
                 input.how,
                 input.what

@@ -215,7 +215,21 @@ fn unsupported(error: &dest::Error) -> bool {
 
 /// One line for each thing done besides the copy itself.
 pub fn summarize(prepared: &Prepared, dest_label: &str) {
-    let (chain, holes) = (&prepared.chain, prepared.holes);
+    summarize_parts(
+        &prepared.chain,
+        prepared.holes,
+        prepared.gpt.as_ref(),
+        dest_label,
+    );
+}
+
+/// [`summarize`] for a chain whose parts were taken apart (a copy to several DESTs).
+pub fn summarize_parts(
+    chain: &Chain,
+    holes: Option<HolesDone>,
+    gpt: Option<&GptMoveSlot>,
+    dest_label: &str,
+) {
     if let Some(h) = holes {
         let (verb, how) = match (h.zero, h.by_device) {
             (true, true) => ("zeroed", " (BLKZEROOUT)"),
@@ -247,7 +261,7 @@ pub fn summarize(prepared: &Prepared, dest_label: &str) {
             human_size(chain.held_bytes())
         ));
     }
-    if let Some(slot) = &prepared.gpt {
+    if let Some(slot) = gpt {
         summarize_gpt(slot, dest_label);
     }
     let skip = chain.inner().stats();

@@ -37,8 +37,8 @@ pub struct Seek {
 
 /// Refuses a seek that cannot work with this plan and DEST, and says what a seek turns
 /// off; nothing for a copy without `--seek`. Run before DEST is opened.
-pub fn check(args: &CopyArgs, plan: &copy::Plan) -> Result<Seek> {
-    let meta = std::fs::metadata(&args.dest).ok();
+pub fn check(args: &CopyArgs, dest: &Path, plan: &copy::Plan) -> Result<Seek> {
+    let meta = std::fs::metadata(dest).ok();
     let kind = meta.as_ref().map(std::fs::Metadata::file_type);
     let checked = Seek {
         offset: args.seek,
@@ -77,15 +77,15 @@ pub fn check(args: &CopyArgs, plan: &copy::Plan) -> Result<Seek> {
         bail!(
             "--seek needs a block device or a regular file as DEST: '{}' is neither, and \
              cannot be written at an offset",
-            args.dest.display()
+            dest.display()
         );
     }
-    announce(args, plan, seek, device);
+    announce(args, dest, plan, seek, device);
     Ok(checked)
 }
 
 /// Says where the image goes, and what the seek turns off.
-fn announce(args: &CopyArgs, plan: &copy::Plan, seek: u64, device: bool) {
+fn announce(args: &CopyArgs, dest: &Path, plan: &copy::Plan, seek: u64, device: bool) {
     if device && !args.no_fail_safe {
         messages::info(
             "--seek: the fail-safe order is off (it would wipe the partition tables at the \
@@ -104,7 +104,7 @@ fn announce(args: &CopyArgs, plan: &copy::Plan, seek: u64, device: bool) {
         "writing the image at offset {seek} ({}) of '{}', {end}; DEST's other bytes are \
          kept, and so are its old bytes in the image's holes{}",
         human_size(seek),
-        args.dest.display(),
+        dest.display(),
         if args.zero_holes || args.discard {
             ""
         } else {

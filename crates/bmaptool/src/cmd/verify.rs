@@ -94,6 +94,7 @@ fn check(
         dest: label,
         debug: messages::enabled(Level::Debug),
         json: lines.cloned(),
+        dests: Vec::new(),
     })
     .context("cannot start the progress display")?;
     let mut events = ReadEvents(progress);

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use bmap::copy::{Event, Phase, RangeOutcome, RangeResult};
+use bmap::copy::{DestEvent, Event, Phase, RangeOutcome, RangeResult};
 use serde::Serialize;
 
 use super::lines;
@@ -186,10 +186,21 @@ impl JsonLines {
         let mut inner = self.lock();
         match event {
             Event::Phase(phase) => inner.phase(*phase),
-            // With several destinations, the bytes each took come as per-destination
-            // events (`Event::Dest`, from the copy to several destinations): they go
-            // to `inner.written(dest, bytes)`, and its end to `tally(dest).seconds`.
+            // With several destinations, the bytes each took come as `Dest` events.
             Event::Written(bytes) if !inner.several() => inner.written(0, *bytes),
+            Event::Dest {
+                dest,
+                event: DestEvent::Written(bytes),
+            } => inner.written(*dest, *bytes),
+            Event::Dest {
+                dest,
+                event: DestEvent::Finished | DestEvent::Failed(_),
+            } => {
+                let seconds = inner
+                    .writing_since
+                    .map(|since| since.elapsed().as_secs_f64());
+                inner.tally(*dest).seconds = seconds;
+            }
             // A verdict on the image read once, with several destinations.
             Event::Range(outcome) if inner.several() => inner.range(None, outcome),
             Event::Range(outcome) => inner.range(Some(0), outcome),

@@ -17,7 +17,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bmap::copy::{Event, Phase};
+use bmap::copy::{DestEvent, Event, Phase};
 use bmap::format::{human_size, human_time};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
@@ -47,6 +47,9 @@ pub struct Settings {
     pub debug: bool,
     /// The JSON lines, with `--progress json` or `--progress-fd`.
     pub json: Option<json::JsonLines>,
+    /// The destinations of a copy to several (empty for one): the bar and the lines
+    /// then follow the slowest destination still going, and say which it is.
+    pub dests: Vec<String>,
 }
 
 /// The rendering thread and the channel that feeds it.
@@ -90,10 +93,14 @@ struct Renderer {
     last_percent: Option<u64>,
     /// When the plain synchronizing line is due, while the sync runs.
     sync_due: Option<Instant>,
+    /// Bytes each destination wrote, and whether it failed (a copy to several).
+    dest_written: Vec<u64>,
+    dest_failed: Vec<bool>,
 }
 
 impl Renderer {
     fn new(settings: Settings, psplash: Option<PathBuf>) -> Renderer {
+        let count = settings.dests.len();
         Renderer {
             settings,
             psplash,
@@ -103,6 +110,8 @@ impl Renderer {
             last_line: None,
             last_percent: None,
             sync_due: None,
+            dest_written: vec![0; count],
+            dest_failed: vec![false; count],
         }
     }
 
@@ -134,6 +143,8 @@ impl Renderer {
                     bar.finish_and_clear();
                 }
             }
+            Event::Dest { dest, event } => self.dest(dest, event),
+            Event::Written(_) if !self.settings.dests.is_empty() => {}
             Event::Written(bytes) => {
                 self.written += bytes;
                 if let Some(bar) = &self.bar {
@@ -142,6 +153,62 @@ impl Renderer {
                 self.psplash();
             }
             _ => {}
+        }
+    }
+
+    /// One destination's event: the bar follows the slowest destination still going.
+    fn dest(&mut self, index: usize, event: DestEvent) {
+        if index >= self.dest_written.len() {
+            return;
+        }
+        match event {
+            DestEvent::Written(bytes) => self.dest_written[index] += bytes,
+            DestEvent::Finished => return,
+            DestEvent::Failed(error) => {
+                self.dest_failed[index] = true;
+                let line = || {
+                    messages::warning(format_args!(
+                        "destination {} '{}' failed: {error}; the others go on",
+                        index + 1,
+                        self.settings.dests[index]
+                    ))
+                };
+                match &self.bar {
+                    Some(bar) => bar.suspend(line),
+                    None => line(),
+                }
+            }
+        }
+        let slowest = self.slowest().map_or(0, |(_, bytes)| bytes);
+        if let Some(bar) = &self.bar {
+            bar.set_position(slowest);
+        }
+        self.written = slowest;
+        self.psplash();
+    }
+
+    /// The destination still going that wrote the least, and its bytes.
+    fn slowest(&self) -> Option<(usize, u64)> {
+        self.dest_written
+            .iter()
+            .zip(&self.dest_failed)
+            .enumerate()
+            .filter(|(_, (_, failed))| !**failed)
+            .map(|(index, (bytes, _))| (index, *bytes))
+            .min_by_key(|&(_, bytes)| bytes)
+    }
+
+    /// Which destination lags, for a plain line of a copy to several.
+    fn lagging(&self) -> String {
+        let fastest = self.dest_written.iter().copied().max().unwrap_or(0);
+        match self.slowest() {
+            Some((index, bytes)) if bytes < fastest => format!(
+                "; slowest: destination {} '{}', {} behind",
+                index + 1,
+                self.settings.dests[index],
+                human_size(fastest - bytes)
+            ),
+            _ => String::new(),
         }
     }
 
@@ -226,14 +293,16 @@ impl Renderer {
                     "unknown".to_owned()
                 };
                 messages::info(format_args!(
-                    "{percent}% copied ({} of {}, {shown_rate}/sec, ETA {eta})",
+                    "{percent}% copied ({} of {}, {shown_rate}/sec, ETA {eta}){}",
                     human_size(self.written),
-                    human_size(total)
+                    human_size(total),
+                    self.lagging()
                 ));
             }
             None => messages::info(format_args!(
-                "{} copied ({shown_rate}/sec)",
-                human_size(self.written)
+                "{} copied ({shown_rate}/sec){}",
+                human_size(self.written),
+                self.lagging()
             )),
         }
     }
