@@ -98,24 +98,9 @@ impl Handle {
         readable: bool,
         device_block: Option<u32>,
     ) -> io::Result<()> {
-        let dio = crate::sys::dio_alignment(&self.file);
-        if let Some((_, 0)) = dio {
+        let Some(align) = direct_alignment(&self.file, device_block) else {
             return Ok(());
-        }
-        let (memory, offset) = dio.unwrap_or((0, 0));
-        let align = [
-            MIN_ALIGN as u64,
-            crate::sys::page_size() as u64,
-            u64::from(memory),
-            u64::from(offset),
-            u64::from(device_block.unwrap_or(0)),
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(MIN_ALIGN as u64);
-        if !align.is_power_of_two() || align > MAX_ALIGN {
-            return Ok(());
-        }
+        };
         self.direct = reopen_direct(&self.path, &self.file, readable)?;
         if self.direct.is_some() {
             self.align = align;
@@ -266,6 +251,29 @@ impl Handle {
         }
         Ok(())
     }
+}
+
+/// The alignment (of memory, offsets and lengths) for `O_DIRECT` transfers on `file`:
+/// the largest of 4096, the page size, what the kernel reports (`STATX_DIOALIGN`) and a
+/// device's logical block size; `None` when the kernel says the file has no direct
+/// I/O, or the alignment is not one a buffer can have.
+pub(crate) fn direct_alignment(file: &File, device_block: Option<u32>) -> Option<u64> {
+    let dio = crate::sys::dio_alignment(file);
+    if let Some((_, 0)) = dio {
+        return None;
+    }
+    let (memory, offset) = dio.unwrap_or((0, 0));
+    let align = [
+        MIN_ALIGN as u64,
+        crate::sys::page_size() as u64,
+        u64::from(memory),
+        u64::from(offset),
+        u64::from(device_block.unwrap_or(0)),
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(MIN_ALIGN as u64);
+    (align.is_power_of_two() && align <= MAX_ALIGN).then_some(align)
 }
 
 /// Opens the file behind `file` once more with `O_DIRECT` (through `/proc/self/fd`,

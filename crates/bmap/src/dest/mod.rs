@@ -32,7 +32,7 @@ pub(crate) use blockdev::in_use_by;
 pub use blockdev::{BlockDevice, Removable, removable};
 pub use file::{OtherNode, RegularFile};
 pub use handle::MIN_ALIGN;
-pub(crate) use handle::{Step, step};
+pub(crate) use handle::{Step, direct_alignment, step};
 pub use same::same_storage;
 pub use tuning::{Setting, SettingChange};
 

@@ -21,8 +21,6 @@ use super::Error;
 use crate::dest::{MIN_ALIGN, Step, step};
 use crate::source::RandomAccess;
 
-/// Alignments above this are not used for direct I/O (the copy's chunks are 1 MiB).
-const MAX_ALIGN: u64 = 1 << 20;
 /// The granule of dropping cached pages before a buffered read: the largest page
 /// cache folio of x86-64 and 4 KiB-page arm64 (PMD size).
 const DROP_SPAN: u64 = 2 << 20;
@@ -160,20 +158,11 @@ pub(super) struct DirectReader {
 
 impl DirectReader {
     fn open(file: File, device_block: Option<u32>) -> io::Result<DirectReader> {
-        let dio = crate::sys::dio_alignment(&file);
-        let (memory, offset) = dio.unwrap_or((0, 0));
-        let align = [
-            MIN_ALIGN as u64,
-            crate::sys::page_size() as u64,
-            u64::from(memory),
-            u64::from(offset),
-            u64::from(device_block.unwrap_or(0)),
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(MIN_ALIGN as u64);
-        let usable = align.is_power_of_two() && align <= MAX_ALIGN && dio != Some((0, 0));
-        let direct = if usable { reopen_direct(&file)? } else { None };
+        let usable = crate::dest::direct_alignment(&file, device_block);
+        let direct = match usable {
+            Some(_) => reopen_direct(&file)?,
+            None => None,
+        };
         // Whatever the target's page cache holds may be stale (written behind the
         // cache's back, or by a copy through another device node): drop it all once,
         // so that no buffered read below can be served from it.
@@ -182,7 +171,7 @@ impl DirectReader {
             file,
             direct,
             worked: false,
-            align: if usable { align } else { MIN_ALIGN as u64 },
+            align: usable.unwrap_or(MIN_ALIGN as u64),
             seek: 0,
             counters: Arc::default(),
         })
