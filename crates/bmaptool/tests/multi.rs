@@ -13,7 +13,6 @@ mod copy_support;
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -31,22 +30,11 @@ struct Sample {
 impl Sample {
     /// An image of `size` bytes with `chunks` (offset, length) of random data.
     fn new(dir: &Path, size: u64, chunks: &[(u64, usize)]) -> Sample {
-        let image = dir.join("disk.img");
-        let file = File::create(&image).expect("create the image");
-        file.set_len(size).expect("size the image");
-        for (seed, &(offset, len)) in chunks.iter().enumerate() {
-            file.write_all_at(&random_bytes(seed as u64 + 1, len), offset)
-                .expect("write image data");
-        }
-        file.sync_all().expect("sync the image");
-        let bmap = dir.join("disk.img.bmap");
-        let output = run([
-            OsStr::new("create"),
-            OsStr::new("-o"),
-            bmap.as_os_str(),
-            image.as_os_str(),
-        ]);
-        assert_ok(&output);
+        let seeded: Vec<(u64, u64, usize)> = (1..)
+            .zip(chunks)
+            .map(|(seed, &(offset, len))| (seed, offset, len))
+            .collect();
+        let (image, bmap) = sparse_image_with_bmap(dir, size, &seeded);
         let bytes = read(&image);
         Sample { image, bmap, bytes }
     }

@@ -40,27 +40,16 @@ impl Sample {
     const IN_A_HOLE: u64 = 2 * MIB + 100;
 
     fn new(dir: &Path) -> Sample {
-        let image = dir.join("disk.img");
-        let file = File::create(&image).expect("create the image");
-        file.set_len(Sample::SIZE).expect("size the image");
-        for (seed, offset, len) in [
-            (1, 0, 20_000),
-            (2, MIB, 64 * 1024),
-            (3, 2 * MIB + 4096, 4096),
-            (4, 3 * MIB, 5000),
-        ] {
-            file.write_all_at(&random_bytes(seed, len), offset)
-                .expect("write image data");
-        }
-        file.sync_all().expect("sync the image");
-        let bmap = dir.join("disk.img.bmap");
-        let output = run([
-            OsStr::new("create"),
-            OsStr::new("-o"),
-            bmap.as_os_str(),
-            image.as_os_str(),
-        ]);
-        assert_ok(&output);
+        let (image, bmap) = sparse_image_with_bmap(
+            dir,
+            Sample::SIZE,
+            &[
+                (1, 0, 20_000),
+                (2, MIB, 64 * 1024),
+                (3, 2 * MIB + 4096, 4096),
+                (4, 3 * MIB, 5000),
+            ],
+        );
         let facts = BmapFacts::read(&bmap);
         assert_eq!(
             facts.ranges,

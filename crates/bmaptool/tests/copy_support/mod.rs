@@ -549,3 +549,32 @@ impl Drop for Mount {
         }
     }
 }
+
+/// A sparse image `DIR/disk.img` of `size` bytes with random data (seeded by `seed`)
+/// at each `(seed, offset, len)`, synced, and its bmap `DIR/disk.img.bmap` made by our
+/// `create`; returns both paths.
+#[allow(dead_code, reason = "not every test binary that includes this module uses it")]
+pub fn sparse_image_with_bmap(
+    dir: &Path,
+    size: u64,
+    chunks: &[(u64, u64, usize)],
+) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::FileExt;
+    let image = dir.join("disk.img");
+    let file = File::create(&image).expect("create the image");
+    file.set_len(size).expect("size the image");
+    for &(seed, offset, len) in chunks {
+        file.write_all_at(&random_bytes(seed, len), offset)
+            .expect("write image data");
+    }
+    file.sync_all().expect("sync the image");
+    let bmap = dir.join("disk.img.bmap");
+    let output = run([
+        OsStr::new("create"),
+        OsStr::new("-o"),
+        bmap.as_os_str(),
+        image.as_os_str(),
+    ]);
+    assert_ok(&output);
+    (image, bmap)
+}
