@@ -211,7 +211,13 @@ fn trusted_bmap(
         return Ok(None);
     }
     let image = (args.image != "-").then_some(image_location);
-    let found = super::signature::find_bmap(args.bmap.as_deref(), image, remote, interrupt)?;
+    let found = super::signature::find_bmap(
+        args.bmap.as_deref(),
+        image,
+        remote,
+        interrupt,
+        super::signature::NOT_FOUND,
+    )?;
     let local = match &found.location {
         Location::Local(path) => Some(path.as_path()),
         Location::Url(_) => None,

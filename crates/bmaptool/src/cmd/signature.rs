@@ -80,11 +80,18 @@ pub fn trust_options(
 
 /// Finds the bmap: `named` (`--bmap`, a path or URL), or discovered beside `image`
 /// (remote candidates are fetched; a signal ends a stalled transfer).
+/// `copy`'s words when no bmap is found beside the image (the reference's).
+pub const NOT_FOUND: &str = "bmap file not found, please, use --bmap to name it, or --nobmap \
+                             to flash the whole image without bmap";
+
+/// `not_found` is what to say when nothing is found beside `image` (each command has
+/// its own way out).
 pub fn find_bmap(
     named: Option<&OsStr>,
     image: Option<&Location>,
     remote: &remote::Options,
     interrupt: &Interrupt,
+    not_found: &'static str,
 ) -> Result<Found> {
     Ok(match named {
         // A location is refused only for its URL scheme, which the error names.
@@ -93,7 +100,12 @@ pub fn find_bmap(
             let (image, options) = (image.cloned(), remote.clone());
             let found =
                 crate::signals::blocking(interrupt, move || trust::find(image.as_ref(), &options))?
-                    .map_err(explain)?;
+                    .map_err(|error| match error {
+                        trust::Error::NotFound => {
+                            super::errcode::coded("bmap-not-found", not_found)
+                        }
+                        other => explain(other),
+                    })?;
             messages::info(format_args!("discovered bmap file '{}'", found.shown));
             found
         }
@@ -123,11 +135,7 @@ pub fn trust_bmap(
 pub fn explain(error: trust::Error) -> anyhow::Error {
     let advice = match &error {
         trust::Error::NotFound => {
-            return super::errcode::coded(
-                "bmap-not-found",
-                "bmap file not found, please, use --bmap to name it, or --nobmap to flash the \
-             whole image without bmap",
-            );
+            return super::errcode::coded("bmap-not-found", NOT_FOUND);
         }
         trust::Error::InlineAndDetached { shown } => {
             return super::errcode::coded(

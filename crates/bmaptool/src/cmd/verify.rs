@@ -134,7 +134,13 @@ fn trusted_bmap(
         );
     }
     let image = Location::Local(args.target.clone());
-    let found = super::signature::find_bmap(args.bmap.as_deref(), Some(&image), remote, interrupt)?;
+    let found = super::signature::find_bmap(
+        args.bmap.as_deref(),
+        Some(&image),
+        remote,
+        interrupt,
+        "no bmap file found beside the target: name it with --bmap (a file or URL)",
+    )?;
     super::signature::trust_bmap(found, &args.signature, remote, interrupt)
 }
 

@@ -553,7 +553,10 @@ impl Drop for Mount {
 /// A sparse image `DIR/disk.img` of `size` bytes with random data (seeded by `seed`)
 /// at each `(seed, offset, len)`, synced, and its bmap `DIR/disk.img.bmap` made by our
 /// `create`; returns both paths.
-#[allow(dead_code, reason = "not every test binary that includes this module uses it")]
+#[allow(
+    dead_code,
+    reason = "not every test binary that includes this module uses it"
+)]
 pub fn sparse_image_with_bmap(
     dir: &Path,
     size: u64,
