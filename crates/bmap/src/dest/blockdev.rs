@@ -83,6 +83,9 @@ pub(super) fn open(path: &Path, meta: &Metadata, options: &Options) -> Result<De
             reason,
         });
     }
+    if read_only(&sys) {
+        return Err(Error::ReadOnly(path.to_owned()));
+    }
     let (mut file, readable) = super::file::open_rw(path, |o| o.custom_flags(libc::O_EXCL))
         .map_err(|source| match source.raw_os_error() {
             Some(libc::EBUSY) => Error::Busy {
@@ -143,6 +146,13 @@ pub(crate) fn in_use_by(meta: &Metadata) -> Option<String> {
 }
 
 /// `/sys/dev/block/MAJ:MIN`, resolved.
+/// Whether the kernel marks the device read-only (`ro` in its sysfs directory: a
+/// `losetup -r` loop, a write-protected card, `blockdev --setro`). Opening it for
+/// writing succeeds; only the first write fails, so it is refused before.
+fn read_only(sys: &Path) -> bool {
+    std::fs::read_to_string(sys.join("ro")).is_ok_and(|text| text.trim() == "1")
+}
+
 fn sysfs_dir(rdev: u64) -> PathBuf {
     let link = PathBuf::from(format!(
         "/sys/dev/block/{}:{}",

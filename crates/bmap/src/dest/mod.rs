@@ -157,6 +157,13 @@ pub enum Error {
     /// A directory was given.
     #[error("destination '{0}' is a directory")]
     Directory(PathBuf),
+    /// The kernel marks the block device read-only.
+    #[error(
+        "block device '{0}' is read-only (write-protected, or set read-only with \
+         'losetup -r' or 'blockdev --setro'): make it writable ('blockdev --setrw') or \
+         choose another destination"
+    )]
+    ReadOnly(PathBuf),
     /// Write, truncate or sync failed.
     #[error("cannot {action} '{path}'")]
     Io {
@@ -164,6 +171,20 @@ pub enum Error {
         action: &'static str,
         /// Path.
         path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// Writing or reading a span of the destination failed.
+    #[error("cannot {action} '{path}' at byte {offset} ({len} bytes)")]
+    IoAt {
+        /// What was attempted.
+        action: &'static str,
+        /// Path.
+        path: PathBuf,
+        /// Where on the medium the span starts.
+        offset: u64,
+        /// The span's length.
+        len: u64,
         /// Cause.
         source: io::Error,
     },
@@ -290,9 +311,10 @@ impl Dest {
     /// where the destination allows it; partial blocks go through it, so bytes next
     /// to `buf` are kept.
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
+        let at = self.shifted(offset);
         self.io()
-            .write_at(buf, self.shifted(offset))
-            .map_err(|source| self.io_error("write to", source))
+            .write_at(buf, at)
+            .map_err(|source| self.io_error_at("write to", at, buf.len(), source))
     }
 
     /// Reads into `buf` from `offset` until it is full or the destination ends;
@@ -300,9 +322,11 @@ impl Dest {
     /// bypass the page cache where the destination allows it, so they show what
     /// reached the medium.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, Error> {
+        let at = self.shifted(offset);
+        let len = buf.len();
         self.io()
-            .read_at(buf, self.shifted(offset))
-            .map_err(|source| self.io_error("read from", source))
+            .read_at(buf, at)
+            .map_err(|source| self.io_error_at("read from", at, len, source))
     }
 
     /// Says that the `len` bytes at `offset` are not needed: a hole punched in a
@@ -420,6 +444,22 @@ impl Dest {
             }
             Dest::BlockDevice(mut device) => device.tuning.restore(),
             Dest::Other(_) => Ok(()),
+        }
+    }
+
+    fn io_error_at(
+        &self,
+        action: &'static str,
+        offset: u64,
+        len: usize,
+        source: io::Error,
+    ) -> Error {
+        Error::IoAt {
+            action,
+            path: self.path().to_owned(),
+            offset,
+            len: len as u64,
+            source,
         }
     }
 

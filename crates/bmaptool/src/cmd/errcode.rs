@@ -178,7 +178,7 @@ fn dest_code(error: &dest::Error) -> Option<&'static str> {
         E::BacksLoop { .. } | E::Busy { .. } => "dest-busy",
         E::NoRoom { .. } => "dest-no-space",
         E::TooSmall { .. } => "dest-too-small",
-        E::Directory(_) => "dest-unusable",
+        E::Directory(_) | E::ReadOnly(_) => "dest-unusable",
         _ => return None,
     })
 }

@@ -1,0 +1,409 @@
+//! The fault matrix (docs/reliability.md): what `copy`, `create` and `verify` do when
+//! the world goes wrong under them, on real files, file systems, loop devices, a FUSE
+//! device with bad sectors and a real HTTP server: the destination fills up, the
+//! source is truncated or changed during the copy, the network is cut at random
+//! points, SIGINT/SIGTERM/SIGKILL arrive mid-run, the destination is read-only or a
+//! directory, the device returns I/O errors. Each test waits for a state the tool
+//! reports (a JSON progress line, a file appearing) and freezes it with SIGSTOP when
+//! the fault must land mid-run: never for time.
+//!
+//! Tests that need root, mounts, loop devices or FUSE skip with a note, unless
+//! `BMAPTOOL_TEST_STRICT=1` (CI), where they fail.
+
+#[allow(dead_code, reason = "this file uses part of the copy tests' harness")]
+mod copy_support;
+#[allow(dead_code, reason = "each fault test uses part of it")]
+mod faults_support;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use copy_support::*;
+use faults_support::*;
+use test_support::need_tool;
+
+/// One clean failure line: exit `code`, one `bmaptool: ERROR:` line holding every
+/// needle (case-insensitive), no panic. Returns the line.
+#[track_caller]
+fn assert_error_line(code: Option<i32>, text: &str, status: i32, needles: &[&str]) -> String {
+    assert_eq!(code, Some(status), "exit status; stderr:\n{text}");
+    assert_no_panic(text);
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("bmaptool: ERROR: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line expected:\n{text}");
+    let line = errors[0].to_lowercase();
+    for needle in needles {
+        assert!(
+            line.contains(&needle.to_lowercase()),
+            "the error line does not mention {needle:?}: {}",
+            errors[0]
+        );
+    }
+    errors[0].to_owned()
+}
+
+/// A copy of `image` to `dest` with its progress lines on stdout (`--progress-fd 1`).
+fn watched_copy(extra: &[&OsStr], image: &Path, dest: &Path) -> Watched {
+    let mut cmd = bmaptool();
+    cmd.args(["copy", "--progress-fd", "1", "--progress", "none"])
+        .args(extra)
+        .arg(image)
+        .arg(dest);
+    Watched::start(cmd)
+}
+
+/// Starts `watched` and freezes it once it reports the `writing` phase, with at least
+/// `margin` bytes of the image still unread (checked with `/proc/PID/io`, so that a
+/// fault injected now lands mid-copy; a machine so fast that the check fails makes the
+/// test fail loudly, not pass for the wrong reason).
+fn freeze_while_writing(watched: &mut Watched, image_len: u64, margin: u64) {
+    assert!(
+        watched.wait_line(&["\"progress\"", "\"writing\""]),
+        "no writing phase was reported"
+    );
+    assert!(
+        watched.freeze(),
+        "the copy ended before it could be stopped"
+    );
+    let read = watched.read_chars();
+    assert!(
+        read + margin <= image_len,
+        "the copy had read {read} of {image_len} bytes when it was stopped: too late for \
+         the fault to land mid-copy"
+    );
+}
+
+/// A 64 MiB image with 48 MiB of random data (seed `seed`) and its bmap in `dir`.
+fn big_image(dir: &Path, seed: u64) -> (PathBuf, PathBuf, Vec<u8>) {
+    let (image, bmap) = sparse_image_with_bmap(dir, 64 * MIB, &[(seed, 8 * MIB, 48 << 20)]);
+    let bytes = read(&image);
+    (image, bmap, bytes)
+}
+
+// ---------------------------------------------------------------------------------
+// 1. The destination fills up
+
+#[test]
+fn a_file_system_that_fills_up_mid_copy_gives_enospc_and_the_partial_file_goes() {
+    if !need_mount() || !need_tool("zstd") {
+        return;
+    }
+    let dir = tempdir();
+    let image = dir.path().join("data.img");
+    fs::write(&image, random_bytes(7, 4 << 20)).expect("write the image");
+    succeeds(Command::new("zstd").args(["-q", "-k"]).arg(&image));
+    let zst = dir.path().join("data.img.zst");
+    let small = Mount::tmpfs("size=1m");
+    let dest = small.path().join("out.img");
+    // A compressed image without a bmap has no size known before: ENOSPC mid-copy.
+    let output = run([
+        OsStr::new("copy"),
+        OsStr::new("--nobmap"),
+        zst.as_os_str(),
+        dest.as_os_str(),
+    ]);
+    test_support::assert_fails(&output, &["No space left on device", "out.img", "at byte"]);
+    assert!(!dest.exists(), "the partial file was left");
+    // A raw image's size is known: refused before writing, with both numbers.
+    let output = run([
+        OsStr::new("copy"),
+        OsStr::new("--nobmap"),
+        image.as_os_str(),
+        dest.as_os_str(),
+    ]);
+    test_support::assert_fails(&output, &["not enough free space", "4194304"]);
+    assert!(!dest.exists(), "DEST was created");
+}
+
+#[test]
+fn a_file_system_filled_by_another_program_mid_copy_gives_enospc_and_the_file_goes() {
+    if !need_mount() {
+        return;
+    }
+    let dir = tempdir();
+    let (image, bmap, _) = big_image(dir.path(), 11);
+    // Room for the copy when it starts (the up-front check passes) ...
+    let fs = Mount::tmpfs("size=56m");
+    let dest = fs.path().join("out.img");
+    let mut watched = watched_copy(&[OsStr::new("--bmap"), bmap.as_os_str()], &image, &dest);
+    freeze_while_writing(&mut watched, 64 * MIB, 16 * MIB);
+    // ... then another program takes what is left.
+    let filler = fs.path().join("filler");
+    let _ = Command::new("fallocate")
+        .args(["-l", "56m"])
+        .arg(&filler)
+        .status();
+    if !filler.exists() || fs::metadata(&filler).is_ok_and(|m| m.len() == 0) {
+        // fallocate cannot take a part: write until the file system is full.
+        let _ = Command::new("dd")
+            .args(["if=/dev/zero", "bs=1M"])
+            .arg(format!("of={}", filler.display()))
+            .status();
+    }
+    watched.thaw();
+    let (code, text, _) = watched.finish();
+    assert_error_line(code, &text, 1, &["No space left on device", "out.img"]);
+    assert!(!dest.exists(), "the partial file was left");
+}
+
+// ---------------------------------------------------------------------------------
+// 2. The source changes during the copy
+
+/// Copies a 64 MiB image (with its bmap unless `nobmap`), freezes the copy once it
+/// writes, lets `change` alter the image, lets it go on; returns the result.
+fn copy_while_the_image_changes(
+    image: &Path,
+    bmap: Option<&Path>,
+    dest: &Path,
+    image_len: u64,
+    change: impl FnOnce(),
+) -> (Option<i32>, String) {
+    let extra: Vec<&OsStr> = match bmap {
+        Some(bmap) => vec![OsStr::new("--bmap"), bmap.as_os_str()],
+        None => vec![OsStr::new("--nobmap")],
+    };
+    let mut watched = watched_copy(&extra, image, dest);
+    freeze_while_writing(&mut watched, image_len, image_len / 4);
+    change();
+    watched.thaw();
+    let (code, text, _) = watched.finish();
+    (code, text)
+}
+
+#[test]
+fn an_image_truncated_during_the_copy_fails_and_the_destination_goes() {
+    let dir = tempdir();
+    let (image, bmap, _) = big_image(dir.path(), 21);
+    for bmap in [Some(bmap.as_path()), None] {
+        fs::copy(
+            dir.path().join("disk.img.bmap"),
+            dir.path().join("keep.bmap"),
+        )
+        .ok();
+        let dest = dir.path().join("out.img");
+        let (code, text) = copy_while_the_image_changes(&image, bmap, &dest, 64 * MIB, || {
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&image)
+                .and_then(|f| f.set_len(20 * MIB))
+                .expect("truncate the image");
+        });
+        assert_error_line(code, &text, 1, &["image"]);
+        assert!(
+            text.to_lowercase().contains("truncated") || text.contains("ends at"),
+            "{bmap:?}: the error does not say the image ended early:\n{text}"
+        );
+        assert!(!dest.exists(), "{bmap:?}: the destination was left");
+        // Put the image back for the next round.
+        let (again, _, _) = big_image(dir.path(), 21);
+        assert_eq!(again, image);
+    }
+}
+
+#[test]
+fn an_image_overwritten_in_place_during_the_copy_fails_its_checksum_and_the_destination_goes() {
+    let dir = tempdir();
+    let (image, bmap, _) = big_image(dir.path(), 31);
+    let dest = dir.path().join("out.img");
+    let (code, text) = copy_while_the_image_changes(&image, Some(&bmap), &dest, 64 * MIB, || {
+        use std::os::unix::fs::FileExt;
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(&image)
+            .expect("open");
+        file.write_all_at(&random_bytes(99, (8 * MIB) as usize), 44 * MIB)
+            .expect("overwrite the image");
+    });
+    assert_error_line(code, &text, 1, &["checksum"]);
+    assert!(!dest.exists(), "the destination was left");
+}
+
+#[test]
+fn a_compressed_image_truncated_during_the_copy_fails_and_the_destination_goes() {
+    if !need_tool("zstd") {
+        return;
+    }
+    let dir = tempdir();
+    let (image, bmap, _) = big_image(dir.path(), 41);
+    // Level 1, no long matches: random data stays about as large as it is.
+    succeeds(Command::new("zstd").args(["-q", "-1", "-k"]).arg(&image));
+    let zst = dir.path().join("disk.img.zst");
+    let len = fs::metadata(&zst).expect("zst").len();
+    let dest = dir.path().join("out.img");
+    let (code, text) = copy_while_the_image_changes(&zst, Some(&bmap), &dest, len, || {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&zst)
+            .and_then(|f| f.set_len(len / 3))
+            .expect("truncate the image");
+    });
+    assert_error_line(code, &text, 1, &[]);
+    assert!(!dest.exists(), "the destination was left");
+}
+
+#[test]
+fn an_image_replaced_by_rename_during_the_copy_is_copied_as_it_was_opened() {
+    let dir = tempdir();
+    let (image, bmap, bytes) = big_image(dir.path(), 51);
+    let dest = dir.path().join("out.img");
+    let (code, text) = copy_while_the_image_changes(&image, Some(&bmap), &dest, 64 * MIB, || {
+        let other = dir.path().join("other.img");
+        fs::write(&other, random_bytes(52, (64 * MIB) as usize)).expect("write");
+        fs::rename(&other, &image).expect("rename over the image");
+    });
+    // The open descriptor still reads the file that was opened: the copy is of it.
+    assert_eq!(code, Some(0), "{text}");
+    assert!(read(&dest) == bytes, "the copy is not the image it opened");
+}
+
+// ---------------------------------------------------------------------------------
+// 5. A read-only destination
+
+#[test]
+fn a_read_only_loop_device_is_refused_before_anything_is_written() {
+    if !need_loop_devices() {
+        return;
+    }
+    let dir = tempdir();
+    let (image, bmap, _) = big_image(dir.path(), 61);
+    let backing = dir.path().join("backing.img");
+    write_filled(&backing, 72 * MIB, 0xAA);
+    let out = succeeds(
+        Command::new("losetup")
+            .args(["-r", "-f", "--show"])
+            .arg(&backing),
+    );
+    let device = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let output = run([
+        OsStr::new("copy"),
+        OsStr::new("--bmap"),
+        bmap.as_os_str(),
+        image.as_os_str(),
+        OsStr::new(&device),
+    ]);
+    let detached = eventually(std::time::Duration::from_secs(30), || {
+        runs("losetup", &["-d", &device])
+    });
+    test_support::assert_fails(&output, &["read-only", &device]);
+    assert!(
+        !stderr(&output).contains("partial"),
+        "a refusal before writing says nothing was written"
+    );
+    assert!(detached, "cannot detach {device}");
+    assert!(
+        read(&backing).iter().all(|&b| b == 0xAA),
+        "the read-only device was written"
+    );
+}
+
+#[test]
+fn an_immutable_file_and_a_read_only_mount_are_refused_before_writing() {
+    if !need_mount() || !need_tool("chattr") {
+        return;
+    }
+    let dir = tempdir();
+    let (image, bmap, _) = big_image(dir.path(), 62);
+    let immutable = dir.path().join("immutable.img");
+    fs::write(&immutable, b"old").expect("write");
+    let frozen = runs("chattr", &["+i", &immutable.to_string_lossy()]);
+    if require(
+        frozen,
+        "a file system that takes chattr +i under the temporary directory",
+    ) {
+        let output = run(with_bmap(&bmap, &image, &immutable));
+        let _ = runs("chattr", &["-i", &immutable.to_string_lossy()]);
+        test_support::assert_fails(&output, &["immutable.img", "Operation not permitted"]);
+        assert_eq!(read(&immutable), b"old");
+    }
+    // A read-only bind mount of a directory with an existing file in it.
+    let target = dir.path().join("target");
+    fs::create_dir(&target).expect("mkdir");
+    fs::write(target.join("old.img"), b"old").expect("write");
+    let ro = Mount::new(&[OsStr::new("--bind"), target.as_os_str()]);
+    succeeds(
+        Command::new("mount")
+            .args(["-o", "remount,bind,ro"])
+            .arg(ro.path()),
+    );
+    for name in ["old.img", "new.img"] {
+        let dest = ro.path().join(name);
+        let output = run(with_bmap(&bmap, &image, &dest));
+        test_support::assert_fails(&output, &[name, "Read-only file system"]);
+    }
+    assert_eq!(read(&target.join("old.img")), b"old");
+    assert!(!target.join("new.img").exists());
+}
+
+fn with_bmap(bmap: &Path, image: &Path, dest: &Path) -> Vec<std::ffi::OsString> {
+    test_support::with_bmap(bmap, image, dest)
+}
+
+// ---------------------------------------------------------------------------------
+// 6. A destination that is, or becomes, a directory
+
+#[test]
+fn a_directory_as_the_destination_is_refused_naming_it() {
+    let dir = tempdir();
+    let (image, bmap, _) = big_image(dir.path(), 71);
+    let target = dir.path().join("a-directory");
+    fs::create_dir(&target).expect("mkdir");
+    let output = run(with_bmap(&bmap, &image, &target));
+    test_support::assert_fails(&output, &["a-directory", "is a directory"]);
+    assert!(fs::read_dir(&target).expect("list").next().is_none());
+}
+
+#[test]
+fn a_destination_replaced_by_a_directory_before_it_is_opened_is_refused() {
+    let dir = tempdir();
+    let (image, bmap, _) = big_image(dir.path(), 72);
+    let dest = dir.path().join("out.img");
+    fs::write(&dest, b"old").expect("write");
+    // The bmap comes through a FIFO: the tool waits for it before it opens DEST.
+    let fifo = dir.path().join("bmap.fifo");
+    mkfifo(&fifo);
+    let mut child = KillOnDrop(
+        bmaptool()
+            .arg("copy")
+            .arg("--bmap")
+            .arg(&fifo)
+            .arg(&image)
+            .arg(&dest)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("bmaptool starts"),
+    );
+    // A non-blocking open for writing succeeds only once the tool has the read end.
+    let pid = child.0.id();
+    let mut writer = None;
+    assert!(
+        procfs::within_hang(|| {
+            writer = fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+                .ok();
+            writer.is_some() || procfs::exited(pid)
+        }),
+        "the tool never opened the bmap FIFO"
+    );
+    let mut writer = writer.expect("the tool exited before reading the bmap");
+    fs::remove_file(&dest).expect("remove DEST");
+    fs::create_dir(&dest).expect("make DEST a directory");
+    std::io::Write::write_all(&mut writer, &read(&bmap)).expect("feed the bmap");
+    drop(writer);
+    let output = std::mem::replace(
+        &mut child.0,
+        Command::new("true").spawn().expect("true runs"),
+    )
+    .wait_with_output()
+    .expect("bmaptool ends");
+    test_support::assert_fails(&output, &["out.img", "directory"]);
+    assert!(dest.is_dir() && fs::read_dir(&dest).expect("list").next().is_none());
+}
