@@ -407,3 +407,118 @@ fn a_destination_replaced_by_a_directory_before_it_is_opened_is_refused() {
     test_support::assert_fails(&output, &["out.img", "directory"]);
     assert!(dest.is_dir() && fs::read_dir(&dest).expect("list").next().is_none());
 }
+
+// ---------------------------------------------------------------------------------
+// 7. A device that returns I/O errors
+
+/// Where the FUSE device's bad sectors are: 8 MiB to 9 MiB, inside the image's data.
+const BAD: (u64, u64) = (8 * MIB, 9 * MIB);
+
+/// A 16 MiB image of random data (every block mapped) and its bmap.
+fn small_image(dir: &Path, seed: u64) -> (PathBuf, PathBuf, Vec<u8>) {
+    let (image, bmap) = sparse_image_with_bmap(dir, 16 * MIB, &[(seed, 0, 16 << 20)]);
+    let bytes = read(&image);
+    (image, bmap, bytes)
+}
+
+/// Asserts a failed run never claimed success.
+#[track_caller]
+fn assert_no_success_claim(text: &str) {
+    for claim in ["wrote ", "all matched", "ranges good", "holds the image"] {
+        assert!(
+            !text.contains(claim),
+            "a failed run says {claim:?}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn a_device_failing_writes_stops_the_copy_naming_the_offset() {
+    if !need_fuse() {
+        return;
+    }
+    let dir = tempdir();
+    let (image, bmap, _) = small_image(dir.path(), 81);
+    let disk = EioDisk::new(32 * MIB, BAD, "w");
+    let output = run(with_bmap(&bmap, &image, disk.path()));
+    let line = test_support::assert_fails(
+        &output,
+        &[
+            &disk.path().to_string_lossy(),
+            "Input/output error",
+            "at byte",
+        ],
+    );
+    assert_no_success_claim(&stderr(&output));
+    assert!(
+        disk.log().contains("EIO on write"),
+        "no write reached the bad sectors"
+    );
+    let offset: u64 = line
+        .split("at byte ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no offset in {line}"));
+    assert!(
+        offset < BAD.1,
+        "the offset named, {offset}, is past the bad sectors"
+    );
+}
+
+#[test]
+fn a_file_on_a_file_system_failing_writes_stops_the_copy_naming_the_offset() {
+    if !need_fuse() {
+        return;
+    }
+    let dir = tempdir();
+    let (image, bmap, _) = small_image(dir.path(), 82);
+    let disk = EioDisk::file_only(32 * MIB, BAD, "w");
+    let output = run(with_bmap(&bmap, &image, &disk.file()));
+    test_support::assert_fails(&output, &["disk", "Input/output error", "at byte"]);
+    assert_no_success_claim(&stderr(&output));
+}
+
+#[test]
+fn verify_of_a_device_failing_reads_fails_naming_the_offset() {
+    if !need_fuse() {
+        return;
+    }
+    let dir = tempdir();
+    let (image, bmap, _) = small_image(dir.path(), 83);
+    let disk = EioDisk::new(32 * MIB, BAD, "r");
+    assert_ok(&run(with_bmap(&bmap, &image, disk.path())));
+    let output = run([
+        OsStr::new("verify"),
+        OsStr::new("--bmap"),
+        bmap.as_os_str(),
+        disk.path().as_os_str(),
+    ]);
+    let text = stderr(&output);
+    assert_error_line(
+        output.status.code(),
+        &text,
+        2,
+        &["Input/output error", &format!("at byte {}", BAD.0)],
+    );
+    assert_no_success_claim(&text);
+    assert!(
+        disk.log().contains("EIO on read"),
+        "no read reached the bad sectors"
+    );
+}
+
+#[test]
+fn verify_written_on_a_device_failing_reads_fails_naming_the_offset() {
+    if !need_fuse() {
+        return;
+    }
+    let dir = tempdir();
+    let (image, bmap, _) = small_image(dir.path(), 84);
+    let disk = EioDisk::new(32 * MIB, BAD, "r");
+    let mut args = with_bmap(&bmap, &image, disk.path());
+    args.insert(1, "--verify-written".into());
+    let output = run(args);
+    test_support::assert_fails(&output, &["read from", "Input/output error", "at byte"]);
+    assert_no_success_claim(&stderr(&output));
+}

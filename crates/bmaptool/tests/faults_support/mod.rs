@@ -46,6 +46,18 @@ pub struct EioDisk {
 impl EioDisk {
     /// Serves the file and attaches a loop device to it.
     pub fn new(size: u64, bad: (u64, u64), what: &str) -> EioDisk {
+        let mut disk = EioDisk::file_only(size, bad, what);
+        let out = succeeds(
+            Command::new("losetup")
+                .args(["-f", "--show"])
+                .arg(disk.file()),
+        );
+        disk.device = Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+        disk
+    }
+
+    /// Serves the file only (no loop device: [`EioDisk::path`] panics).
+    pub fn file_only(size: u64, bad: (u64, u64), what: &str) -> EioDisk {
         let dir = crate::copy_support::tempdir();
         let backing = dir.path().join("backing.img");
         std::fs::File::create(&backing)
@@ -60,7 +72,7 @@ impl EioDisk {
             .args([bad.0.to_string(), bad.1.to_string(), what.to_owned()]);
         let (helper, line) = Helper::start("eiofs", cmd).expect("eiofs.py starts");
         assert_eq!(line, "ready", "eiofs.py said {line:?}");
-        let mut disk = EioDisk {
+        let disk = EioDisk {
             device: None,
             mount,
             helper: Some(helper),
@@ -70,12 +82,6 @@ impl EioDisk {
             eventually(HANG, || disk.file().exists()),
             "the FUSE file never appeared"
         );
-        let out = succeeds(
-            Command::new("losetup")
-                .args(["-f", "--show"])
-                .arg(disk.file()),
-        );
-        disk.device = Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
         disk
     }
 
