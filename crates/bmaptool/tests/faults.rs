@@ -14,6 +14,7 @@
 mod copy_support;
 #[allow(dead_code, reason = "each fault test uses part of it")]
 mod faults_support;
+mod remote_support;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -521,4 +522,82 @@ fn verify_written_on_a_device_failing_reads_fails_naming_the_offset() {
     let output = run(args);
     test_support::assert_fails(&output, &["read from", "Input/output error", "at byte"]);
     assert_no_success_claim(&stderr(&output));
+}
+
+// ---------------------------------------------------------------------------------
+// 3. The network is cut at random points
+
+/// The sparse image (raw, with Range requests for its mapped parts) and its `.zst`
+/// (one stream) on a real HTTP server; `None`: skipped.
+fn served_sparse() -> Option<(remote_support::Served, test_support::HttpServer, Vec<u8>, u64)> {
+    let served = remote_support::Served::new();
+    let http = test_support::HttpServer::start(served.root())?;
+    let (bytes, _) = served.add_sparse("sparse.img");
+    let zst_len = served.add_zst("sparse.img")?;
+    Some((served, http, bytes, zst_len))
+}
+
+#[test]
+fn http_cuts_at_seeded_random_points_resume_to_a_byte_identical_copy() {
+    let Some((served, http, bytes, zst_len)) = served_sparse() else {
+        return;
+    };
+    let mut rng = Rng(seed("http_cuts_at_seeded_random_points"));
+    let bmap = served.file("sparse.img.bmap").display().to_string();
+    let dir = tempdir();
+    for round in 0..8 {
+        // The first body of the raw image is at least its first extent (256 KiB):
+        // a cut below that always lands in a body.
+        let (path, body) = if round % 2 == 0 {
+            ("/sparse.img", 256 * 1024)
+        } else {
+            ("/sparse.img.zst", zst_len)
+        };
+        let cut = rng.between(1, body);
+        let times = rng.between(1, 4);
+        let rst = rng.next_u64() % 2 == 0;
+        eprintln!("round {round}: {path} cut after {cut} bytes, {times} times, rst {rst}");
+        http.set_rule(
+            path,
+            &format!(r#"{{"cut_after": {cut}, "cut_times": {times}, "cut_rst": {rst}}}"#),
+        );
+        let dest = dir.path().join(format!("out{round}.img"));
+        let run = remote_support::copy(Some(&bmap), &http.url(path), &dest);
+        remote_support::assert_ok(&run);
+        remote_support::assert_same(&dest, &bytes);
+        let stats = http.stats();
+        let gets = stats.gets(path);
+        let cuts = gets.iter().filter(|r| r.bytes == cut).count();
+        assert!(cuts >= 1, "round {round}: no request was cut: {gets:?}");
+        assert!(
+            gets.iter().skip(1).all(|r| r.range.is_some()),
+            "round {round}: a retry was not a Range request: {gets:?}"
+        );
+        http.clear_rule(path);
+        fs::remove_file(&dest).expect("remove the copy");
+    }
+}
+
+#[test]
+fn http_server_that_stops_answering_after_a_random_point_ends_in_a_clean_error() {
+    let Some((served, http, _, zst_len)) = served_sparse() else {
+        return;
+    };
+    let mut rng = Rng(seed("http_server_that_stops_answering"));
+    let bmap = served.file("sparse.img.bmap").display().to_string();
+    let dir = tempdir();
+    for (path, body) in [("/sparse.img", 256 * 1024), ("/sparse.img.zst", zst_len)] {
+        let cut = rng.between(1, body);
+        eprintln!("{path}: cut after {cut} bytes, then every answer cut at once");
+        http.set_rule(
+            path,
+            &format!(r#"{{"cut_after": {cut}, "cut_after_repeat": 0}}"#),
+        );
+        let dest = dir.path().join("out.img");
+        let url = http.url(path);
+        let run = remote_support::copy(Some(&bmap), &url, &dest);
+        remote_support::assert_fails(&run, &[&url]);
+        remote_support::assert_no_dest(&dest);
+        http.clear_rule(path);
+    }
 }
