@@ -14,6 +14,10 @@
 mod copy_support;
 #[allow(dead_code, reason = "each fault test uses part of it")]
 mod faults_support;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "both harness modules include the test data generator; each keeps its own"
+)]
 mod remote_support;
 
 use std::ffi::OsStr;
@@ -529,7 +533,12 @@ fn verify_written_on_a_device_failing_reads_fails_naming_the_offset() {
 
 /// The sparse image (raw, with Range requests for its mapped parts) and its `.zst`
 /// (one stream) on a real HTTP server; `None`: skipped.
-fn served_sparse() -> Option<(remote_support::Served, test_support::HttpServer, Vec<u8>, u64)> {
+fn served_sparse() -> Option<(
+    remote_support::Served,
+    test_support::HttpServer,
+    Vec<u8>,
+    u64,
+)> {
     let served = remote_support::Served::new();
     let http = test_support::HttpServer::start(served.root())?;
     let (bytes, _) = served.add_sparse("sparse.img");
@@ -555,7 +564,7 @@ fn http_cuts_at_seeded_random_points_resume_to_a_byte_identical_copy() {
         };
         let cut = rng.between(1, body);
         let times = rng.between(1, 4);
-        let rst = rng.next_u64() % 2 == 0;
+        let rst = rng.next_u64().is_multiple_of(2);
         eprintln!("round {round}: {path} cut after {cut} bytes, {times} times, rst {rst}");
         http.set_rule(
             path,
@@ -600,4 +609,201 @@ fn http_server_that_stops_answering_after_a_random_point_ends_in_a_clean_error()
         remote_support::assert_no_dest(&dest);
         http.clear_rule(path);
     }
+}
+
+// ---------------------------------------------------------------------------------
+// 4. SIGINT, SIGTERM and SIGKILL mid-run
+
+/// The names in a directory, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Freezes `watched` at the `phase` line with most of `len` bytes unread, sends
+/// `sig`, lets it go on; returns its exit code and stderr.
+fn signal_mid(mut watched: Watched, phase: &str, len: u64, sig: &str) -> (Option<i32>, String) {
+    assert!(
+        watched.wait_line(&["\"progress\"", &format!("\"{phase}\"")]),
+        "no {phase} phase was reported"
+    );
+    assert!(watched.freeze(), "the run ended before it could be stopped");
+    let read = watched.read_chars();
+    assert!(read + len / 4 <= len, "{read} of {len} bytes already read");
+    assert!(kill(&watched.child.0, sig), "kill -s {sig} failed");
+    watched.thaw();
+    let (code, text, _) = watched.finish();
+    (code, text)
+}
+
+fn interrupt_copy_to_a_new_file(sig: &str, status: i32) {
+    let dir = tempdir();
+    let (image, bmap, _) = big_image(dir.path(), 91);
+    let out = tempdir();
+    let dest = out.path().join("out.img");
+    let watched = watched_copy(&[OsStr::new("--bmap"), bmap.as_os_str()], &image, &dest);
+    let (code, text) = signal_mid(watched, "writing", 64 * MIB, sig);
+    assert_error_line(code, &text, status, &["interrupted"]);
+    assert!(
+        names(out.path()).is_empty(),
+        "left: {:?}",
+        names(out.path())
+    );
+}
+
+#[test]
+fn sigint_mid_copy_to_a_new_file_exits_130_and_leaves_nothing() {
+    interrupt_copy_to_a_new_file("INT", 130);
+}
+
+#[test]
+fn sigterm_mid_copy_to_a_new_file_exits_143_and_leaves_nothing() {
+    interrupt_copy_to_a_new_file("TERM", 143);
+}
+
+/// `verify` of a file or a loop device holding the big image, interrupted.
+fn interrupt_verify(on_device: bool, sig: &str, status: i32) {
+    if on_device && !need_loop_devices() {
+        return;
+    }
+    let dir = tempdir();
+    let (image, bmap, bytes) = big_image(dir.path(), 92);
+    let device = on_device.then(|| LoopDevice::new(64 * MIB, 0));
+    let target = match &device {
+        Some(device) => {
+            fs::write(device.backing(), &bytes).expect("fill the backing file");
+            device.path().to_owned()
+        }
+        None => image.clone(),
+    };
+    let ratio = device.as_ref().map(|d| d.sysfs("bdi/max_ratio"));
+    let scheduler = device.as_ref().map(LoopDevice::scheduler);
+    let mut cmd = bmaptool();
+    cmd.args([
+        "verify",
+        "--progress-fd",
+        "1",
+        "--progress",
+        "none",
+        "--bmap",
+    ])
+    .arg(&bmap)
+    .arg(&target);
+    let before = names(dir.path());
+    let (code, text) = signal_mid(Watched::start(cmd), "verifying", 64 * MIB, sig);
+    assert_error_line(code, &text, status, &["interrupted"]);
+    assert_eq!(names(dir.path()), before, "files appeared or went");
+    assert!(read(&target) == bytes, "verify changed its target");
+    if let Some(device) = &device {
+        assert_eq!(Some(device.sysfs("bdi/max_ratio")), ratio);
+        assert_eq!(Some(device.scheduler()), scheduler);
+    }
+}
+
+#[test]
+fn sigint_mid_verify_of_a_file_exits_130() {
+    interrupt_verify(false, "INT", 130);
+}
+
+#[test]
+fn sigterm_mid_verify_of_a_loop_device_exits_143_and_leaves_its_settings() {
+    interrupt_verify(true, "TERM", 143);
+}
+
+#[test]
+fn sigint_mid_verify_of_a_loop_device_exits_130_and_leaves_its_settings() {
+    interrupt_verify(true, "INT", 130);
+}
+
+/// What SIGKILL leaves, which no handler can clean: a copy to a new file leaves the
+/// partial file at DEST (never the image: its bytes differ); the next copy replaces
+/// it. Pinned so that docs/reliability.md stays true.
+#[test]
+fn sigkill_mid_copy_to_a_new_file_leaves_a_partial_file_that_a_rerun_replaces() {
+    let dir = tempdir();
+    let (image, bmap, bytes) = big_image(dir.path(), 93);
+    let out = tempdir();
+    let dest = out.path().join("out.img");
+    let watched = watched_copy(&[OsStr::new("--bmap"), bmap.as_os_str()], &image, &dest);
+    let (code, _) = signal_mid(watched, "writing", 64 * MIB, "KILL");
+    assert_eq!(code, None, "SIGKILL ends the process");
+    assert_eq!(names(out.path()), ["out.img"]);
+    assert!(read(&dest) != bytes, "a killed copy cannot have finished");
+    assert_ok(&run(with_bmap(&bmap, &image, &dest)));
+    assert!(read(&dest) == bytes);
+}
+
+/// SIGKILL during a copy to a block device leaves the device tuned (scheduler `none`,
+/// `bdi/max_ratio` 1): docs/reliability.md says how to put them back, as done here.
+#[test]
+fn sigkill_mid_copy_to_a_loop_device_leaves_its_tuning_which_sysfs_restores() {
+    if !need_loop_devices() {
+        return;
+    }
+    let dir = tempdir();
+    let (image, bmap, _) = big_image(dir.path(), 94);
+    let device = LoopDevice::new(64 * MIB, 0);
+    let ratio_path = Path::new("/sys/block")
+        .join(device.name())
+        .join("bdi/max_ratio");
+    fs::write(&ratio_path, "100").expect("reset max_ratio of our loop device");
+    let watched = watched_copy(
+        &[OsStr::new("--bmap"), bmap.as_os_str()],
+        &image,
+        device.path(),
+    );
+    let (code, _) = signal_mid(watched, "writing", 64 * MIB, "KILL");
+    assert_eq!(code, None, "SIGKILL ends the process");
+    assert_eq!(device.sysfs("bdi/max_ratio"), "1", "the tuning was undone?");
+    // What the document tells the user to run.
+    fs::write(&ratio_path, "100").expect("restore max_ratio");
+    assert_eq!(device.sysfs("bdi/max_ratio"), "100");
+}
+
+/// SIGKILL during `create -o OUT`: OUT itself never appears half-written (the bmap is
+/// written to a temporary file beside it, renamed over OUT only when complete); the
+/// temporary file (`.bmaptool-PID-*.tmp`) is left, and only that.
+#[test]
+fn sigkill_mid_create_never_leaves_a_half_written_output_only_its_temporary_file() {
+    let dir = tempdir();
+    let (image, _, _) = big_image(dir.path(), 95);
+    let out_dir = tempdir();
+    let out = out_dir.path().join("out.bmap");
+    let mut child = KillOnDrop(
+        bmaptool()
+            .arg("create")
+            .arg("-o")
+            .arg(&out)
+            .arg(&image)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("bmaptool starts"),
+    );
+    let pid = child.0.id();
+    assert!(
+        procfs::within_hang(|| {
+            procfs::exited(pid) || names(out_dir.path()).iter().any(|n| n.ends_with(".tmp"))
+        }),
+        "no temporary output appeared"
+    );
+    assert!(kill(&child.0, "KILL"), "kill -s KILL failed");
+    let status = test_support::wait_for(&mut child.0, procfs::HANG).expect("killed");
+    let left = names(out_dir.path());
+    if status.success() {
+        // It finished first: then OUT is whole.
+        assert_eq!(left, ["out.bmap"]);
+        return;
+    }
+    assert!(!out.exists(), "OUT appeared after SIGKILL: {left:?}");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].starts_with(".bmaptool-") && left[0].ends_with(".tmp"),
+        "{left:?}"
+    );
 }
