@@ -91,3 +91,11 @@ pub mod trust;
 pub mod verify;
 
 pub use interrupt::Interrupt;
+
+/// Files written without a name (`O_TMPFILE`) and named only once complete, so that a
+/// process killed mid-write (SIGKILL, which no handler sees) leaves no partial file:
+/// how [`dest`] writes a new destination file, and what `bmaptool create` writes its
+/// output with.
+pub mod unnamed {
+    pub use crate::sys::{link_unnamed as link, open_unnamed as open, unnamed_refused as refused};
+}

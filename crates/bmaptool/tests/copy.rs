@@ -995,9 +995,12 @@ fn sigint_during_a_copy_to_a_new_file_removes_it() {
     let dir = tempdir();
     let dest = dir.path().join("out.img");
     let (mut child, feeder) = start_slow_copy(&dest);
+    // A new file is written unnamed until finished: count the bytes written.
+    let pid = child.0.id();
     assert!(
         eventually(HANG, || {
-            fs::metadata(&dest).is_ok_and(|m| m.len() >= 4 * MIB)
+            procfs::written_chars(pid).is_some_and(|n| n >= 4 * MIB)
+                && procfs::has_open_in(pid, dir.path())
         }),
         "the copy never got going"
     );
@@ -1031,12 +1034,16 @@ fn sigint_while_stdin_is_idle_exits_promptly() {
     let pid = child.0.id();
     assert!(
         eventually(HANG, || {
-            (dest.exists() && procfs::waits_reading_a_pipe(pid)) || procfs::exited(pid)
+            (procfs::has_open_in(pid, dir.path()) && procfs::waits_reading_a_pipe(pid))
+                || procfs::exited(pid)
         }),
         "the copy never waited for more input (wait channels {:?})",
         procfs::wchans(pid)
     );
-    assert!(dest.exists(), "bmaptool exited before the copy started");
+    assert!(
+        !procfs::exited(pid),
+        "bmaptool exited before the copy started"
+    );
     signal(&child.0, "INT");
     // Promptly: without further input (the pipe stays open until it exits).
     let status = wait_for(&mut child.0, HANG);

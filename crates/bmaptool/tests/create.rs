@@ -1085,7 +1085,9 @@ fn create_and_signal(image: &Path, out: &Path, signal: &str, mapped: u64) -> Int
     let dir = out.parent().expect("output has a directory");
     let mut saw_temp = false;
     procfs::within_hang(|| {
-        saw_temp = list_dir(dir).iter().any(|n| n.ends_with(".tmp"));
+        // Unnamed (O_TMPFILE) where the file system has it, else a named `.tmp` file.
+        saw_temp =
+            procfs::has_open_in(pid, dir) || list_dir(dir).iter().any(|n| n.ends_with(".tmp"));
         saw_temp || procfs::exited(pid)
     });
     assert!(send_signal(&child.0, "STOP"), "kill -s STOP failed");
@@ -1145,7 +1147,7 @@ fn check_interrupt(signal: &str, code: i32, existing: Option<&[u8]>) {
         let _ = fs::remove_file(&out);
     };
     assert!(result.delivered, "kill -s {signal} failed");
-    assert!(result.saw_temp, "no temporary output file was seen");
+    assert!(result.saw_temp, "no temporary output file was seen open");
     let output = &result.output;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(

@@ -550,6 +550,9 @@ fn write_and_read_back(dest: &Dest, base: u64) {
 fn dest_reads_back_what_it_wrote_and_punches_holes_in_a_file() {
     let dir = tempdir();
     let path = dir.path().join("dest.img");
+    // An existing file: a new one is unnamed (O_TMPFILE) until finished, and its
+    // blocks are counted through its path.
+    File::create(&path).expect("create the file");
     let options = dest::Options {
         image_size: Some(MIB),
         ..Default::default()

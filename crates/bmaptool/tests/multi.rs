@@ -13,6 +13,7 @@ mod copy_support;
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -351,10 +352,16 @@ fn a_stalled_destination_is_dropped_by_the_lag_rule() {
         .write_all(&bytes[..8 * MIB as usize])
         .expect("feed the start");
     // Once the file system holds some of the data, freeze it: its writes now wait.
+    // The new file is unnamed (O_TMPFILE) until finished: read it through the fd.
+    let pid = child.0.id();
+    let first_byte = || {
+        let mut byte = [0u8; 1];
+        let at = procfs::open_in(pid, mount.path())?;
+        File::open(at).ok()?.read_exact(&mut byte).ok()?;
+        Some(byte[0])
+    };
     assert!(
-        eventually(Duration::from_secs(60), || read_prefix(&stalled, 4096)
-            .first()
-            .is_some_and(|&b| b == 0x77)),
+        eventually(Duration::from_secs(60), || first_byte() == Some(0x77)),
         "nothing reached {}",
         stalled.display()
     );

@@ -91,6 +91,30 @@ pub fn read_chars(pid: u32) -> Option<u64> {
         .and_then(|n| n.trim().parse().ok())
 }
 
+/// Bytes `pid` has written with `write`-like calls so far, all threads (`wchar` of
+/// `/proc/PID/io`); `None` when it cannot be read.
+pub fn written_chars(pid: u32) -> Option<u64> {
+    let io = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Whether `pid` has a file in directory `dir` open, named or not: a new destination
+/// is written unnamed (`O_TMPFILE`, shown as `DIR/#INODE (deleted)`) until finished.
+pub fn has_open_in(pid: u32, dir: &Path) -> bool {
+    open_in(pid, dir).is_some()
+}
+
+/// `/proc/PID/fd/N` of a file in directory `dir` that `pid` has open, named or not;
+/// opening it opens that file, even unnamed (as root, or as its owner).
+pub fn open_in(pid: u32, dir: &Path) -> Option<PathBuf> {
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    fds.filter_map(Result::ok)
+        .find(|fd| fs::read_link(fd.path()).is_ok_and(|target| target.parent() == Some(dir)))
+        .map(|fd| fd.path())
+}
+
 /// Whether `pid` has `path` open.
 pub fn has_open(pid: u32, path: &Path) -> bool {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {

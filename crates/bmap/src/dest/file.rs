@@ -20,6 +20,8 @@ pub struct RegularFile {
     created: bool,
     /// The length of an existing file written at a seek (not truncated).
     kept_len: Option<u64>,
+    /// A new file written unnamed (`O_TMPFILE`): the path it gets when finished.
+    unnamed: Option<PathBuf>,
     pub(super) finished: bool,
 }
 
@@ -28,7 +30,9 @@ impl Drop for RegularFile {
         if self.finished {
             return;
         }
-        if self.created {
+        if self.unnamed.is_some() {
+            // Never named: the kernel frees it when the descriptors close.
+        } else if self.created {
             let _ = std::fs::remove_file(self.io.path());
         } else if let Some(len) = self.kept_len {
             // Only what was added past its old end goes.
@@ -52,6 +56,46 @@ impl RegularFile {
         }
         Ok(())
     }
+
+    /// Gives a new file written unnamed its path, then makes the name durable (the
+    /// directory synced); nothing for a file that has its name already. Called once
+    /// everything is written and synced: the name never shows a partial image.
+    pub(super) fn name(&mut self) -> io::Result<()> {
+        let Some(path) = self.unnamed.take() else {
+            return Ok(());
+        };
+        if let Err(e) = crate::sys::link_unnamed(self.io.file(), &path) {
+            self.unnamed = Some(path);
+            return Err(e);
+        }
+        File::open(parent_dir(&path)).and_then(|dir| dir.sync_all())
+    }
+}
+
+/// The directory a path is in (`.` for a bare name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// A new file: unnamed in `target`'s directory where the file system has `O_TMPFILE`
+/// (named when finished, so that not even SIGKILL leaves a partial file), else
+/// created at `target` (removed on failure). Returns the file and whether it is
+/// unnamed.
+fn new_file(target: &Path) -> io::Result<(File, bool)> {
+    match crate::sys::open_unnamed(parent_dir(target)) {
+        Ok(file) => return Ok((file, true)),
+        Err(e) if crate::sys::unnamed_refused(&e) => {}
+        Err(e) => return Err(e),
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(target)
+        .map(|file| (file, false))
 }
 
 /// A character device, FIFO or socket: written as it is, never with `O_DIRECT`.
@@ -75,17 +119,13 @@ pub(super) fn create(path: &Path, options: &Options) -> Result<Dest, Error> {
     if let Some(needed) = options.mapped_bytes {
         room::check(&target, None, needed)?;
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&target)
-        .map_err(|source| Error::Open {
-            path: target.clone(),
-            source,
-        })?;
+    let (file, unnamed) = new_file(&target).map_err(|source| Error::Open {
+        path: target.clone(),
+        source,
+    })?;
     // From here on, a failure removes the new file (on drop).
     let mut dest = RegularFile {
+        unnamed: unnamed.then(|| target.clone()),
         io: Handle::buffered(&target, file),
         created: true,
         kept_len: None,
@@ -125,6 +165,7 @@ pub(super) fn truncate_existing(
         io: Handle::buffered(path, file),
         created: false,
         kept_len: keep.then_some(meta.len()),
+        unnamed: None,
         finished: false,
     };
     dest.io.seek = options.seek.unwrap_or(0);

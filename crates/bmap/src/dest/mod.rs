@@ -428,7 +428,8 @@ impl Dest {
     }
 
     /// Makes a regular file exactly `size` bytes (holes stay holes), syncs everything to
-    /// the medium, restores device settings. Only after this has the copy succeeded.
+    /// the medium, gives a new file written unnamed its name, restores device
+    /// settings. Only after this has the copy succeeded.
     /// With a seek, a regular file is only made longer, up to the seek plus `size`:
     /// what it holds after the image is kept.
     pub fn finish(self, size: u64) -> Result<(), Error> {
@@ -439,6 +440,13 @@ impl Dest {
         self.sync()?;
         match self {
             Dest::File(mut file) => {
+                let path = file.io.path().to_owned();
+                // On failure the unnamed file is dropped, and with it the copy.
+                file.name().map_err(|source| Error::Io {
+                    action: "name the finished copy",
+                    path,
+                    source,
+                })?;
                 file.finished = true;
                 Ok(())
             }

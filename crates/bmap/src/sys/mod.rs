@@ -3,6 +3,7 @@
 
 mod direct;
 mod fiemap;
+mod unnamed;
 
 use std::fs::File;
 use std::io;
@@ -12,6 +13,7 @@ pub use direct::{
     dio_alignment, discard_device, logical_block_size, page_size, punch_hole, zero_out_device,
 };
 pub use fiemap::fiemap;
+pub use unnamed::{link_unnamed, open_unnamed, refused as unnamed_refused};
 
 /// The file system's block size for `file` (`FIGETBSZ`), the unit of its extents.
 pub fn block_size(file: &File) -> io::Result<u64> {

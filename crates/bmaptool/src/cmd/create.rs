@@ -91,7 +91,7 @@ enum Output {
     /// A regular file (new or replaced): written to a temporary file, then renamed.
     Replace {
         target: PathBuf,
-        temp: tempfile::NamedTempFile,
+        temp: Temp,
         mode: Option<u32>,
     },
     /// Something else that exists (a FIFO, `/dev/stdout`, a character device): written as is.
@@ -137,7 +137,7 @@ impl Output {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
             _ => PathBuf::from("."),
         };
-        let temp = create_temp(&dir).with_context(cannot)?;
+        let temp = Temp::new(&dir).with_context(cannot)?;
         Ok(Output::Replace {
             target,
             temp,
@@ -154,22 +154,20 @@ impl Output {
                 crate::signals::blocking(interrupt, move || file.write_all(&xml))?
                     .with_context(|| format!("cannot write the bmap to '{}'", path.display()))
             }
-            Output::Replace {
-                target,
-                mut temp,
-                mode,
-            } => {
+            Output::Replace { target, temp, mode } => {
                 let cannot = || format!("cannot write the bmap to '{}'", target.display());
+                let file = temp.file();
                 // Through the file, not the NamedTempFile, whose errors name the
                 // temporary path: the user knows only the output's.
-                temp.as_file_mut().write_all(xml).with_context(cannot)?;
+                (&*file).write_all(xml).with_context(cannot)?;
                 if let Some(mode) = mode {
-                    temp.as_file()
-                        .set_permissions(Permissions::from_mode(mode))
+                    file.set_permissions(Permissions::from_mode(mode))
                         .with_context(cannot)?;
                 }
-                temp.as_file().sync_all().with_context(cannot)?;
-                temp.persist(&target)
+                file.sync_all().with_context(cannot)?;
+                temp.into_named()
+                    .with_context(cannot)?
+                    .persist(&target)
                     .map_err(|e| e.error)
                     .with_context(cannot)?;
                 Ok(())
@@ -178,17 +176,73 @@ impl Output {
     }
 }
 
+/// The output while it is written: unnamed (`O_TMPFILE`) where the file system has
+/// it, so that a SIGKILL before the end leaves nothing; else a named temporary file
+/// (removed on drop, but left by a SIGKILL).
+enum Temp {
+    Unnamed { file: File, dir: PathBuf },
+    Named(tempfile::NamedTempFile),
+}
+
+impl Temp {
+    fn new(dir: &Path) -> io::Result<Temp> {
+        match bmap::unnamed::open(dir) {
+            Ok(file) => Ok(Temp::Unnamed {
+                file,
+                dir: dir.to_owned(),
+            }),
+            Err(e) if bmap::unnamed::refused(&e) => create_temp(dir).map(Temp::Named),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn file(&self) -> &File {
+        match self {
+            Temp::Unnamed { file, .. } => file,
+            Temp::Named(temp) => temp.as_file(),
+        }
+    }
+
+    /// The complete output under a temporary name beside the target, to be renamed
+    /// over it (a rename replaces an existing output atomically; a link cannot).
+    fn into_named(self) -> io::Result<tempfile::NamedTempFile> {
+        let (file, dir) = match self {
+            Temp::Named(temp) => return Ok(temp),
+            Temp::Unnamed { file, dir } => (file, dir),
+        };
+        let mut attempt = 0u32;
+        loop {
+            let path = std::path::absolute(dir.join(temp_name(attempt)))?;
+            match bmap::unnamed::link(&file, &path) {
+                Ok(()) => {
+                    let path = tempfile::TempPath::try_from_path(path)?;
+                    return Ok(tempfile::NamedTempFile::from_parts(file, path));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The name of a temporary output file: `.bmaptool-PID-STAMP-ATTEMPT.tmp`.
+fn temp_name(attempt: u32) -> String {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(".bmaptool-{}-{stamp:x}-{attempt}.tmp", std::process::id())
+}
+
 /// A new temporary file in `dir` (mode 0666 less the umask, as a file created with
 /// open(2) would get), removed on drop. Made here rather than by `tempfile::Builder`,
 /// whose errors append the temporary path to the OS error: messages name the output
 /// the user gave, never the temporary file.
 fn create_temp(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
     let mut attempt = 0u32;
     loop {
-        let name = format!(".bmaptool-{}-{stamp:x}-{attempt}.tmp", std::process::id());
+        let name = temp_name(attempt);
         // Absolute before it exists, so that nothing can fail between creating the
         // file and holding it in a guard that removes it.
         let path = std::path::absolute(dir.join(name))?;
