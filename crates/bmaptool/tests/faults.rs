@@ -789,6 +789,33 @@ fn sigkill_mid_copy_to_a_loop_device_leaves_its_tuning_which_sysfs_restores() {
     assert_eq!(device.sysfs("bdi/max_ratio"), "100");
 }
 
+/// `create` of a block device is refused before any output exists: there is no
+/// `create` on a device to interrupt.
+#[test]
+fn create_refuses_a_loop_device_as_its_image_and_leaves_no_output() {
+    if !need_loop_devices() {
+        return;
+    }
+    let device = LoopDevice::new(16 * MIB, 0x33);
+    let out_dir = tempdir();
+    let out = out_dir.path().join("out.bmap");
+    let output = run([
+        OsStr::new("create"),
+        OsStr::new("-o"),
+        out.as_os_str(),
+        device.path().as_os_str(),
+    ]);
+    test_support::assert_fails(
+        &output,
+        &[&device.path().to_string_lossy(), "not a regular file"],
+    );
+    assert!(
+        names(out_dir.path()).is_empty(),
+        "left: {:?}",
+        names(out_dir.path())
+    );
+}
+
 /// SIGKILL during `create -o OUT`: the bmap is written unnamed (`O_TMPFILE`) beside
 /// OUT and only named (then renamed over OUT) once complete, so nothing is left: not
 /// OUT, not a temporary file. (Where the file system has no `O_TMPFILE`, an empty
