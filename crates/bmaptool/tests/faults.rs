@@ -762,6 +762,33 @@ fn sigkill_mid_copy_to_a_new_file_leaves_no_file() {
     assert!(read(&dest) == bytes);
 }
 
+/// A new DEST has no name until the copy is complete: a file another program puts
+/// at that name meanwhile is kept, and the copy fails saying so (where the file system
+/// has `O_TMPFILE`; otherwise the copy holds the name from the start).
+#[test]
+fn a_name_taken_during_the_copy_is_kept_and_the_copy_fails_saying_so() {
+    let dir = tempdir();
+    let (image, bmap, _) = big_image(dir.path(), 96);
+    let out = tempdir();
+    let dest = out.path().join("out.img");
+    let mut watched = watched_copy(&[OsStr::new("--bmap"), bmap.as_os_str()], &image, &dest);
+    freeze_while_writing(&mut watched, 64 * MIB, 16 * MIB);
+    if dest.exists() {
+        // No O_TMPFILE here: the copy has its name already.
+        watched.thaw();
+        let (code, text, _) = watched.finish();
+        assert_eq!(code, Some(0), "{text}");
+        return;
+    }
+    fs::write(&dest, b"someone else's").expect("take the name");
+    watched.thaw();
+    let (code, text, _) = watched.finish();
+    assert_error_line(code, &text, 1, &["out.img", "File exists"]);
+    assert_no_success_claim(&text);
+    assert_eq!(read(&dest), b"someone else's");
+    assert_eq!(names(out.path()), ["out.img"]);
+}
+
 /// SIGKILL during a copy to a block device leaves the device tuned (scheduler `none`,
 /// `bdi/max_ratio` 1): docs/reliability.md says how to put them back, as done here.
 #[test]

@@ -290,8 +290,10 @@ fn reopen_direct(path: &Path, file: &File, readable: bool) -> io::Result<Option<
     let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
     let reopened = match open(&by_fd) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => match open(path) {
-            // Without /proc: the path, as long as it still names the same file.
+            // Without /proc: the path, as long as it still names the same file (a new
+            // file written unnamed has none yet: no direct I/O then).
             Ok(other) if !same_file(file, &other)? => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             other => other,
         },
         other => other,
