@@ -9,7 +9,9 @@ use super::handle::Handle;
 use super::{Dest, Error, Options, loops, room};
 
 /// A regular file destination: written sparse, sized to the image, removed (when
-/// this copy created it) or left empty (when it was truncated) unless finished. With
+/// this copy created it) or left empty (when it was truncated) unless finished. A new
+/// file is written unnamed (`O_TMPFILE`) where the file system allows, and named only
+/// when finished, so that even a killed process leaves none behind. With
 /// a seek, an existing file is kept: unfinished, it gets its old length back (its
 /// bytes up to the seek and after the image as they were; the image's part partly
 /// written).

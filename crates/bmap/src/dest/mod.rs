@@ -218,7 +218,8 @@ impl Dest {
     /// Opens `path` for writing an image: a block device exclusively after checking it
     /// is not mounted, used as swap or held, and is large enough; an existing regular
     /// file is truncated (kept with [`Options::seek`]); a missing one is created
-    /// (except under /dev). Files and
+    /// (except under /dev), unnamed until [`finish`](Dest::finish) where the file
+    /// system has `O_TMPFILE`. Files and
     /// devices are opened read-write (write-only where reading is not permitted), and
     /// a second time with `O_DIRECT` where the kernel accepts it.
     pub fn open(path: &Path, options: &Options) -> Result<Dest, Error> {
