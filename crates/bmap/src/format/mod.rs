@@ -22,6 +22,7 @@ mod diagnostics;
 mod digest;
 mod emit;
 mod human;
+pub mod limits;
 mod parse;
 mod prescan;
 mod ranges;

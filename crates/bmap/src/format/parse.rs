@@ -59,6 +59,7 @@ use std::borrow::Cow;
 use roxmltree::{Document, Node, ParsingOptions};
 
 use super::diagnostics::{ParseError, Warning};
+use super::limits;
 use super::prescan;
 use super::ranges::{self, Conflict};
 use super::{BlockRange, Bmap, ChecksumKind, Digest, InvalidBmap, Version, self_checksum};
@@ -108,10 +109,16 @@ fn parse_with(bytes: &[u8], lenient: bool) -> Result<Parsed, ParseError> {
     let text = std::str::from_utf8(bytes).map_err(|e| ParseError::NotUtf8(e.valid_up_to()))?;
     let options = ParsingOptions {
         allow_dtd: prescan::doctype_without_declarations(text),
+        nodes_limit: limits::MAX_NODES,
         ..ParsingOptions::default()
     };
     prescan::check_attribute_counts(text)?;
-    let doc = Document::parse_with_options(text, options)?;
+    let doc = Document::parse_with_options(text, options).map_err(|e| match e {
+        roxmltree::Error::NodesLimitReached => ParseError::TooManyNodes {
+            max: limits::MAX_NODES,
+        },
+        e => ParseError::Xml(e),
+    })?;
     Parser {
         doc: &doc,
         bytes,
