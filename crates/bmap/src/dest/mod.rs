@@ -126,6 +126,21 @@ pub enum Error {
         /// Of those, bytes the old file occupies (freed when it is truncated).
         freed: u64,
     },
+    /// An image of unknown size (a stream without a bmap) grew past the room its
+    /// regular-file destination's file system had when the copy began.
+    #[error(
+        "the image's size is unknown (no bmap, and its stream does not declare one) and it \
+         has grown past the {available} bytes ({}) free on the file system of '{path}' \
+         (the blocks reserved for root not counted): stopped before the disk is full; free \
+         some space, choose another destination, or check that the image is the right one",
+        human_size(*.available)
+    )]
+    EndlessStream {
+        /// Path.
+        path: PathBuf,
+        /// The most bytes the file may hold: the free room when the copy began.
+        available: u64,
+    },
     /// The device is in use.
     #[error("block device '{path}' is in use: {reason}; unmount it or stop what holds it first")]
     Busy {
@@ -290,6 +305,9 @@ impl Dest {
     /// where the destination allows it; partial blocks go through it, so bytes next
     /// to `buf` are kept.
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
+        if let Dest::File(file) = self {
+            file.check_budget(offset.saturating_add(buf.len() as u64))?;
+        }
         self.io()
             .write_at(buf, self.shifted(offset))
             .map_err(|source| self.io_error("write to", source))
