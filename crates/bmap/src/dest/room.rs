@@ -13,7 +13,7 @@ use super::Error;
 /// endless stream never fills the disk for everyone), plus the blocks of the old file
 /// that truncation frees. `None` when the file system cannot say.
 pub(super) fn budget(path: &Path, old: Option<&std::fs::Metadata>) -> Option<u64> {
-    let stat = rustix::fs::statvfs(&probe(path, old)).ok()?;
+    let stat = rustix::fs::statvfs(probe(path, old)).ok()?;
     if stat.f_blocks == 0 {
         return None;
     }
@@ -42,7 +42,7 @@ pub(super) fn check(
     old: Option<&std::fs::Metadata>,
     needed: u64,
 ) -> Result<(), Error> {
-    let Ok(stat) = rustix::fs::statvfs(&probe(path, old)) else {
+    let Ok(stat) = rustix::fs::statvfs(probe(path, old)) else {
         return Ok(());
     };
     // Root may use the blocks ext2/3/4 reserve for it.
