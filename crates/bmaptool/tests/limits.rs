@@ -338,3 +338,75 @@ fn a_decoding_window_over_the_limit_is_refused_from_the_header_and_max_window_ra
         fs::remove_file(&dest).expect("remove");
     }
 }
+
+/// A ustar archive of one member `disk.img` holding `data`, its size field `size`
+/// (12 bytes, as written in the header: octal or base-256), then the end blocks.
+fn tar_with_size_field(data: &[u8], size: [u8; 12]) -> Vec<u8> {
+    let mut header = [0u8; 512];
+    header[..8].copy_from_slice(b"disk.img");
+    header[100..108].copy_from_slice(b"0000644\0");
+    header[108..116].copy_from_slice(b"0000000\0");
+    header[116..124].copy_from_slice(b"0000000\0");
+    header[124..136].copy_from_slice(&size);
+    header[136..148].copy_from_slice(b"00000000000\0");
+    header[156] = b'0';
+    header[257..263].copy_from_slice(b"ustar\0");
+    header[263..265].copy_from_slice(b"00");
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut tar = header.to_vec();
+    tar.extend_from_slice(data);
+    tar.resize(tar.len().next_multiple_of(512) + 1024, 0);
+    tar
+}
+
+fn octal(size: u64) -> [u8; 12] {
+    format!("{size:011o}\0")
+        .into_bytes()
+        .try_into()
+        .expect("12 bytes")
+}
+
+/// Tar headers that lie about the member's size: each a clear error, no panic, no file
+/// left behind, never a silent short image.
+#[test]
+fn tar_headers_that_lie_about_sizes_are_refused() {
+    let dir = tempdir();
+    let data = random_bytes(7, 3 * 4096);
+    // Base-256 (first byte's top bit set), all ones: -1.
+    let negative = [0xffu8; 12];
+    let cases = [
+        (
+            "longer than the stream",
+            octal(100 * 3 * 4096),
+            "ends inside the image",
+        ),
+        ("shorter than the data", octal(100), "corrupt tar header"),
+        ("negative base-256", negative, "bad size in a tar header"),
+    ];
+    for (name, size, needle) in cases {
+        let image = dir.path().join(format!("{}.tar", name.replace(' ', "-")));
+        fs::write(&image, tar_with_size_field(&data, size)).expect("tar");
+        let dest = dir.path().join("out.img");
+        let output = run([
+            OsStr::new("copy"),
+            OsStr::new("--nobmap"),
+            image.as_os_str(),
+            dest.as_os_str(),
+        ]);
+        let text = refused(&output, &[needle]);
+        assert!(!dest.exists(), "{name}: a file was left: {text}");
+    }
+    // The honest header copies the member whole (the harness above is right).
+    let image = dir.path().join("honest.tar");
+    fs::write(&image, tar_with_size_field(&data, octal(data.len() as u64))).expect("tar");
+    let dest = dir.path().join("out.img");
+    assert_ok(&run([
+        OsStr::new("copy"),
+        OsStr::new("--nobmap"),
+        image.as_os_str(),
+        dest.as_os_str(),
+    ]));
+    assert_eq!(read(&dest), data);
+}
