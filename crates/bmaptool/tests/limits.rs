@@ -410,3 +410,74 @@ fn tar_headers_that_lie_about_sizes_are_refused() {
     ]));
     assert_eq!(read(&dest), data);
 }
+
+/// Zip headers that lie about sizes: the local header's size larger than the data, its
+/// sizes 0xFFFFFFFF without a ZIP64 field, and a central directory that disagrees with
+/// the local header (read as a stream, the local header is followed; the central
+/// directory is checked at the end). Each refused, no file left.
+#[test]
+fn zip_headers_that_lie_about_sizes_are_refused() {
+    if !need_tool("zip") {
+        return;
+    }
+    let dir = tempdir();
+    let data = random_bytes(9, 3 * 4096);
+    fs::write(dir.path().join("disk.img"), &data).expect("member");
+    succeeds(
+        Command::new("zip")
+            .args(["-q", "archive.zip", "disk.img"])
+            .current_dir(dir.path()),
+    );
+    let honest = read(&dir.path().join("archive.zip"));
+    let central = honest
+        .windows(4)
+        .rposition(|w| w == [0x50, 0x4b, 0x01, 0x02])
+        .expect("a central directory record");
+    let patch = |at: usize, value: u32| {
+        let mut bytes = honest.clone();
+        bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        bytes
+    };
+    let len = data.len() as u32;
+    let mut all_ones = patch(18, u32::MAX);
+    all_ones[22..26].copy_from_slice(&u32::MAX.to_le_bytes());
+    let cases = [
+        (
+            "local size doubled",
+            patch(22, 2 * len),
+            "the archive says 24576",
+        ),
+        // Random data is stored: the compressed size (all ones) runs past the archive.
+        (
+            "local sizes all ones",
+            all_ones,
+            "the zip archive ends inside the image",
+        ),
+        (
+            "central size halved",
+            patch(central + 24, len / 2),
+            "contradicts itself",
+        ),
+    ];
+    for (name, bytes, needle) in cases {
+        let image = dir.path().join(format!("{}.zip", name.replace(' ', "-")));
+        fs::write(&image, bytes).expect("zip");
+        let dest = dir.path().join("out.img");
+        let output = run([
+            OsStr::new("copy"),
+            OsStr::new("--nobmap"),
+            image.as_os_str(),
+            dest.as_os_str(),
+        ]);
+        let text = refused(&output, &[needle]);
+        assert!(!dest.exists(), "{name}: a file was left: {text}");
+    }
+    let dest = dir.path().join("out.img");
+    assert_ok(&run([
+        OsStr::new("copy"),
+        OsStr::new("--nobmap"),
+        dir.path().join("archive.zip").as_os_str(),
+        dest.as_os_str(),
+    ]));
+    assert_eq!(read(&dest), data);
+}

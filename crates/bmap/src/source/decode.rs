@@ -179,7 +179,10 @@ pub fn decode_with(
             (Box::new(member), Some(size))
         }
         Container::Zip => {
-            let member = zip::Member::open(BufReader::with_capacity(BUFFER, decoded))?;
+            let member = zip::Member::open(
+                BufReader::with_capacity(BUFFER, decoded),
+                limits.zstd_window_log(),
+            )?;
             let size = member.size();
             (Box::new(member), size)
         }
