@@ -481,3 +481,58 @@ fn zip_headers_that_lie_about_sizes_are_refused() {
     ]));
     assert_eq!(read(&dest), data);
 }
+
+/// A pax 1.0 sparse tar (GNU tar) whose sparse map is edited so that a region overlaps
+/// the one before it, or runs past the member's real size: refused before writing.
+#[test]
+fn a_sparse_tar_map_that_overlaps_or_runs_past_the_real_size_is_refused() {
+    if !need_tool("tar") {
+        return;
+    }
+    let dir = tempdir();
+    let member = dir.path().join("disk.img");
+    {
+        let file = fs::File::create(&member).expect("member");
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(&random_bytes(3, 16384), 0)
+            .expect("write");
+        file.write_all_at(&random_bytes(4, 4096), 65536)
+            .expect("write");
+    }
+    succeeds(
+        Command::new("tar")
+            .args([
+                "--sparse",
+                "--format=pax",
+                "--sparse-version=1.0",
+                "-cf",
+                "s.tar",
+                "disk.img",
+            ])
+            .current_dir(dir.path()),
+    );
+    let honest = read(&dir.path().join("s.tar"));
+    let map = b"3\n0\n16384\n65536\n4096\n";
+    let at = honest
+        .windows(map.len())
+        .position(|w| w == map)
+        .expect("GNU tar wrote the pax 1.0 sparse map");
+    for (name, offset) in [("overlapping", b"08192"), ("past the end", b"99999")] {
+        let mut bytes = honest.clone();
+        bytes[at + 10..at + 15].copy_from_slice(offset);
+        let image = dir.path().join(format!("{}.tar", name.replace(' ', "-")));
+        fs::write(&image, bytes).expect("tar");
+        let dest = dir.path().join("out.img");
+        let output = run([
+            OsStr::new("copy"),
+            OsStr::new("--nobmap"),
+            image.as_os_str(),
+            dest.as_os_str(),
+        ]);
+        refused(
+            &output,
+            &["a sparse map with overlapping or out-of-file regions"],
+        );
+        assert!(!dest.exists(), "{name}: a file was left");
+    }
+}
