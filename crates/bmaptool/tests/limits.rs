@@ -263,6 +263,33 @@ fn an_endless_stream_without_a_bmap_stops_at_the_free_space_and_leaves_nothing()
     assert_eq!(fs::metadata(&existing).expect("kept").len(), 0);
 }
 
+/// The same endless stream into a 16 MiB loop device: bounded by the device's size,
+/// and said so in one line (it was `No space left on device`).
+#[test]
+fn an_endless_stream_into_a_block_device_stops_at_its_end_saying_so() {
+    if !need_loop_devices() || !need_tool("zstd") {
+        return;
+    }
+    let dir = tempdir();
+    let image = dir.path().join("zeros.zst");
+    compress_zeros("zstd", &["-q", "-1", "-c"], 64 << 20, &image);
+    let device = LoopDevice::new(16 << 20, 0);
+    let output = run([
+        OsStr::new("copy"),
+        OsStr::new("--nobmap"),
+        image.as_os_str(),
+        device.path().as_os_str(),
+    ]);
+    refused(
+        &output,
+        &[
+            "the image is larger than block device",
+            "16777216 bytes",
+            "it does not fit",
+        ],
+    );
+}
+
 /// Compresses `len` zero bytes with `tool ARGS...` into `path`.
 fn compress_zeros(tool: &str, args: &[&str], len: usize, path: &Path) {
     let mut child = Command::new(tool)

@@ -141,6 +141,17 @@ pub enum Error {
         /// The most bytes the file may hold: the free room when the copy began.
         available: u64,
     },
+    /// An image of unknown size reached the end of its block device.
+    #[error(
+        "the image is larger than block device '{path}' ({size} bytes, {}): it does not fit",
+        human_size(*.size)
+    )]
+    PastDeviceEnd {
+        /// Path.
+        path: PathBuf,
+        /// The device's size.
+        size: u64,
+    },
     /// The device is in use.
     #[error("block device '{path}' is in use: {reason}; unmount it or stop what holds it first")]
     Busy {
@@ -305,8 +316,16 @@ impl Dest {
     /// where the destination allows it; partial blocks go through it, so bytes next
     /// to `buf` are kept.
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
-        if let Dest::File(file) = self {
-            file.check_budget(offset.saturating_add(buf.len() as u64))?;
+        let end = offset.saturating_add(buf.len() as u64);
+        match self {
+            Dest::File(file) => file.check_budget(end)?,
+            Dest::BlockDevice(device) if self.shifted(end) > device.size => {
+                return Err(Error::PastDeviceEnd {
+                    path: self.path().to_owned(),
+                    size: device.size,
+                });
+            }
+            _ => {}
         }
         self.io()
             .write_at(buf, self.shifted(offset))
