@@ -112,3 +112,31 @@ fn is_range_tag(tag: &str) -> bool {
     let name = &tag[1..name_end];
     name == "Range" || name.ends_with(":Range")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_tags_are_told_by_their_local_name() {
+        for tag in [
+            "<Range>",
+            "<Range chksum=\"a\">",
+            "<Range/>",
+            "<b:Range\n>",
+            "<Range",
+        ] {
+            assert!(is_range_tag(tag), "{tag:?}");
+        }
+        for tag in ["</Range>", "<Ranges>", "<RangeX>", "<BlockMap>", "<"] {
+            assert!(!is_range_tag(tag), "{tag:?}");
+        }
+    }
+
+    #[test]
+    fn ranges_in_comments_and_cdata_are_not_counted() {
+        let hidden = "<!-- <Range>1</Range> --><![CDATA[<Range>]]>".repeat(MAX_RANGES + 1);
+        let text = format!("<bmap>{hidden}<Range>1</Range></bmap>");
+        assert!(check_attribute_counts(&text).is_ok());
+    }
+}
