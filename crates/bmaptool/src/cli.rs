@@ -387,6 +387,8 @@ mod tests {
         };
         assert!(args.nobmap && args.no_verify);
         assert_eq!(args.image, "-");
+        // The default written for --help is the library's.
+        assert_eq!(args.max_window, bmap::source::DEFAULT_MAX_WINDOW);
         let err = Cli::try_parse_from(["bmaptool", "copy", "--no", "img", "out"])
             .expect_err("--no is ambiguous");
         assert_eq!(err.exit_code(), 2);
