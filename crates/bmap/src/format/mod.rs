@@ -21,6 +21,7 @@
 mod diagnostics;
 mod digest;
 mod emit;
+mod fastpath;
 mod human;
 pub mod limits;
 mod parse;
