@@ -19,6 +19,9 @@ pub(super) struct Cut<'a> {
     pub(super) start: usize,
     /// The content: ranges and whitespace.
     pub(super) content: &'a str,
+    /// The nodes the XML parser would have made of the content (elements, their texts,
+    /// the whitespace between them), counted against its node limit.
+    pub(super) nodes: u32,
 }
 
 /// One `<Range>` of the subset.
@@ -39,6 +42,7 @@ impl<'a> Cut<'a> {
         let start = first_tag(text, OPEN)? + OPEN.len();
         let mut ranges = Ranges {
             rest: &text[start..],
+            nodes: 0,
         };
         for range in &mut ranges {
             range?;
@@ -47,6 +51,7 @@ impl<'a> Cut<'a> {
         Some(Cut {
             start,
             content: &text[start..start + len],
+            nodes: ranges.nodes,
         })
     }
 
@@ -57,7 +62,11 @@ impl<'a> Cut<'a> {
 
     /// The ranges (each in the subset: checked by [`Cut::find`]).
     pub(super) fn ranges(&self) -> impl Iterator<Item = RawRange<'a>> {
-        Ranges { rest: self.content }.map_while(|r| r)
+        Ranges {
+            rest: self.content,
+            nodes: 0,
+        }
+        .map_while(|r| r)
     }
 
     /// A position in the text without the content, as a position in the whole text.
@@ -102,6 +111,8 @@ fn first_tag(text: &str, tag: &str) -> Option<usize> {
 /// The subset's ranges, up to `</BlockMap`: `Some(None)` for anything outside it.
 struct Ranges<'a> {
     rest: &'a str,
+    /// Nodes read so far: each element, each non-empty text, each whitespace run.
+    nodes: u32,
 }
 
 impl<'a> Iterator for Ranges<'a> {
@@ -109,6 +120,9 @@ impl<'a> Iterator for Ranges<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let rest = self.rest.trim_start_matches([' ', '\t', '\n']);
+        if rest.len() < self.rest.len() {
+            self.nodes = self.nodes.saturating_add(1);
+        }
         self.rest = rest;
         if rest.starts_with("</BlockMap") {
             return None;
@@ -116,6 +130,8 @@ impl<'a> Iterator for Ranges<'a> {
         let parsed = range(rest);
         match parsed {
             Some((range, after)) => {
+                let texts = u32::from(!range.text.is_empty());
+                self.nodes = self.nodes.saturating_add(1 + texts);
                 self.rest = after;
                 Some(Some(range))
             }
@@ -314,6 +330,23 @@ mod tests {
                 }
             }
         }
-        assert!(Cut::find(&text).is_some(), "what create writes is cut");
+        let cut = Cut::find(&text).expect("what create writes is cut");
+        // The nodes counted for the content are the ones the tree would hold.
+        let count = |t: &str| {
+            roxmltree::Document::parse(t)
+                .expect("XML")
+                .descendants()
+                .count()
+        };
+        assert_eq!(
+            count(&text),
+            count(&cut.skeleton(&text)) + cut.nodes as usize
+        );
+        let tight = "<bmap><BlockMap><Range>1</Range><Range></Range>\n</BlockMap></bmap>";
+        let cut = Cut::find(tight).expect("cut");
+        assert_eq!(
+            count(tight),
+            count(&cut.skeleton(tight)) + cut.nodes as usize
+        );
     }
 }

@@ -164,7 +164,12 @@ fn options<'i>(allow_dtd: bool) -> ParsingOptions<'i> {
 fn parse_cut(text: &str, bytes: &[u8], lenient: bool, allow_dtd: bool) -> Option<Parsed> {
     let cut = Cut::find(text)?;
     let skeleton = cut.skeleton(text);
-    let doc = Document::parse_with_options(&skeleton, options(allow_dtd)).ok()?;
+    // The tree of the whole document would also hold the content's nodes.
+    let limited = ParsingOptions {
+        nodes_limit: limits::MAX_NODES.checked_sub(cut.nodes)?,
+        ..options(allow_dtd)
+    };
+    let doc = Document::parse_with_options(&skeleton, limited).ok()?;
     let root = doc.root_element();
     let map = root
         .children()
