@@ -349,4 +349,58 @@ mod tests {
             count(&cut.skeleton(tight)) + cut.nodes as usize
         );
     }
+
+    /// Compares the cut with the whole tree on `bytes`, both strict and lenient.
+    fn same_reading(bytes: &[u8]) -> Result<(), String> {
+        use crate::format::parse::{parse_whole, parse_with_for_tests};
+        for lenient in [false, true] {
+            match (
+                parse_with_for_tests(bytes, lenient),
+                parse_whole(bytes, lenient),
+            ) {
+                (Ok(a), Ok(b))
+                    if a.bmap == b.bmap
+                        && a.self_check == b.self_check
+                        && a.warnings == b.warnings => {}
+                (Err(a), Err(b)) if a.to_string() == b.to_string() => {}
+                (a, b) => return Err(format!("cut {a:?}\nwhole {b:?}")),
+            }
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        /// Range bodies and attributes from an alphabet that reaches both sides of the
+        /// subset's edges (digits, separators, entities, comments, quotes, CR).
+        #[test]
+        fn the_cut_and_the_tree_agree_on_random_blockmaps(
+            ranges in proptest::collection::vec(
+                (
+                    "[0-9 +_\\-]{0,6}|[0-9]{1,2}(<!--x-->|&#x31;|\r)[0-9]",
+                    proptest::option::of(("chksum|sha1|x|xmlns", "[0-9a-f]{0,3}|[0-9a-f&<]{1,2}")),
+                    "[ \n]{0,2}",
+                ),
+                0..6,
+            ),
+            version in "1\\.2|2\\.0",
+        ) {
+            let mut map = String::new();
+            for (body, attribute, space) in &ranges {
+                map += space;
+                match attribute {
+                    Some((name, value)) => map += &format!("<Range {name}=\"{value}\">{body}</Range>"),
+                    None => map += &format!("<Range>{body}</Range>"),
+                }
+            }
+            let text = format!(
+                "<bmap version=\"{version}\"><ImageSize>40000</ImageSize><BlockSize>4096\
+                 </BlockSize><BlocksCount>10</BlocksCount><ChecksumType>sha256</ChecksumType>\
+                 <BmapFileChecksum>{}</BmapFileChecksum><BlockMap>{map}</BlockMap></bmap>",
+                "0".repeat(64)
+            );
+            let digest = crate::format::ChecksumKind::Sha256.digest(text.as_bytes()).to_hex();
+            let text = text.replacen(&"0".repeat(64), &digest, 1);
+            proptest::prop_assert!(same_reading(text.as_bytes()).is_ok(), "{}\n{:?}", text, same_reading(text.as_bytes()));
+        }
+    }
 }
