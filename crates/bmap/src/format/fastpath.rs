@@ -33,6 +33,10 @@ pub(super) struct RawRange<'a> {
     pub(super) attribute: Option<(&'a str, &'a str)>,
 }
 
+use super::diagnostics::ParseError;
+use super::parse::parse_u64;
+use super::{BlockRange, ChecksumKind, Digest};
+
 const OPEN: &str = "<BlockMap>";
 
 impl<'a> Cut<'a> {
@@ -67,6 +71,51 @@ impl<'a> Cut<'a> {
             nodes: 0,
         }
         .map_while(|r| r)
+    }
+
+    /// The ranges as `BlockRange`s, read as the parser reads the tree's. An
+    /// error (named at the `BlockMap`'s line) only makes the caller parse the whole
+    /// document, whose error is the one shown.
+    pub(super) fn block_ranges(
+        &self,
+        attribute: &str,
+        kind: Option<ChecksumKind>,
+        line: u32,
+    ) -> Result<Vec<BlockRange>, ParseError> {
+        let mut ranges = Vec::with_capacity(self.ranges().count());
+        for raw in self.ranges() {
+            let bad = || ParseError::BadRange {
+                text: raw.text.trim().to_owned(),
+                line,
+            };
+            let (first, last) = match raw.text.split_once('-') {
+                Some((a, b)) => (parse_u64(a).ok_or_else(bad)?, parse_u64(b).ok_or_else(bad)?),
+                None => {
+                    let n = parse_u64(raw.text).ok_or_else(bad)?;
+                    (n, n)
+                }
+            };
+            let value = raw
+                .attribute
+                .filter(|(name, _)| *name == attribute)
+                .map(|(_, value)| value);
+            let digest = match (value, kind) {
+                (Some(hex), Some(kind)) => {
+                    Some(Digest::from_hex(kind, hex.trim()).map_err(|source| {
+                        ParseError::BadDigest {
+                            element: format!("'{}' attribute", attribute),
+                            line,
+                            source,
+                        }
+                    })?)
+                }
+                _ => None,
+            };
+            let range = BlockRange::new(first, last, digest)
+                .map_err(|source| ParseError::Invalid { line, source })?;
+            ranges.push(range);
+        }
+        Ok(ranges)
     }
 
     /// A position in the text without the content, as a position in the whole text.

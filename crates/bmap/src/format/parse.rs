@@ -475,7 +475,7 @@ impl<'input> Parser<'_, 'input> {
                 version,
             })?;
         if let Some(cut) = &self.cut {
-            return cut_ranges(cut, scheme, self.line(map));
+            return cut.block_ranges(scheme.range_attribute, scheme.kind, self.line(map));
         }
         // Counted first so the vector is allocated once, at its size.
         let mut ranges = Vec::with_capacity(range_nodes(map).count());
@@ -619,46 +619,6 @@ fn text_of<'a>(node: Node<'a, '_>) -> Cow<'a, str> {
     }
 }
 
-/// The ranges of a cut `BlockMap`, read as [`Parser::ranges`] reads the tree's. An
-/// error (named at the `BlockMap`'s line) only makes the caller parse the whole
-/// document, whose error is the one shown.
-fn cut_ranges(cut: &Cut<'_>, scheme: &Scheme, line: u32) -> Result<Vec<BlockRange>, ParseError> {
-    let mut ranges = Vec::with_capacity(cut.ranges().count());
-    for raw in cut.ranges() {
-        let bad = || ParseError::BadRange {
-            text: raw.text.trim().to_owned(),
-            line,
-        };
-        let (first, last) = match raw.text.split_once('-') {
-            Some((a, b)) => (parse_u64(a).ok_or_else(bad)?, parse_u64(b).ok_or_else(bad)?),
-            None => {
-                let n = parse_u64(raw.text).ok_or_else(bad)?;
-                (n, n)
-            }
-        };
-        let value = raw
-            .attribute
-            .filter(|(name, _)| *name == scheme.range_attribute)
-            .map(|(_, value)| value);
-        let digest = match (value, scheme.kind) {
-            (Some(hex), Some(kind)) => {
-                Some(Digest::from_hex(kind, hex.trim()).map_err(|source| {
-                    ParseError::BadDigest {
-                        element: format!("'{}' attribute", scheme.range_attribute),
-                        line,
-                        source,
-                    }
-                })?)
-            }
-            _ => None,
-        };
-        let range = BlockRange::new(first, last, digest)
-            .map_err(|source| ParseError::Invalid { line, source })?;
-        ranges.push(range);
-    }
-    Ok(ranges)
-}
-
 fn range_nodes<'a, 'input>(map: Node<'a, 'input>) -> impl Iterator<Item = Node<'a, 'input>> {
     map.children()
         .filter(|c| c.is_element() && c.tag_name().name() == "Range")
@@ -666,7 +626,7 @@ fn range_nodes<'a, 'input>(map: Node<'a, 'input>) -> impl Iterator<Item = Node<'
 
 /// A decimal number as Python's `int()` reads one: surrounding whitespace, an
 /// optional `+`, and single `_` between digits allowed.
-fn parse_u64(text: &str) -> Option<u64> {
+pub(super) fn parse_u64(text: &str) -> Option<u64> {
     let text = text.trim();
     let digits = text.strip_prefix('+').unwrap_or(text);
     let bytes = digits.as_bytes();
