@@ -14,6 +14,13 @@ pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
         if let Some(trust::Error::Signature { source, .. }) = cause.downcast_ref::<trust::Error>() {
             return signature_hint(source);
         }
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|e| e.get_ref())
+            .is_some_and(|inner| inner.is::<bmap::source::WindowTooLarge>())
+        {
+            return Some(" (raise it with --max-window SIZE if the image is trusted)");
+        }
         match cause.downcast_ref::<copy::Error>() {
             Some(copy::Error::HoleNotZero { .. }) => Some(" (--no-verify copies it anyway)"),
             _ => None,

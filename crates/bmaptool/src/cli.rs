@@ -240,6 +240,14 @@ pub struct CopyArgs {
     #[arg(long, value_name = "OFFSET", allow_negative_numbers = true,
           value_parser = crate::size::parse_bytes)]
     pub seek: Option<u64>,
+
+    /// The most memory a compressed image's header may ask for its decoding window
+    /// (zstd) or dictionary (xz, lzma); a larger one is refused. Raise it for a
+    /// trusted image made with `zstd --long=28` or more, or a larger xz dictionary:
+    /// units as --seek. The default is 128 MiB, as `zstd -d` allows by default
+    #[arg(long, value_name = "SIZE", default_value = "128MiB",
+          value_parser = crate::size::parse_bytes)]
+    pub max_window: u64,
 }
 
 /// The bmap's OpenPGP signature options, shared by `copy` and `verify`.
@@ -379,6 +387,8 @@ mod tests {
         };
         assert!(args.nobmap && args.no_verify);
         assert_eq!(args.image, "-");
+        // The default written for --help is the library's.
+        assert_eq!(args.max_window, bmap::source::DEFAULT_MAX_WINDOW);
         let err = Cli::try_parse_from(["bmaptool", "copy", "--no", "img", "out"])
             .expect_err("--no is ambiguous");
         assert_eq!(err.exit_code(), 2);

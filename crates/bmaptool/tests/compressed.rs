@@ -479,7 +479,9 @@ fn bmaptool(args: &[&OsStr], input: Input<'_>) -> Run {
 
 /// `bmaptool copy [--bmap BMAP] EXTRA... IMAGE DEST`, the image from a path or `-`.
 fn copy(bmap: Option<&Path>, extra: &[&str], image: &OsStr, dest: &Path, input: Input<'_>) -> Run {
-    let mut args: Vec<OsString> = vec!["copy".into()];
+    // The zstd --long=31 images need their 2 GiB window, past the default limit of
+    // 128 MiB (tests/limits.rs pins the refusal without this option).
+    let mut args: Vec<OsString> = vec!["copy".into(), "--max-window".into(), "2G".into()];
     if let Some(bmap) = bmap {
         args.push("--bmap".into());
         args.push(bmap.into());

@@ -161,7 +161,7 @@ fn exited(child: &Child) -> bool {
 // Unbounded reads
 
 #[test]
-fn bmap_dev_zero_is_refused_at_the_256_mib_cap_naming_the_file() {
+fn bmap_dev_zero_is_refused_at_the_128_mib_cap_naming_the_file() {
     let dir = tempdir();
     let (image, _, _) = image_and_bmap(dir.path(), "a.img".as_ref(), "a.bmap".as_ref());
     let dest = dir.path().join("out.img");
@@ -177,7 +177,7 @@ fn bmap_dev_zero_is_refused_at_the_256_mib_cap_naming_the_file() {
         &output,
         &[
             "bmap file '/dev/zero'",
-            "larger than 256.0 MiB (268435456 bytes)",
+            "larger than 128.0 MiB (134217728 bytes)",
         ],
     );
     assert!(!dest.exists(), "a destination was created");
@@ -263,7 +263,7 @@ fn sigint_while_reading_bmap_dev_zero_exits_130_before_the_cap() {
         assert_interrupted(&output, 130);
     } else {
         // It reached the cap before it could be stopped: the cap's refusal.
-        assert_fails(&output, &["bmap file '/dev/zero'", "256.0 MiB"]);
+        assert_fails(&output, &["bmap file '/dev/zero'", "128.0 MiB"]);
     }
     assert!(!dest.exists(), "a destination was created");
 }

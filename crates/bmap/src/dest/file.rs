@@ -25,6 +25,9 @@ pub struct RegularFile {
     /// A new file written unnamed (`O_TMPFILE`): the path it gets when finished.
     unnamed: Option<PathBuf>,
     pub(super) finished: bool,
+    /// For an image of unknown size: the most bytes the file may reach, the room its
+    /// file system had when the copy began ([`room::budget`]).
+    budget: Option<u64>,
 }
 
 impl Drop for RegularFile {
@@ -47,6 +50,17 @@ impl Drop for RegularFile {
 }
 
 impl RegularFile {
+    /// Refuses a write that would make the file longer than its budget.
+    pub(super) fn check_budget(&self, end: u64) -> Result<(), Error> {
+        match self.budget {
+            Some(available) if end > available => Err(Error::EndlessStream {
+                path: self.io.path().to_owned(),
+                available,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Sizes the file for an image of `size` bytes at the seek: exactly that, except
     /// for an existing file kept at a seek: only longer (its bytes after the image are
     /// kept).
@@ -121,6 +135,9 @@ pub(super) fn create(path: &Path, options: &Options) -> Result<Dest, Error> {
     if let Some(needed) = options.mapped_bytes {
         room::check(&target, None, needed)?;
     }
+    let budget = unbounded(options)
+        .then(|| room::budget(&target, None))
+        .flatten();
     let (file, unnamed) = new_file(&target).map_err(|source| Error::Open {
         path: target.clone(),
         source,
@@ -132,6 +149,7 @@ pub(super) fn create(path: &Path, options: &Options) -> Result<Dest, Error> {
         created: true,
         kept_len: None,
         finished: false,
+        budget,
     };
     dest.io.seek = options.seek.unwrap_or(0);
     presize(&dest, options)?;
@@ -159,6 +177,9 @@ pub(super) fn truncate_existing(
         // Kept, the old file frees none of its blocks.
         room::check(path, Some(meta).filter(|_| !keep), needed)?;
     }
+    let budget = unbounded(options)
+        .then(|| room::budget(path, Some(meta)))
+        .flatten();
     let (file, readable) = open_rw(path, |o| o.truncate(!keep)).map_err(|source| Error::Open {
         path: path.to_owned(),
         source,
@@ -169,11 +190,18 @@ pub(super) fn truncate_existing(
         kept_len: keep.then_some(meta.len()),
         unnamed: None,
         finished: false,
+        budget,
     };
     dest.io.seek = options.seek.unwrap_or(0);
     presize(&dest, options)?;
     with_direct(&mut dest, readable)?;
     Ok(Dest::File(dest))
+}
+
+/// Whether nothing bounds what the copy writes (an image of unknown size without a
+/// bmap, written from the file's start): such a copy is held to a [`room::budget`].
+fn unbounded(options: &Options) -> bool {
+    options.image_size.is_none() && options.mapped_bytes.is_none() && options.seek.is_none()
 }
 
 /// Character devices, FIFOs and sockets: written as they are.

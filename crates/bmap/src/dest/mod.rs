@@ -126,6 +126,32 @@ pub enum Error {
         /// Of those, bytes the old file occupies (freed when it is truncated).
         freed: u64,
     },
+    /// An image of unknown size (a stream without a bmap) grew past the room its
+    /// regular-file destination's file system had when the copy began.
+    #[error(
+        "the image's size is unknown (no bmap, and its stream does not declare one) and it \
+         has grown past the {available} bytes ({}) free on the file system of '{path}' \
+         (the blocks reserved for root not counted): stopped before the disk is full; free \
+         some space, choose another destination, or check that the image is the right one",
+        human_size(*.available)
+    )]
+    EndlessStream {
+        /// Path.
+        path: PathBuf,
+        /// The most bytes the file may hold: the free room when the copy began.
+        available: u64,
+    },
+    /// An image of unknown size reached the end of its block device.
+    #[error(
+        "the image is larger than block device '{path}' ({size} bytes, {}): it does not fit",
+        human_size(*.size)
+    )]
+    PastDeviceEnd {
+        /// Path.
+        path: PathBuf,
+        /// The device's size.
+        size: u64,
+    },
     /// The device is in use.
     #[error("block device '{path}' is in use: {reason}; unmount it or stop what holds it first")]
     Busy {
@@ -313,6 +339,17 @@ impl Dest {
     /// to `buf` are kept.
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
         let at = self.shifted(offset);
+        let end = offset.saturating_add(buf.len() as u64);
+        match self {
+            Dest::File(file) => file.check_budget(end)?,
+            Dest::BlockDevice(device) if self.shifted(end) > device.size => {
+                return Err(Error::PastDeviceEnd {
+                    path: self.path().to_owned(),
+                    size: device.size,
+                });
+            }
+            _ => {}
+        }
         self.io()
             .write_at(buf, at)
             .map_err(|source| self.io_error_at("write to", at, buf.len(), source))

@@ -128,6 +128,26 @@ pub enum ParseError {
         /// The most attributes accepted on one element.
         max: usize,
     },
+    /// More ranges than [`MAX_RANGES`](super::limits::MAX_RANGES): far more than any
+    /// real bmap lists; refused before parsing, so they cost no memory.
+    #[error(
+        "the bmap lists more than {max} ranges, far more than any real image needs (the \
+         largest list tens of thousands): refusing it rather than spending gigabytes on it"
+    )]
+    TooManyRanges {
+        /// The most ranges accepted.
+        max: usize,
+    },
+    /// The XML has more nodes than [`MAX_NODES`](super::limits::MAX_NODES) (elements,
+    /// texts, comments): no bmap within the range limit has that many.
+    #[error(
+        "the bmap's XML has more than {max} nodes (elements, texts, comments), more than \
+         any bmap within the range limit has: this is not a bmap"
+    )]
+    TooManyNodes {
+        /// The most nodes accepted.
+        max: u32,
+    },
     /// More namespace declarations than any bmap's (the XML parser copies the ones in
     /// scope into every element: time quadratic in their nesting).
     #[error(

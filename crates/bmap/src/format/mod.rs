@@ -21,7 +21,9 @@
 mod diagnostics;
 mod digest;
 mod emit;
+mod fastpath;
 mod human;
+pub mod limits;
 mod parse;
 mod prescan;
 mod ranges;

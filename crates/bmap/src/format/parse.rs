@@ -59,6 +59,8 @@ use std::borrow::Cow;
 use roxmltree::{Document, Node, ParsingOptions};
 
 use super::diagnostics::{ParseError, Warning};
+use super::fastpath::Cut;
+use super::limits;
 use super::prescan;
 use super::ranges::{self, Conflict};
 use super::{BlockRange, Bmap, ChecksumKind, Digest, InvalidBmap, Version, self_checksum};
@@ -106,18 +108,84 @@ pub fn inspect(bytes: &[u8]) -> Result<Parsed, ParseError> {
 
 fn parse_with(bytes: &[u8], lenient: bool) -> Result<Parsed, ParseError> {
     let text = std::str::from_utf8(bytes).map_err(|e| ParseError::NotUtf8(e.valid_up_to()))?;
-    let options = ParsingOptions {
-        allow_dtd: prescan::doctype_without_declarations(text),
-        ..ParsingOptions::default()
-    };
+    let allow_dtd = prescan::doctype_without_declarations(text);
     prescan::check_attribute_counts(text)?;
-    let doc = Document::parse_with_options(text, options)?;
+    if let Some(parsed) = parse_cut(text, bytes, lenient, allow_dtd) {
+        return Ok(parsed);
+    }
+    let doc = Document::parse_with_options(text, options(allow_dtd)).map_err(|e| match e {
+        roxmltree::Error::NodesLimitReached => ParseError::TooManyNodes {
+            max: limits::MAX_NODES,
+        },
+        e => ParseError::Xml(e),
+    })?;
     Parser {
         doc: &doc,
         bytes,
         lenient,
+        cut: None,
     }
     .parse()
+}
+
+/// [`parse_with`], for the tests.
+#[cfg(test)]
+pub(super) fn parse_with_for_tests(bytes: &[u8], lenient: bool) -> Result<Parsed, ParseError> {
+    parse_with(bytes, lenient)
+}
+
+/// [`parse_with`] without the cut: the whole document in the tree (the tests compare).
+#[cfg(test)]
+pub(super) fn parse_whole(bytes: &[u8], lenient: bool) -> Result<Parsed, ParseError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| ParseError::NotUtf8(e.valid_up_to()))?;
+    let doc = Document::parse_with_options(text, options(true))?;
+    Parser {
+        doc: &doc,
+        bytes,
+        lenient,
+        cut: None,
+    }
+    .parse()
+}
+
+/// The XML parser's options: a document type declaration only when it declares
+/// nothing, and at most [`limits::MAX_NODES`] nodes.
+fn options<'i>(allow_dtd: bool) -> ParsingOptions<'i> {
+    ParsingOptions {
+        allow_dtd,
+        nodes_limit: limits::MAX_NODES,
+        ..ParsingOptions::default()
+    }
+}
+
+/// Parses a bmap whose `BlockMap` holds only what `create` writes without the tree of
+/// its ranges ([`fastpath`]); `None` when it holds more, or when anything fails, so
+/// that the whole document is parsed and any error is the full parser's.
+fn parse_cut(text: &str, bytes: &[u8], lenient: bool, allow_dtd: bool) -> Option<Parsed> {
+    let cut = Cut::find(text)?;
+    let skeleton = cut.skeleton(text);
+    // The tree of the whole document would also hold the content's nodes.
+    let limited = ParsingOptions {
+        nodes_limit: limits::MAX_NODES.checked_sub(cut.nodes)?,
+        ..options(allow_dtd)
+    };
+    let doc = Document::parse_with_options(&skeleton, limited).ok()?;
+    let root = doc.root_element();
+    let map = root
+        .children()
+        .find(|c| c.is_element() && c.tag_name().name() == "BlockMap")?;
+    // The element cut is the one the tree reads, and it held nothing else.
+    if map.range().start != cut.element_start() || map.has_children() {
+        return None;
+    }
+    Parser {
+        doc: &doc,
+        bytes,
+        lenient,
+        cut: Some(cut),
+    }
+    .parse()
+    .ok()
 }
 
 struct Parser<'a, 'input> {
@@ -125,6 +193,9 @@ struct Parser<'a, 'input> {
     bytes: &'a [u8],
     /// A file checksum that does not match is reported, not refused.
     lenient: bool,
+    /// The `BlockMap`'s ranges when they were cut out of the document the tree holds
+    /// (positions in the tree are then mapped back to `bytes`).
+    cut: Option<Cut<'a>>,
 }
 
 /// Which checksum elements a version uses.
@@ -310,9 +381,14 @@ impl<'input> Parser<'_, 'input> {
         // checksum; 1.0-1.2 (and later 1.x) may carry per-range `sha1` attributes, which
         // we verify (the reference ignores them).
         let has_sha1 = self.child(root, "BmapFileSHA1").is_some()
-            || self
-                .child(root, "BlockMap")
-                .is_some_and(|map| range_nodes(map).any(|r| r.has_attribute("sha1")));
+            || match &self.cut {
+                Some(cut) => cut
+                    .ranges()
+                    .any(|r| r.attribute.is_some_and(|(name, _)| name == "sha1")),
+                None => self
+                    .child(root, "BlockMap")
+                    .is_some_and(|map| range_nodes(map).any(|r| r.has_attribute("sha1"))),
+            };
         Ok(Scheme {
             kind: (version.minor == 3 || has_sha1).then_some(ChecksumKind::Sha1),
             file_element: "BmapFileSHA1",
@@ -370,7 +446,10 @@ impl<'input> Parser<'_, 'input> {
         let lead = raw.len() - raw.trim_start().len();
         let positional = node
             .first_child()
-            .map(|text| text.range().start + lead)
+            .map(|text| {
+                let at = text.range().start + lead;
+                self.cut.map_or(at, |cut| cut.original(at))
+            })
             .filter(|&at| self.bytes.get(at..at + digest.len()) == Some(digest.as_bytes()));
         positional.unwrap_or_else(|| {
             self.bytes
@@ -395,6 +474,9 @@ impl<'input> Parser<'_, 'input> {
                 element: "BlockMap",
                 version,
             })?;
+        if let Some(cut) = &self.cut {
+            return cut.block_ranges(scheme.range_attribute, scheme.kind, self.line(map));
+        }
         // Counted first so the vector is allocated once, at its size.
         let mut ranges = Vec::with_capacity(range_nodes(map).count());
         for node in range_nodes(map) {
@@ -434,6 +516,7 @@ impl<'input> Parser<'_, 'input> {
     }
 
     /// Names the lines of two ranges that cannot both be checked.
+    /// (With a cut document, the whole document is parsed again for the error.)
     fn conflict(&self, root: Node<'_, 'input>, conflict: Conflict) -> ParseError {
         let Conflict { range, previous } = conflict;
         // The later listing of the range: the last element with its first block and digest.
@@ -543,7 +626,7 @@ fn range_nodes<'a, 'input>(map: Node<'a, 'input>) -> impl Iterator<Item = Node<'
 
 /// A decimal number as Python's `int()` reads one: surrounding whitespace, an
 /// optional `+`, and single `_` between digits allowed.
-fn parse_u64(text: &str) -> Option<u64> {
+pub(super) fn parse_u64(text: &str) -> Option<u64> {
     let text = text.trim();
     let digits = text.strip_prefix('+').unwrap_or(text);
     let bytes = digits.as_bytes();

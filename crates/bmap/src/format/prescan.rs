@@ -4,6 +4,7 @@
 //! declaration may be let through (one that declares nothing).
 
 use super::diagnostics::ParseError;
+use super::limits::{MAX_ATTRIBUTES, MAX_NAMESPACES, MAX_RANGES};
 
 /// Whether the document type declaration, if there is one, declares nothing itself
 /// (`<!DOCTYPE bmap>` or `<!DOCTYPE bmap SYSTEM "bmap.dtd">`, whose DTD is never read):
@@ -31,26 +32,15 @@ pub(super) fn doctype_without_declarations(text: &str) -> bool {
     false
 }
 
-/// The most attributes (namespace declarations included) one element may have. The XML
-/// parser compares each attribute with the element's others, in time quadratic in their
-/// number: one element with 200,000 attributes (a 2.6 MB bmap) took two minutes, deaf
-/// to Ctrl-C. A bmap's elements have one or two.
-const MAX_ATTRIBUTES: usize = 32;
-
-/// The most namespace declarations (`xmlns` attributes) a bmap may hold. The XML
-/// parser copies the namespaces in scope into every element: 20,000 nested elements,
-/// each declaring one (a 600 KB bmap), ran for more than ten minutes. A bmap declares
-/// none or one or two.
-const MAX_NAMESPACES: usize = 64;
-
-/// Refuses a start tag with more than [`MAX_ATTRIBUTES`] attributes, and a text with
-/// more than [`MAX_NAMESPACES`] namespace declarations, in one pass over the text
-/// before it is parsed. Comments, CDATA sections, processing instructions and
+/// Refuses a start tag with more than [`MAX_ATTRIBUTES`] attributes, a text with
+/// more than [`MAX_NAMESPACES`] namespace declarations, and one with more than
+/// [`MAX_RANGES`] `Range` elements, in one pass over the text before it is parsed. Comments, CDATA sections, processing instructions and
 /// declarations are skipped; `=` signs outside quotes are counted in the other tags.
 pub(super) fn check_attribute_counts(text: &str) -> Result<(), ParseError> {
     let bytes = text.as_bytes();
     let mut at = 0;
     let mut namespaces = 0;
+    let mut ranges = 0;
     while let Some(offset) = bytes[at..].iter().position(|&b| b == b'<') {
         let start = at + offset;
         let rest = &text[start..];
@@ -65,6 +55,12 @@ pub(super) fn check_attribute_counts(text: &str) -> Result<(), ParseError> {
         } else if rest.starts_with("<?") {
             at = skip_to("?>");
         } else {
+            if is_range_tag(rest) {
+                ranges += 1;
+                if ranges > MAX_RANGES {
+                    return Err(ParseError::TooManyRanges { max: MAX_RANGES });
+                }
+            }
             let mut quote = None;
             let mut count = 0;
             at = bytes.len();
@@ -105,4 +101,42 @@ pub(super) fn check_attribute_counts(text: &str) -> Result<(), ParseError> {
         }
     }
     Ok(())
+}
+
+/// Whether a tag (the text from its `<`) opens an element whose local name is `Range`,
+/// as the parser finds ranges (`<Range>`, `<Range chksum=...>`, `<b:Range>`).
+fn is_range_tag(tag: &str) -> bool {
+    let name_end = tag[1..]
+        .find(|c: char| c.is_ascii_whitespace() || c == '>' || c == '/')
+        .map_or(tag.len(), |i| i + 1);
+    let name = &tag[1..name_end];
+    name == "Range" || name.ends_with(":Range")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_tags_are_told_by_their_local_name() {
+        for tag in [
+            "<Range>",
+            "<Range chksum=\"a\">",
+            "<Range/>",
+            "<b:Range\n>",
+            "<Range",
+        ] {
+            assert!(is_range_tag(tag), "{tag:?}");
+        }
+        for tag in ["</Range>", "<Ranges>", "<RangeX>", "<BlockMap>", "<"] {
+            assert!(!is_range_tag(tag), "{tag:?}");
+        }
+    }
+
+    #[test]
+    fn ranges_in_comments_and_cdata_are_not_counted() {
+        let hidden = "<!-- <Range>1</Range> --><![CDATA[<Range>]]>".repeat(MAX_RANGES + 1);
+        let text = format!("<bmap>{hidden}<Range>1</Range></bmap>");
+        assert!(check_attribute_counts(&text).is_ok());
+    }
 }

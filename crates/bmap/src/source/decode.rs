@@ -12,14 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::compression::{self, Codec, Container, Format, SNIFF_LEN};
+use super::limits::Limits;
 use super::lz4watch::Watch;
 use super::{declared, gzip, lzop, multibz, tar, zip};
 
 /// Input buffer in front of each decoder.
 const BUFFER: usize = 1 << 20;
-/// Largest xz/lzma decoder memory we allow before refusing a stream (liblzma's own
-/// limit, protection against absurd dictionary sizes in hostile headers).
-const XZ_MEMLIMIT: u64 = 4 << 30;
 /// Memory the multithreaded xz decoder may use before it falls back to one thread.
 const XZ_MEMLIMIT_THREADING: u64 = 1 << 30;
 
@@ -114,6 +112,16 @@ pub fn decode(
     name: Option<&str>,
     threads: u32,
 ) -> io::Result<Decoded> {
+    decode_with(input, name, threads, &Limits::default())
+}
+
+/// [`decode`], refusing a stream whose header asks for more than `limits` allow.
+pub fn decode_with(
+    input: Box<dyn Read + Send>,
+    name: Option<&str>,
+    threads: u32,
+    limits: &Limits,
+) -> io::Result<Decoded> {
     let named = name.and_then(compression::from_name);
     let counter = Arc::new(AtomicU64::new(0));
     let counted = Counting {
@@ -143,8 +151,13 @@ pub fn decode(
     let (inner_head, decoded): (Vec<u8>, Box<dyn Read + Send>) = if codec == Codec::None {
         (head, Box::new(input))
     } else {
+        limits.check(codec, &head)?;
         let input = BufReader::with_capacity(BUFFER, input);
-        let raw = Guard::new(decoder(codec, input, threads, &later)?, codec, counter);
+        let raw = Guard::new(
+            decoder(codec, input, threads, limits, &later)?,
+            codec,
+            counter,
+        );
         let (inner_head, decoded) = sniff(raw)?;
         (inner_head, Box::new(decoded))
     };
@@ -166,7 +179,10 @@ pub fn decode(
             (Box::new(member), Some(size))
         }
         Container::Zip => {
-            let member = zip::Member::open(BufReader::with_capacity(BUFFER, decoded))?;
+            let member = zip::Member::open(
+                BufReader::with_capacity(BUFFER, decoded),
+                limits.zstd_window_log(),
+            )?;
             let size = member.size();
             (Box::new(member), size)
         }
@@ -187,16 +203,17 @@ fn decoder<R: BufRead + Send + 'static>(
     codec: Codec,
     input: R,
     threads: u32,
+    limits: &Limits,
     later: &Later,
 ) -> io::Result<Box<dyn Read + Send>> {
     Ok(match codec {
         Codec::None => Box::new(input),
         Codec::Gzip => Box::new(gzip::Decoder::new(input, later.clone())),
         Codec::Bzip2 => Box::new(multibz::Decoder::new(input, threads as usize)),
-        Codec::Xz => Box::new(Xz::new(input, threads)?),
+        Codec::Xz => Box::new(Xz::new(input, threads, limits.xz_memlimit())?),
         Codec::Lzma => {
-            let stream =
-                liblzma::stream::Stream::new_lzma_decoder(XZ_MEMLIMIT).map_err(io::Error::other)?;
+            let stream = liblzma::stream::Stream::new_lzma_decoder(limits.xz_memlimit())
+                .map_err(io::Error::other)?;
             Box::new(Lzma {
                 inner: liblzma::bufread::XzDecoder::new_stream(input, stream),
             })
@@ -205,7 +222,7 @@ fn decoder<R: BufRead + Send + 'static>(
         Codec::Lz4 => Box::new(Lz4::new(input)),
         Codec::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::with_buffer(input)?;
-            decoder.window_log_max(31)?;
+            decoder.window_log_max(limits.zstd_window_log())?;
             Box::new(decoder)
         }
     })
@@ -341,21 +358,26 @@ impl<R: BufRead> Read for Lzma<R> {
 struct Xz<R: BufRead> {
     decoder: Option<liblzma::bufread::XzDecoder<R>>,
     threads: u32,
+    memlimit: u64,
 }
 
 impl<R: BufRead> Xz<R> {
-    fn new(input: R, threads: u32) -> io::Result<Xz<R>> {
+    fn new(input: R, threads: u32, memlimit: u64) -> io::Result<Xz<R>> {
         Ok(Xz {
-            decoder: Some(Xz::stream(input, threads)?),
+            decoder: Some(Xz::stream(input, threads, memlimit)?),
             threads,
+            memlimit,
         })
     }
 
-    fn stream(input: R, threads: u32) -> io::Result<liblzma::bufread::XzDecoder<R>> {
+    fn stream(input: R, threads: u32, memlimit: u64) -> io::Result<liblzma::bufread::XzDecoder<R>> {
         let stream = liblzma::stream::MtStreamBuilder::new()
             .threads(threads.max(1))
             .memlimit_threading(XZ_MEMLIMIT_THREADING)
-            .memlimit_stop(XZ_MEMLIMIT)
+            // Never below the threading budget, which would turn threads off (liblzma
+            // lowers that budget to this): the first block's dictionary was checked
+            // against the window limit from its header already.
+            .memlimit_stop(memlimit.max(XZ_MEMLIMIT_THREADING))
             .decoder()
             .map_err(io::Error::other)?;
         Ok(liblzma::bufread::XzDecoder::new_stream(input, stream))
@@ -393,7 +415,7 @@ impl<R: BufRead> Read for Xz<R> {
                 padding += zeros;
                 input.consume(zeros);
             }
-            self.decoder = Some(Xz::stream(input, self.threads)?);
+            self.decoder = Some(Xz::stream(input, self.threads, self.memlimit)?);
         }
     }
 }

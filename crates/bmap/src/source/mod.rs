@@ -15,6 +15,7 @@ pub mod compression;
 mod declared;
 mod decode;
 mod gzip;
+mod limits;
 mod lz4watch;
 mod lzop;
 mod multibz;
@@ -23,7 +24,8 @@ mod tar;
 mod zip;
 
 pub use compression::{Codec, Container, Format};
-pub use decode::{Decoded, Later, Notice, decode};
+pub use decode::{Decoded, Later, Notice, decode, decode_with};
+pub use limits::{DEFAULT_MAX_WINDOW, Limits, WindowTooLarge};
 
 /// An image to copy.
 pub enum Image {
@@ -162,12 +164,17 @@ fn threads() -> u32 {
 /// A raw regular file or block device is read with random access (holes skipped);
 /// anything else through its decoder chain.
 pub fn open(path: &Path) -> Result<Opened, Error> {
+    open_with(path, &Limits::default())
+}
+
+/// [`open`], with the decoders held to `limits`.
+pub fn open_with(path: &Path, limits: &Limits) -> Result<Opened, Error> {
     let image = Image::open(path)?;
     let name = path.to_string_lossy();
     let Image::File { file, size } = image else {
-        return open_stream_named(image_reader(image), Some(&name), None, None);
+        return open_stream_named(image_reader(image), Some(&name), None, None, limits);
     };
-    open_at_offsets(file, size, path, Some(&name))
+    open_at_offsets(file, size, path, Some(&name), limits)
 }
 
 /// Opens a regular file that is already open as an image, read at offsets with its
@@ -177,11 +184,16 @@ pub fn open(path: &Path) -> Result<Opened, Error> {
 /// the file's offset. The caller makes sure that offset is 0 (bytes before it would not
 /// be the image's). `label` names it in errors.
 pub fn open_file(file: File, label: &Path) -> Result<Opened, Error> {
+    open_file_with(file, label, &Limits::default())
+}
+
+/// [`open_file`], with the decoders held to `limits`.
+pub fn open_file_with(file: File, label: &Path, limits: &Limits) -> Result<Opened, Error> {
     let meta = file.metadata().map_err(|source| Error::Open {
         path: label.to_owned(),
         source,
     })?;
-    open_at_offsets(file, meta.len(), label, None)
+    open_at_offsets(file, meta.len(), label, None, limits)
 }
 
 /// A regular file or block device of `size` bytes: a raw image is read at offsets,
@@ -191,6 +203,7 @@ fn open_at_offsets(
     size: u64,
     path: &Path,
     name: Option<&str>,
+    limits: &Limits,
 ) -> Result<Opened, Error> {
     let named = name.and_then(compression::from_name);
     let mut head = vec![0u8; compression::SNIFF_LEN];
@@ -209,7 +222,7 @@ fn open_at_offsets(
         });
     }
     let declared = declared_size(&head, &mut file, size);
-    open_stream_named(Box::new(file), name, None, declared)
+    open_stream_named(Box::new(file), name, None, declared, limits)
 }
 
 /// The decoded size an xz file that can be read at offsets declares in its indexes.
@@ -236,7 +249,17 @@ pub fn open_stream(
     name: Option<&str>,
     size: Option<u64>,
 ) -> Result<Opened, Error> {
-    open_stream_named(reader, name, size, None)
+    open_stream_with(reader, name, size, &Limits::default())
+}
+
+/// [`open_stream`], with the decoders held to `limits`.
+pub fn open_stream_with(
+    reader: Box<dyn Read + Send>,
+    name: Option<&str>,
+    size: Option<u64>,
+    limits: &Limits,
+) -> Result<Opened, Error> {
+    open_stream_named(reader, name, size, None, limits)
 }
 
 /// `declared`: the decoded size the compressed stream declares (xz indexes).
@@ -245,9 +268,10 @@ fn open_stream_named(
     name: Option<&str>,
     size: Option<u64>,
     declared: Option<u64>,
+    limits: &Limits,
 ) -> Result<Opened, Error> {
     let label = name.unwrap_or("-").to_owned();
-    let decoded = decode(reader, name, threads()).map_err(|source| Error::Decode {
+    let decoded = decode_with(reader, name, threads(), limits).map_err(|source| Error::Decode {
         name: label,
         format: name
             .and_then(compression::from_name)
@@ -335,10 +359,19 @@ impl Read for Sequential {
 /// Opens a remote image: random access when it is uncompressed and the server honours
 /// Range requests, a stream through its decoder chain otherwise.
 pub fn open_url(url: &url::Url, options: &remote::Options) -> Result<Opened, Error> {
+    open_url_with(url, options, &Limits::default())
+}
+
+/// [`open_url`], with the decoders held to `limits`.
+pub fn open_url_with(
+    url: &url::Url,
+    options: &remote::Options,
+    limits: &Limits,
+) -> Result<Opened, Error> {
     let name = remote::name_for_format(url);
     match remote::open_random(url, options)? {
         remote::Remote::Stream { reader, size } => {
-            open_stream_named(reader, Some(&name), size, None)
+            open_stream_named(reader, Some(&name), size, None, limits)
         }
         remote::Remote::Ranged(mut ranged) => {
             let size = ranged.size();
@@ -362,6 +395,7 @@ pub fn open_url(url: &url::Url, options: &remote::Options) -> Result<Opened, Err
                 Some(&name),
                 Some(size),
                 declared,
+                limits,
             )
         }
     }

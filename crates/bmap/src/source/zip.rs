@@ -31,6 +31,8 @@ pub struct Member<R: BufRead> {
 }
 
 struct Header {
+    /// The entry's name, to find it in the central directory.
+    name: Vec<u8>,
     flags: u16,
     crc: u32,
     size: Option<u64>,
@@ -38,8 +40,9 @@ struct Header {
 }
 
 impl<R: BufRead> Member<R> {
-    /// Reads local headers up to the first entry that is not a directory.
-    pub fn open(mut input: R) -> io::Result<Member<R>> {
+    /// Reads local headers up to the first entry that is not a directory. A zstd
+    /// entry's window is held to 2^`zstd_window_log` bytes.
+    pub fn open(mut input: R, zstd_window_log: u32) -> io::Result<Member<R>> {
         loop {
             let signature = read_u32(&mut input)?;
             if signature != LOCAL {
@@ -80,7 +83,7 @@ impl<R: BufRead> Member<R> {
                 12 => Data::Bzip2(bzip2::bufread::BzDecoder::new(input)),
                 93 => {
                     let mut decoder = zstd::stream::read::Decoder::with_buffer(input)?;
-                    decoder.window_log_max(31)?;
+                    decoder.window_log_max(zstd_window_log)?;
                     Data::Zstd(Box::new(decoder.single_frame()))
                 }
                 other => {
@@ -94,6 +97,7 @@ impl<R: BufRead> Member<R> {
                 data: Some(data),
                 rest: None,
                 header: Header {
+                    name,
                     flags,
                     crc,
                     size: (!descriptor).then_some(size),
@@ -150,7 +154,8 @@ impl<R: BufRead> Member<R> {
                 self.read
             )));
         }
-        check_end(&mut rest)?;
+        let tail = check_end(&mut rest)?;
+        check_central(&tail, &self.header.name, actual, self.read)?;
         self.rest = Some(rest);
         Ok(())
     }
@@ -189,7 +194,8 @@ impl<R: BufRead> Read for Member<R> {
 
 /// Reads the rest of the archive and checks that it ends with an end-of-central-
 /// directory record (whose comment reaches exactly the end): a cut archive is an error.
-fn check_end(rest: &mut impl BufRead) -> io::Result<()> {
+/// Returns the archive's tail: the last 64 KiB or more, the end record at its end.
+fn check_end(rest: &mut impl BufRead) -> io::Result<Vec<u8>> {
     // The record is 22 bytes plus a comment of at most 65535: keep that much of the tail.
     const KEEP: usize = 22 + 65535;
     let mut tail: Vec<u8> = Vec::with_capacity(KEEP * 2);
@@ -205,15 +211,51 @@ fn check_end(rest: &mut impl BufRead) -> io::Result<()> {
             tail.drain(..tail.len() - KEEP);
         }
     }
-    let found = (0..tail.len().saturating_sub(21)).rev().any(|at| {
+    let found = (0..tail.len().saturating_sub(21)).rev().find(|&at| {
         tail[at..at + 4] == [0x50, 0x4b, 0x05, 0x06]
             && at + 22 + usize::from(le16(&tail[at + 20..])) == tail.len()
     });
-    if !found {
+    let Some(at) = found else {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "the zip archive is truncated (its end-of-central-directory record is missing)",
         ));
+    };
+    tail.truncate(at + 22);
+    Ok(tail)
+}
+
+/// Checks the central directory's record of the entry (found by name) against what was
+/// read: its CRC-32 and size must be the local header's. Skipped when the directory
+/// does not lie whole in `tail` (which ends with the end record), or is ZIP64's.
+fn check_central(tail: &[u8], name: &[u8], crc: u32, read: u64) -> io::Result<()> {
+    let end = tail.len() - 22;
+    let size = le32(&tail[end + 12..]) as usize;
+    let Some(mut at) = end.checked_sub(size) else {
+        return Ok(());
+    };
+    while at + 46 <= end && tail[at..at + 4] == [0x50, 0x4b, 0x01, 0x02] {
+        let record = &tail[at..end];
+        let name_len = usize::from(le16(&record[28..]));
+        let extra_len = usize::from(le16(&record[30..]));
+        let comment_len = usize::from(le16(&record[32..]));
+        let Some(extra) = record.get(46 + name_len..46 + name_len + extra_len) else {
+            return Ok(());
+        };
+        if &record[46..46 + name_len] == name {
+            let (expected_crc, mut size) = (le32(&record[16..]), u64::from(le32(&record[24..])));
+            let mut compressed = u64::from(le32(&record[20..]));
+            apply_zip64(extra, &mut size, &mut compressed);
+            if (expected_crc, size) != (crc, read) {
+                return Err(invalid(format!(
+                    "the zip archive contradicts itself: its central directory says the entry \
+                     has {size} bytes with CRC-32 {expected_crc:08x}, its local header and \
+                     data {read} bytes with CRC-32 {crc:08x}"
+                )));
+            }
+            return Ok(());
+        }
+        at += 46 + name_len + extra_len + comment_len;
     }
     Ok(())
 }

@@ -21,9 +21,14 @@ pub struct Cap {
     pub what: &'static str,
 }
 
-/// A bmap: about 2.5 million ranges.
+/// A bmap: 128 MiB. The largest real bmaps list tens of thousands of ranges (about 110
+/// bytes a line with a SHA-256), a few MB; this holds the most ranges the parser accepts
+/// ([`MAX_RANGES`](crate::format::limits::MAX_RANGES), 2^20) at that line length, and
+/// is read into memory whole, so it also bounds what a hostile file costs. A regular
+/// file over it is refused before any byte is read; a stream (a pipe, a device, a URL)
+/// is read up to it and no further.
 pub const BMAP: Cap = Cap {
-    bytes: 256 << 20,
+    bytes: 128 << 20,
     what: "bmap file",
 };
 
@@ -87,11 +92,15 @@ pub fn read_capped(
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(ReadError::Io)?;
-    let expected = file
+    let length = file
         .metadata()
         .ok()
         .filter(|m| m.is_file())
-        .map_or(0, |m| m.len().min(cap.bytes));
+        .map(|m| m.len());
+    if length.is_some_and(|len| len > cap.bytes) {
+        return Err(ReadError::TooLarge(cap));
+    }
+    let expected = length.unwrap_or(0);
     let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
     let mut chunk = vec![0u8; CHUNK];
     loop {

@@ -84,7 +84,10 @@ fn copy(
     } else {
         input::locate(&args.image).context("cannot open the image")?
     };
-    let opened = open_image(&args.image, &image_location, &remote)?;
+    let limits = source::Limits {
+        max_window: args.max_window,
+    };
+    let opened = open_image(&args.image, &image_location, &remote, limits)?;
     let bmap = trusted_bmap(args, &image_location, &remote, interrupt)?;
     if args.removable_device {
         for path in &args.dest {
@@ -349,6 +352,7 @@ fn open_image(
     image: &OsStr,
     location: &Location,
     remote: &remote::Options,
+    limits: source::Limits,
 ) -> Result<source::Opened> {
     let opened = match location {
         _ if image == "-" => {
@@ -364,7 +368,7 @@ fn open_image(
                 // it is: at offsets, holes skipped (a stream reads every hole's zeroes).
                 // One that says it is empty may not be (/proc): it is read through.
                 Some(m) if m.len() > 0 && file.stream_position().is_ok_and(|at| at == 0) => {
-                    source::open_file(file, Path::new("-"))?
+                    source::open_file_with(file, Path::new("-"), &limits)?
                 }
                 // Otherwise its size is known, as in the reference. Recognising the
                 // format reads the first bytes, which may not come for a while. Its
@@ -372,7 +376,7 @@ fn open_image(
                 _ => {
                     let size = regular.map(|m| m.len());
                     crate::signals::blocking(&remote.interrupt, move || {
-                        source::open_stream(Box::new(file), None, size)
+                        source::open_stream_with(Box::new(file), None, size, &limits)
                     })??
                 }
             }
@@ -381,12 +385,12 @@ fn open_image(
         Location::Local(path) => {
             // Its errors name the image and say what failed.
             let path = path.clone();
-            crate::signals::blocking(&remote.interrupt, move || source::open(&path))??
+            crate::signals::blocking(&remote.interrupt, move || source::open_with(&path, &limits))??
         }
         Location::Url(url) => {
             let (url, options) = (url.clone(), remote.clone());
             let opened = crate::signals::blocking(&remote.interrupt, move || {
-                source::open_url(&url, &options)
+                source::open_url_with(&url, &options, &limits)
             })?;
             opened.map_err(|e| match e {
                 // A server's or a network's error names the URL, not what it is.
