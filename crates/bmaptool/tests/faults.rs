@@ -501,7 +501,7 @@ fn a_file_on_a_file_system_failing_writes_stops_the_copy_naming_the_offset() {
 }
 
 #[test]
-fn verify_of_a_device_failing_reads_fails_naming_the_offset() {
+fn verify_of_a_device_failing_reads_fails_naming_the_device_and_offset() {
     if !need_fuse() {
         return;
     }
@@ -520,7 +520,15 @@ fn verify_of_a_device_failing_reads_fails_naming_the_offset() {
         output.status.code(),
         &text,
         2,
-        &["Input/output error", &format!("at byte {}", BAD.0)],
+        &[
+            "Input/output error",
+            // The target, not "the image": `verify` reads the device.
+            &format!(
+                "cannot read the device '{}' at byte {}",
+                disk.path().display(),
+                BAD.0
+            ),
+        ],
     );
     assert_no_success_claim(&text);
     assert!(

@@ -101,7 +101,26 @@ pub enum Error {
         /// The bmap's ImageSize.
         image: u64,
     },
-    /// Reading the target failed, or the check was interrupted.
+    /// Reading the target failed.
+    #[error(
+        "cannot read the {} '{}' at byte {offset}{}",
+        match .kind { TargetKind::BlockDevice => "device", TargetKind::File => "file" },
+        .path.display(),
+        if *.seek > 0 { format!(" (byte {} of the image)", .offset - .seek) } else { String::new() }
+    )]
+    ReadTarget {
+        /// The target.
+        path: PathBuf,
+        /// A block device or a file.
+        kind: TargetKind,
+        /// Where in the target the failed read started.
+        offset: u64,
+        /// Where the image starts in it ([`Target::at`]).
+        seek: u64,
+        /// Why.
+        source: io::Error,
+    },
+    /// The check was interrupted, or failed otherwise.
     #[error(transparent)]
     Copy(#[from] copy::Error),
 }
@@ -269,7 +288,19 @@ pub fn verify(
         interrupt: options.interrupt.clone(),
         stop_at_mismatch: false,
     };
-    let outcome = plan.run(&mut sink, events, &copy_options)?;
+    // The pipeline names its source "the image": here it is the target.
+    let outcome = plan
+        .run(&mut sink, events, &copy_options)
+        .map_err(|error| match error {
+            copy::Error::Read { offset, source } => Error::ReadTarget {
+                path: path.clone(),
+                kind: target_kind,
+                offset: offset.saturating_add(seek),
+                seek,
+                source,
+            },
+            other => Error::Copy(other),
+        })?;
     let mut ranges: Vec<RangeCheck> = outcome.ranges.iter().map(range_check).collect();
     ranges.sort_by_key(|r| r.index);
     Ok(Report {

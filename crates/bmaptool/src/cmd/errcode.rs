@@ -129,6 +129,8 @@ fn cause_code(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str>
             verify::Error::NoChecksums { .. } => Some("bmap-no-checksums"),
             verify::Error::TargetTooSmall { .. } => Some("dest-too-small"),
             verify::Error::NotATarget(_) => Some("dest-unusable"),
+            // The code reading the target has always had (stable).
+            verify::Error::ReadTarget { .. } => Some("image-unreadable"),
             _ => None,
         };
     }
@@ -235,6 +237,27 @@ mod tests {
         let coded = coded("bmap-not-found", "no bmap").context("cannot copy");
         assert_eq!(code(&coded, false), "bmap-not-found");
         assert_eq!(format!("{coded:#}"), "cannot copy: no bmap");
+    }
+
+    #[test]
+    fn verify_failing_to_read_its_target_keeps_the_image_unreadable_code() {
+        let error = anyhow::Error::new(verify::Error::ReadTarget {
+            path: "/dev/sdz".into(),
+            kind: verify::TargetKind::BlockDevice,
+            offset: 9 << 20,
+            seek: 1 << 20,
+            source: std::io::Error::from_raw_os_error(libc::EIO),
+        })
+        .context("cannot verify '/dev/sdz'");
+        assert_eq!(code(&error, false), "image-unreadable");
+        let message = format!("{error:#}");
+        assert!(
+            message.starts_with(
+                "cannot verify '/dev/sdz': cannot read the device '/dev/sdz' at byte 9437184 \
+                 (byte 8388608 of the image): "
+            ),
+            "{message}"
+        );
     }
 
     #[test]

@@ -16,10 +16,16 @@
 #[path = "../common/testdata.rs"]
 mod testdata;
 
+mod sparse;
+#[allow(
+    unused_imports,
+    reason = "each test file that includes this harness uses its own subset"
+)]
+pub use sparse::{allocated, assert_sparse_as, data_pages, fiemap_extents, on_tmpfs};
+
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -270,79 +276,6 @@ impl BmapValues {
             elements,
             ranges,
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// Sparseness
-
-/// Bytes allocated to a file (`stat -c %b` times 512).
-pub fn allocated(path: &Path) -> u64 {
-    fs::metadata(path)
-        .unwrap_or_else(|e| panic!("cannot stat {}: {e}", path.display()))
-        .blocks()
-        * 512
-}
-
-/// Whether `path` is on tmpfs, where `st_blocks` counts data pages only.
-pub fn on_tmpfs(path: &Path) -> bool {
-    let out = Command::new("stat")
-        .args(["-f", "-c", "%T"])
-        .arg(path)
-        .output()
-        .expect("stat runs");
-    String::from_utf8_lossy(&out.stdout).trim() == "tmpfs"
-}
-
-/// The 4 KiB pages of a file that hold data, from SEEK_DATA/SEEK_HOLE (via python3).
-pub fn data_pages(path: &Path) -> Vec<(u64, u64)> {
-    const PROBE: &str = "
-import os, sys
-fd = os.open(sys.argv[1], os.O_RDONLY)
-size = os.fstat(fd).st_size
-off = 0
-while off < size:
-    try:
-        data = os.lseek(fd, off, os.SEEK_DATA)
-    except OSError:
-        break
-    hole = os.lseek(fd, data, os.SEEK_HOLE)
-    print(data, hole)
-    off = hole
-";
-    let out = succeeds(Command::new("python3").args(["-c", PROBE]).arg(path));
-    merge(String::from_utf8_lossy(&out.stdout).lines().map(|line| {
-        let (data, hole) = line.split_once(' ').expect("two numbers");
-        let data: u64 = data.parse().expect("offset");
-        let hole: u64 = hole.parse().expect("offset");
-        (data / PAGE, hole.div_ceil(PAGE) - 1)
-    }))
-}
-
-/// Asserts that a copy is as sparse as its bmap: data exactly in the mapped pages, and
-/// the allocation equal to the mapped data (tmpfs), or the mapped data plus the few
-/// extent-tree blocks a file system such as ext4 adds for a fragmented file.
-#[track_caller]
-pub fn assert_sparse_as(dest: &Path, facts: &BmapFacts) {
-    let expected_pages = facts.pages();
-    assert_eq!(
-        data_pages(dest),
-        expected_pages,
-        "{}: data is not exactly where the bmap maps it",
-        dest.display()
-    );
-    let mapped: u64 = expected_pages.iter().map(|(a, b)| (b - a + 1) * PAGE).sum();
-    let got = allocated(dest);
-    if on_tmpfs(dest) {
-        assert_eq!(got, mapped, "{}: allocated bytes", dest.display());
-    } else {
-        let metadata = PAGE * (2 + expected_pages.len() as u64 / 300);
-        assert!(
-            (mapped..=mapped + metadata).contains(&got),
-            "{}: {got} bytes allocated, expected the {mapped} mapped bytes (plus at most \
-             {metadata} of file system metadata)",
-            dest.display()
-        );
     }
 }
 
