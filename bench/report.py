@@ -126,7 +126,8 @@ def header(out):
     out.append("")
     quick = " **QUICK=1 smoke run: small image, not a measurement**" if m["quick"] == "1" else ""
     out.append(f"Run {m['date']} at commit {m['git']}, {m['minutes']} min in all "
-               f"({m['prep_minutes']} min building and compressing the image).{quick}")
+               f"({m['prep_minutes']} min of it preparing: the build, the image and its compressed copies, "
+               f"any of them reused from an earlier run with the same BENCH_DIR).{quick}")
     out.append("")
     out.append(f"- Machine: {m['cpu']}, {m['cores']} cores, {m['ram']} RAM, {m['kernel']}, "
                f"virtualisation: {m['virt']}")
