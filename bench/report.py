@@ -162,7 +162,8 @@ def legend(out):
                "destination per run. On a loaded machine, a one-thread command gets a share "
                "of the two cores like any other runnable thread: load slows one-thread tools "
                "(the reference's decoders, `funzip`, `lzop`) more than our multi-threaded "
-               "copy; judge the ratios with the load figures above.")
+               "copy; judge the ratios with the load figures above. The CPU times (user, sys) "
+               "in the table below depend far less on the load than the wall times.")
 
 
 def appendix(out):
