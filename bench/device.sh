@@ -60,7 +60,6 @@ bench_scratch_init
 IMG=$DIR/disk.img
 BMAP=$DIR/disk.img.bmap
 BACKING=$DIR/device-backing.img
-bench_track_file "$BACKING"
 
 bench_build_release
 bench_image "$IMG" "$BMAP" "$IMAGE_SIZE" "$FILL_MIB"
@@ -69,14 +68,7 @@ read -r NRANGES MAPPED_BYTES _ _ < <(bmap_stats "$BMAP")
 MAPPED_MIB=$(((MAPPED_BYTES + 1048575) / 1048576))
 say "image: $IMAGE_BYTES bytes, $NRANGES ranges, mapped $(mib "$MAPPED_BYTES") MiB"
 
-rm -f "$BACKING"
-fallocate -l "$IMAGE_BYTES" "$BACKING" 2>/dev/null || truncate -s "$IMAGE_BYTES" "$BACKING"
-if [[ $LOOP_DIO == 1 ]]; then
-    LOOP=$(losetup -f --show --direct-io=on "$BACKING")
-else
-    LOOP=$(losetup -f --show "$BACKING")
-fi
-bench_track_loop "$LOOP"
+bench_loop_device LOOP "$BACKING" "$IMAGE_BYTES" "$LOOP_DIO"
 say "device: $LOOP (direct I/O on the backing file: $(cat "/sys/block/$(basename "$LOOP")/loop/dio" 2>/dev/null || echo '?'))"
 "$OURS" copy -q --bmap "$BMAP" "$IMG" "$LOOP"
 

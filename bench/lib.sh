@@ -303,9 +303,12 @@ q() { printf '%q' "$1"; }
 #                                it (needs OURS); reused when REUSE_IMAGE is not 0 and
 #                                an earlier run left both, with a stamp that still
 #                                matches the image (size, mtime, inode, SIZE, FILL_MIB)
-#   bench_compressed IMG FMT     makes IMG.FMT (FMT: gz xz zst bz2 bz2s lz4, compressed as
-#                                BENCH_COMPRESSOR[FMT] says) unless an earlier run left
-#                                one made from this very image with the same command
+#   bench_compressed IMG FMT     makes IMG.FMT (FMT: gz xz zst bz2 bz2s lz4 lzo tar.zst
+#                                zip, compressed as BENCH_COMPRESSOR[FMT] says: a command
+#                                given the image as its last argument, or, when it holds
+#                                "$1", a bash script given the image as $1; it writes the
+#                                result on stdout) unless an earlier run left one made
+#                                from this very image with the same command
 #   bench_run_rounds LABEL PREPARE NAME COMMAND [NAME COMMAND]...
 #                                times the commands with hyperfine and leaves the merged
 #                                results in DIR/LABEL.json. First every command runs once
@@ -325,6 +328,11 @@ declare -A BENCH_COMPRESSOR=(
     [bz2]="pbzip2 -9 -c"
     [bz2s]="bzip2 -9 -c"
     [lz4]="lz4 -1 -q -c"
+    [lzo]="lzop -1 -c"
+    # A GNU sparse tar (-S: the holes are not stored), compressed with zstd.
+    [tar.zst]='tar -cS -C "$(dirname "$1")" -f - "$(basename "$1")" | zstd -3 -T0 -q -c'
+    # zip to stdout (a streamed archive: sizes in data descriptors), deflate level 6.
+    [zip]='cd "$(dirname "$1")" && zip -q -6 - "$(basename "$1")"'
 )
 
 _bench_stamp() { # FILE EXTRA: what identifies FILE's content (and how a derived file was made)
@@ -357,9 +365,13 @@ bench_compressed() { # IMG FMT
     fi
     bench_track_file "$out" "$out.stamp" "$out.part"
     rm -f "$out" "$out.stamp"
-    say "compressing: $cmd $(basename "$img") > $(basename "$out") (this takes a while)"
+    say "compressing $(basename "$img") > $(basename "$out") with: $cmd (this takes a while)"
     t0=$SECONDS
-    $cmd "$img" > "$out.part"
+    if [[ $cmd == *'$1'* ]]; then
+        bash -c "set -o pipefail; $cmd" _ "$img" > "$out.part"
+    else
+        $cmd "$img" > "$out.part"
+    fi
     mv "$out.part" "$out"
     printf '%s\n' "$stamp" > "$out.stamp"
     say "$(basename "$out"): $(mib "$(stat -c %s "$out")") MiB in $((SECONDS - t0)) s"
@@ -423,4 +435,92 @@ bench_load_summary() { # LABEL
         $1 == l && $2 == "end" { e = $4 }
         END { if (n) printf "1-min load average at round starts %.2f-%.2f, at the end %s", lo, hi, e }' \
         "$DIR/load.txt"
+}
+
+# ------------------------------------------ loop devices, the raw read limit, HTTP
+# Used by bench/run.sh, bench/verify.sh, bench/device.sh and bench/remote.sh.
+#
+#   bench_loop_device VAR BACKING BYTES [DIO]
+#                                a loop device (no partition scan) over BACKING, a new
+#                                file of BYTES (fallocated where it can be); DIO=1 turns
+#                                on direct I/O on the backing file. Its path goes to the
+#                                variable VAR; it is detached and BACKING removed at exit
+#   bench_rawread_script PATH    writes a Python script to PATH: `python3 PATH BMAP DEV`
+#                                reads exactly the mapped ranges of DEV with O_DIRECT,
+#                                1 MiB at a time into one aligned buffer, hashing
+#                                nothing (the raw read limit of a check)
+#   bench_httpd_start WWW        starts crates/bmaptool/tests/fixtures/httpd.py (Range,
+#                                keep-alive, GET /_stats) on 127.0.0.1 at a free port,
+#                                serving WWW; sets HTTPD_URL (http://127.0.0.1:PORT) and
+#                                HTTPD_PID. It stops when this script exits, or at
+#                                bench_httpd_stop. The server refuses symbolic links out
+#                                of WWW: serve hard links.
+bench_loop_device() { # VAR BACKING BYTES [DIO]
+    local -n _loop_var=$1
+    local backing=$2 bytes=$3 dio=${4:-0}
+    bench_track_file "$backing"
+    rm -f "$backing"
+    fallocate -l "$bytes" "$backing" 2>/dev/null || truncate -s "$bytes" "$backing"
+    if [[ $dio == 1 ]]; then
+        _loop_var=$(losetup -f --show --direct-io=on "$backing")
+    else
+        _loop_var=$(losetup -f --show "$backing")
+    fi
+    bench_track_loop "$_loop_var"
+}
+
+bench_rawread_script() { # PATH
+    bench_track_file "$1"
+    cat > "$1" <<'PYEOF'
+import mmap, os, re, sys
+bmap, dev = sys.argv[1:3]
+text = open(bmap).read()
+bs = int(re.search(r"<BlockSize>\s*(\d+)", text).group(1))
+image = int(re.search(r"<ImageSize>\s*(\d+)", text).group(1))
+ranges = [(int(a), int(b or a)) for a, b in
+          re.findall(r"<Range[^>]*>\s*(\d+)\s*(?:-\s*(\d+))?\s*</Range>", text)]
+fd = os.open(dev, os.O_RDONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 1 << 20)
+total = 0
+for a, b in ranges:
+    off = a * bs // 4096 * 4096
+    end = -(-min((b + 1) * bs, image) // 4096) * 4096
+    while off < end:
+        n = min(1 << 20, end - off)
+        got = os.preadv(fd, [memoryview(buf)[:n]], off)
+        if got <= 0:
+            sys.exit(f"short read at {off}")
+        off += got
+        total += got
+print(total)
+PYEOF
+}
+
+HTTPD_PID=
+HTTPD_URL=
+bench_httpd_start() { # WWW
+    local httpd=$BENCH_REPO/crates/bmaptool/tests/fixtures/httpd.py port
+    [[ -f $httpd ]] || die "test HTTP server not found: $httpd"
+    bench_track_file "$DIR/httpd.port" "$DIR/httpd.log"
+    : > "$DIR/httpd.port"
+    # The server exits when its standard input (our _BENCH_HTTPD_FD) reaches end of
+    # file: at the latest when this script exits.
+    exec {_BENCH_HTTPD_FD}> >(exec python3 "$httpd" --root "$1" --bind 127.0.0.1 \
+        > "$DIR/httpd.port" 2> "$DIR/httpd.log")
+    HTTPD_PID=$!
+    for _ in $(seq 1 100); do
+        [[ -s $DIR/httpd.port ]] && break
+        sleep 0.1
+    done
+    port=$(head -1 "$DIR/httpd.port")
+    [[ $port =~ ^[0-9]+$ ]] || die "the HTTP server did not start: $(cat "$DIR/httpd.log")"
+    HTTPD_URL=http://127.0.0.1:$port
+    say "HTTP server (pid $HTTPD_PID) at $HTTPD_URL serving $1"
+}
+
+bench_httpd_stop() {
+    [[ -n $HTTPD_PID ]] || return 0
+    exec {_BENCH_HTTPD_FD}>&-
+    kill "$HTTPD_PID" 2>/dev/null || true
+    HTTPD_PID=
 }

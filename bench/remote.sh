@@ -65,13 +65,11 @@ REFERENCE_BMAPTOOL=${REFERENCE_BMAPTOOL:-/usr/bin/bmaptool}
 IMAGE_SIZE=${IMAGE_SIZE:-4G}
 FILL_MIB=${FILL_MIB:-1024}
 STRICT=${STRICT:-0}
-HTTPD=$BENCH_REPO/crates/bmaptool/tests/fixtures/httpd.py
 
 bench_require_root
 bench_require_tools cargo hyperfine python3 curl zstd sfdisk partx losetup mkfs.ext4 \
     mount umount cmp
 [[ -x $REFERENCE_BMAPTOOL ]] || die "reference tool not found: $REFERENCE_BMAPTOOL"
-[[ -f $HTTPD ]] || die "test HTTP server not found: $HTTPD"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number: $RUNS"
 
 bench_scratch_init
@@ -80,7 +78,7 @@ BMAP=$DIR/disk.img.bmap
 MAPPED=$DIR/mapped.bin
 DEST=$DIR/dest.img
 WWW=$DIR/www
-bench_track_file "$DEST" "$DIR"/httpd.{port,log} "$DIR"/{stats-ours-raw,stats-ours-zst,stats-timed}.json \
+bench_track_file "$DEST" "$DIR"/{stats-ours-raw,stats-ours-zst,stats-timed}.json \
     "$DIR"/verify-{raw,zst}.err
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -113,23 +111,8 @@ ln -f "$MAPPED" "$WWW/curl/mapped.bin"
 bench_track_file "$WWW/curl/mapped.bin"
 sync
 
-# The server exits when its standard input (our HTTPD_FD) reaches end of file: at the
-# latest when this script exits; stop_httpd ends it earlier, by its process id.
-: > "$DIR/httpd.port"
-exec {HTTPD_FD}> >(exec python3 "$HTTPD" --root "$WWW" --bind 127.0.0.1 > "$DIR/httpd.port" 2> "$DIR/httpd.log")
-HTTPD_PID=$!
-for _ in $(seq 1 100); do
-    [[ -s $DIR/httpd.port ]] && break
-    sleep 0.1
-done
-PORT=$(head -1 "$DIR/httpd.port")
-[[ $PORT =~ ^[0-9]+$ ]] || die "the HTTP server did not start: $(cat "$DIR/httpd.log")"
-U=http://127.0.0.1:$PORT
-say "HTTP server (pid $HTTPD_PID) at $U serving $WWW"
-stop_httpd() {
-    exec {HTTPD_FD}>&-
-    kill "$HTTPD_PID" 2>/dev/null || true
-}
+bench_httpd_start "$WWW"
+U=$HTTPD_URL
 stats_reset() { curl -sf -X POST -d '{"reset": true}' "$U/_control" > /dev/null; }
 stats_save() { curl -sf "$U/_stats" > "$1"; }
 
@@ -175,7 +158,7 @@ bench_run_rounds remote "rm -f $D; sync" \
     reference-zst "$R copy --bmap $U/ref/disk.img.bmap $U/ref/disk.img.zst $D"
 stats_save "$DIR/stats-timed.json"
 rm -f "$DEST"
-stop_httpd
+bench_httpd_stop
 
 # ---------------------------------------------------------------------- summary
 set +e

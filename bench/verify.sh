@@ -81,7 +81,7 @@ BMAP=$DIR/disk.img.bmap
 MAPPED=$DIR/mapped.bin
 BACKING=$DIR/verify-backing.img
 RAWREAD=$DIR/rawread.py
-bench_track_file "$BACKING" "$RAWREAD" "$DIR"/verify.{good,bad}.json
+bench_track_file "$DIR"/verify.{good,bad}.json
 
 bench_build_release
 bench_image "$IMG" "$BMAP" "$IMAGE_SIZE" "$FILL_MIB"
@@ -93,42 +93,12 @@ extract_mapped "$BMAP" "$IMG" "$MAPPED"
 
 # ----------------------------------------------------------- the flashed device
 say "making the loop target over a $IMAGE_BYTES-byte file and flashing it"
-rm -f "$BACKING"
-fallocate -l "$IMAGE_BYTES" "$BACKING" 2>/dev/null || truncate -s "$IMAGE_BYTES" "$BACKING"
-if [[ ${LOOP_DIO:-0} == 1 ]]; then
-    LOOP=$(losetup -f --show --direct-io=on "$BACKING")
-else
-    LOOP=$(losetup -f --show "$BACKING")
-fi
-bench_track_loop "$LOOP"
+bench_loop_device LOOP "$BACKING" "$IMAGE_BYTES" "${LOOP_DIO:-0}"
 "$OURS" copy -q --bmap "$BMAP" "$IMG" "$LOOP"
 sync
 
-# The raw read limit: O_DIRECT reads of the mapped ranges, 1 MiB at a time into one
-# page-aligned buffer (an anonymous mmap), partial blocks rounded out to 4 KiB.
-cat > "$RAWREAD" <<'EOF'
-import mmap, os, re, sys
-bmap, dev = sys.argv[1:3]
-text = open(bmap).read()
-bs = int(re.search(r"<BlockSize>\s*(\d+)", text).group(1))
-image = int(re.search(r"<ImageSize>\s*(\d+)", text).group(1))
-ranges = [(int(a), int(b or a)) for a, b in
-          re.findall(r"<Range[^>]*>\s*(\d+)\s*(?:-\s*(\d+))?\s*</Range>", text)]
-fd = os.open(dev, os.O_RDONLY | os.O_DIRECT)
-buf = mmap.mmap(-1, 1 << 20)
-total = 0
-for a, b in ranges:
-    off = a * bs // 4096 * 4096
-    end = -(-min((b + 1) * bs, image) // 4096) * 4096
-    while off < end:
-        n = min(1 << 20, end - off)
-        got = os.preadv(fd, [memoryview(buf)[:n]], off)
-        if got <= 0:
-            sys.exit(f"short read at {off}")
-        off += got
-        total += got
-print(total)
-EOF
+# The raw read limit: O_DIRECT reads of the mapped ranges (bench/lib.sh).
+bench_rawread_script "$RAWREAD"
 
 # ------------------------------------------------------------------ correctness
 declare -A CHECK
