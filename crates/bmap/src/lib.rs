@@ -81,6 +81,8 @@ pub mod create;
 pub mod dest;
 pub mod discover;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gpt;
 mod interrupt;
 pub mod layout;
