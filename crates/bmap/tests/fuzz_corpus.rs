@@ -77,3 +77,24 @@ fn a_missing_corpus_is_an_error_not_a_skip() {
     let missing = std::panic::catch_unwind(|| inputs("corpus", "no-such-target", true));
     assert!(missing.is_err());
 }
+
+/// The one input the decoder target found: an `.lzma` header asking for a 2 GiB
+/// dictionary, which liblzma used to allocate. The window limit refuses it from the
+/// header, naming the dictionary, before anything is allocated.
+#[test]
+fn the_fuzz_found_lzma_header_asking_for_2_gib_is_refused_by_the_window_limit() {
+    let data =
+        std::fs::read(fuzz_dir().join("regressions/decoder/lzma-header-asks-2gib-dictionary"))
+            .expect("the regression input");
+    let (&pick, stream) = data.split_first().expect("a name byte and a stream");
+    let name = fuzzing::DECODER_NAMES[usize::from(pick) % fuzzing::DECODER_NAMES.len()];
+    assert_eq!(name, Some("disk.img.lzma"));
+    let input = Box::new(std::io::Cursor::new(stream.to_vec()));
+    let error = match bmap::source::decode(input, name, 1) {
+        Ok(_) => panic!("a 2 GiB lzma dictionary was accepted"),
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains("dictionary"), "{error}");
+    assert!(error.contains("more than the limit"), "{error}");
+    assert!(error.contains("2.0 GiB"), "{error}");
+}
