@@ -1,9 +1,9 @@
 //! The Debian package: a staging tree laid out as the installed files (the static
-//! binary, the man pages gzipped, the bash/zsh/fish completions, the copyright and the
-//! Debian changelog from `packaging/debian/`), a control file and md5sums, packed by
-//! `dpkg-deb --build --root-owner-group` (no packaging tool to compile). The version
-//! and the maintainer come from `packaging/debian/changelog`, whose upstream version
-//! must be the workspace's.
+//! binary, the man pages gzipped, the bash/zsh/fish completions, the copyright, the
+//! Debian changelog and the lintian overrides from `packaging/debian/`), a control file
+//! and md5sums, packed by `dpkg-deb --build --root-owner-group` (no packaging tool to
+//! compile). The version and the maintainer come from `packaging/debian/changelog`,
+//! whose upstream version must be the workspace's.
 
 use std::fs;
 use std::io::Write;

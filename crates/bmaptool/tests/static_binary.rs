@@ -1,9 +1,10 @@
 //! The static binary and the Debian package that `cargo xtask dist` writes to
-//! `target/dist` (or `$BMAPTOOL_DIST_DIR`): the binary is statically linked, and inside
-//! an empty chroot (the binary, the image, and an `/etc/hosts` naming the test host:
-//! no libc, no NSS modules, no decompressors, no environment) it copies a `.zst` image
-//! and an HTTP URL by host name, byte for byte; the `.deb` holds the binary, the man
-//! pages, the completions and the copyright, and replaces `bmap-tools`.
+//! `target/dist` (or `$BMAPTOOL_DIST_DIR`): the binary is statically linked; inside an
+//! empty chroot (the binary, the image, and an `/etc/hosts` naming the test host: no
+//! libc, no NSS modules, no decompressors, no environment) it copies a `.zst` image and
+//! an HTTP URL by host name, byte for byte, and without the hosts file it cannot
+//! resolve that name (the hosts file is what answered); the `.deb` holds the binary,
+//! the man pages, the completions and the copyright, and replaces `bmap-tools`.
 //!
 //! These tests use the dist output instead of building it: a static release build
 //! takes minutes, and CI builds it once (`.ci/run` runs `cargo xtask dist` before the
@@ -100,9 +101,9 @@ fn static_binary_is_statically_linked() {
     assert!(!file.contains("interpreter"), "file says: {file}");
 }
 
-/// An empty directory holding only the static binary, the files given, `/etc/hosts`
-/// mapping [`TEST_HOST`] to 127.0.0.1, and an `/etc/nsswitch.conf` asking the files
-/// then DNS (the usual line of a bare system).
+/// An empty directory holding only the static binary, the files given, and
+/// `/etc/hosts` mapping [`TEST_HOST`] to 127.0.0.1 (no `/etc/nsswitch.conf`: glibc's
+/// default asks DNS, which has no server here, then the hosts file).
 fn bare_root(bin: &Path, files: &[PathBuf]) -> tempfile::TempDir {
     let root = scratch();
     fs::copy(bin, root.path().join("bmaptool")).expect("copy the binary");
@@ -121,7 +122,6 @@ fn bare_root(bin: &Path, files: &[PathBuf]) -> tempfile::TempDir {
         format!("127.0.0.1 {TEST_HOST}\n"),
     )
     .expect("hosts");
-    fs::write(root.path().join("etc/nsswitch.conf"), "hosts: files dns\n").expect("nsswitch");
     root
 }
 
@@ -177,6 +177,22 @@ fn static_binary_copies_zst_and_http_by_host_name_in_an_empty_chroot() {
     let stats = http.stats();
     assert!(!stats.gets("/test.image.zst").is_empty(), "{stats:?}");
     assert!(!stats.gets("/test.image.bmap").is_empty(), "{stats:?}");
+
+    // Without the hosts file the name resolves nowhere: the binary says so and fails.
+    fs::remove_file(root.path().join("etc/hosts")).expect("remove hosts");
+    let unresolved = in_chroot(root.path(), &["copy", &url, "/unresolved.img"]);
+    assert_no_panic(&unresolved.stderr());
+    assert!(
+        !unresolved.output.status.success(),
+        "{}",
+        unresolved.stderr()
+    );
+    let said = unresolved.stderr();
+    assert!(
+        said.contains("failed to lookup address information"),
+        "{said}"
+    );
+    assert!(!root.path().join("unresolved.img").exists());
 }
 
 #[test]
