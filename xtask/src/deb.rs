@@ -60,6 +60,13 @@ pub fn build(dir: &Path, binary: &Path) -> Result<PathBuf> {
         &root.join(doc).join("changelog.Debian.gz"),
         &gzip(changelog.as_bytes())?,
     )?;
+    let overrides = packaging().join("lintian-overrides");
+    install(
+        &root,
+        &overrides,
+        "usr/share/lintian/overrides/bmaptool",
+        0o644,
+    )?;
     let files = list_files(&root)?;
     write_control(&root, &files, &version, &maintainer, &arch)?;
     let deb = dir.join(format!("bmaptool_{version}_{arch}.deb"));
