@@ -105,7 +105,7 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 bench_build_release
 say "building the decode example (the decoder chain alone)"
-(cd "$BENCH_REPO" && cargo build --release -p bmap --example decode)
+(cd "$BENCH_REPO" && cargo build --release -p bmaptool-core --example decode)
 CHAIN=${CARGO_TARGET_DIR:-$BENCH_REPO/target}/release/examples/decode
 [[ -x $CHAIN ]] || die "no decode example at $CHAIN"
 

@@ -1,6 +1,11 @@
 //! Developer tasks. `cargo xtask man DIR` writes the man page `bmaptool.1` (and one page
 //! per subcommand); `cargo xtask completions DIR` writes bash, zsh, fish, elvish and
 //! PowerShell completions. Both come from the same clap definition as `--help`.
+//! `cargo xtask static DIR` builds the static binary `DIR/bmaptool`; `cargo xtask dist
+//! [DIR]` (default `target/dist`) does all three and packs them into a `.deb`.
+
+mod deb;
+mod static_build;
 
 use std::path::{Path, PathBuf};
 
@@ -14,12 +19,20 @@ fn main() -> Result<()> {
     match task.as_str() {
         "man" => man(&dir),
         "completions" => completions(&dir),
-        "dist" => {
-            man(&dir.join("man"))?;
-            completions(&dir.join("completions"))
-        }
-        _ => bail!("usage: cargo xtask man|completions|dist [DIR]"),
+        "static" => static_build::build(&dir).map(drop),
+        "dist" => dist(&dir),
+        _ => bail!("usage: cargo xtask man|completions|static|dist [DIR]"),
     }
+}
+
+/// Man pages, completions, the static binary and the `.deb` built from them, in `dir`.
+fn dist(dir: &Path) -> Result<()> {
+    man(&dir.join("man"))?;
+    completions(&dir.join("completions"))?;
+    let binary = static_build::build(dir)?;
+    let deb = deb::build(dir, &binary)?;
+    println!("{}", deb.display());
+    Ok(())
 }
 
 fn man(dir: &Path) -> Result<()> {

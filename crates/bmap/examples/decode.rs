@@ -2,7 +2,7 @@
 //! chain alone, without the copy pipeline (used by `bench/compressed.sh` against the
 //! system decoders).
 //!
-//! `cargo run --release -p bmap --example decode -- IMAGE`
+//! `cargo run --release -p bmaptool-core --example decode -- IMAGE`
 
 use std::io::Read;
 
