@@ -11,10 +11,9 @@ shift $(($# < 2 ? $# : 2))
 malloc_limit=2048
 case $target in
     location) max_len=4096 ;;
-    # A decoder may take the window its header asks for, up to the library's limit
-    # (liblzma's memlimit, zstd's window log 31: 2-4 GiB of mostly untouched memory):
-    # only single allocations above that limit are findings; the RSS limit still holds.
-    decoder) max_len=65536 malloc_limit=4200 ;;
+    # A decoder takes at most the window limit (source::limits, 128 MiB by default)
+    # for its first block, and liblzma at most its 1 GiB threading budget after that.
+    decoder) max_len=65536 malloc_limit=1100 ;;
     *) max_len=65536 ;;
 esac
 mkdir -p "$fuzz/artifacts/$target"

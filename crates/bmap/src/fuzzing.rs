@@ -44,6 +44,7 @@ pub const COPY_CAP: u64 = 1 << 20;
 /// the same bmap), and (for a small image) a verifying copy of an image made of the
 /// input's own bytes, read at offsets as a local file is.
 pub fn bmap(data: &[u8]) -> Ended {
+    same_reading_with_and_without_the_cut(data);
     let inspected = format::inspect(data);
     let parsed = format::parse(data);
     if let Ok(parsed) = &parsed {
@@ -55,6 +56,23 @@ pub fn bmap(data: &[u8]) -> Ended {
         copy_from(data, &parsed.bmap);
     }
     Ended::from(&parsed)
+}
+
+/// The parser reads a `BlockMap` as `create` writes it without the XML tree (the cut,
+/// `format/fastpath.rs`); whenever it does, the whole tree must read the same bmap,
+/// self-check and warnings (both strict and lenient).
+fn same_reading_with_and_without_the_cut(data: &[u8]) {
+    for lenient in [false, true] {
+        if let Some((cut, tree)) = format::cut_and_tree(data, lenient) {
+            let tree = tree.unwrap_or_else(|e| panic!("the cut read a bmap the tree refuses: {e}"));
+            assert_eq!(
+                cut.bmap, tree.bmap,
+                "the cut and the tree read different bmaps"
+            );
+            assert_eq!(cut.self_check, tree.self_check);
+            assert_eq!(cut.warnings, tree.warnings);
+        }
+    }
 }
 
 /// What holds for every accepted bmap: its ranges lie in the image, in order, and its

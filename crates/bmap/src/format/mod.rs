@@ -33,6 +33,7 @@ use std::fmt;
 pub use diagnostics::{ParseError, Warning};
 pub use digest::{ChecksumKind, Digest, Hasher, HexError, self_checksum};
 pub use human::{human_size, human_time};
+pub(crate) use parse::cut_and_tree;
 pub use parse::{Parsed, SelfCheck, inspect, parse};
 
 /// A bmap format version, `major.minor`.

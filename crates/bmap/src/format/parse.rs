@@ -113,6 +113,16 @@ fn parse_with(bytes: &[u8], lenient: bool) -> Result<Parsed, ParseError> {
     if let Some(parsed) = parse_cut(text, bytes, lenient, allow_dtd) {
         return Ok(parsed);
     }
+    parse_tree(text, bytes, lenient, allow_dtd)
+}
+
+/// The whole document in the XML tree, without the cut.
+fn parse_tree(
+    text: &str,
+    bytes: &[u8],
+    lenient: bool,
+    allow_dtd: bool,
+) -> Result<Parsed, ParseError> {
     let doc = Document::parse_with_options(text, options(allow_dtd)).map_err(|e| match e {
         roxmltree::Error::NodesLimitReached => ParseError::TooManyNodes {
             max: limits::MAX_NODES,
@@ -126,6 +136,19 @@ fn parse_with(bytes: &[u8], lenient: bool) -> Result<Parsed, ParseError> {
         cut: None,
     }
     .parse()
+}
+
+/// For the fuzzer and its replay ([`crate::fuzzing`]): when the cut reads `bytes`
+/// ([`fastpath`]), its reading and the whole tree's, which must be the same.
+pub(crate) fn cut_and_tree(
+    bytes: &[u8],
+    lenient: bool,
+) -> Option<(Parsed, Result<Parsed, ParseError>)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let allow_dtd = prescan::doctype_without_declarations(text);
+    prescan::check_attribute_counts(text).ok()?;
+    let cut = parse_cut(text, bytes, lenient, allow_dtd)?;
+    Some((cut, parse_tree(text, bytes, lenient, allow_dtd)))
 }
 
 /// [`parse_with`], for the tests.
