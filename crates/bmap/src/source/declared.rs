@@ -143,6 +143,13 @@ fn read_exact_at(source: &mut dyn RandomAccess, buf: &mut [u8], offset: u64) -> 
 /// frames, as pzstd writes first), when its header declares one. More frames may
 /// follow: the image holds at least this many bytes.
 pub fn zstd_content_size(head: &[u8]) -> Option<u64> {
+    frame_content_size(first_zstd_frame(head)?)
+}
+
+/// The header of the first zstd frame in `head` (from its Frame_Header_Descriptor,
+/// past the magic number), after any skippable frames; `None` when `head` is not
+/// zstd or too short.
+pub(super) fn first_zstd_frame(head: &[u8]) -> Option<&[u8]> {
     let mut at = 0usize;
     loop {
         let magic = u32::from_le_bytes(head.get(at..at + 4)?.try_into().ok()?);
@@ -151,15 +158,12 @@ pub fn zstd_content_size(head: &[u8]) -> Option<u64> {
             at = at.checked_add(8)?.checked_add(usize::try_from(len).ok()?)?;
             continue;
         }
-        if magic != 0xfd2f_b528 {
-            return None;
-        }
-        return frame_content_size(head.get(at + 4..)?);
+        return (magic == 0xfd2f_b528).then(|| head.get(at + 4..)).flatten();
     }
 }
 
 /// The content size in a frame header (from its descriptor byte on).
-fn frame_content_size(header: &[u8]) -> Option<u64> {
+pub(super) fn frame_content_size(header: &[u8]) -> Option<u64> {
     let descriptor = *header.first()?;
     let single_segment = descriptor & 0x20 != 0;
     let fcs_len = match descriptor >> 6 {

@@ -98,27 +98,16 @@ impl std::error::Error for WindowTooLarge {}
 
 /// The window of the first zstd frame (after any skippable frames) in `head`.
 fn zstd_window(head: &[u8]) -> Option<u64> {
-    let mut at = 0usize;
-    loop {
-        let magic = u32::from_le_bytes(head.get(at..at + 4)?.try_into().ok()?);
-        if magic & 0xffff_fff0 == 0x184d_2a50 {
-            let len = u32::from_le_bytes(head.get(at + 4..at + 8)?.try_into().ok()?);
-            at = at.checked_add(8)?.checked_add(usize::try_from(len).ok()?)?;
-            continue;
-        }
-        if magic != 0xfd2f_b528 {
-            return None;
-        }
-        let descriptor = *head.get(at + 4)?;
-        if descriptor & 0x20 != 0 {
-            // Single segment: the window is the content size (the frame is decoded
-            // straight into its output, as large as the content).
-            return super::declared::zstd_content_size(&head[at..]);
-        }
-        let byte = *head.get(at + 5)?;
-        let base = 1u64 << (10 + (byte >> 3));
-        return Some(base + (base / 8) * u64::from(byte & 7));
+    let frame = super::declared::first_zstd_frame(head)?;
+    let descriptor = *frame.first()?;
+    if descriptor & 0x20 != 0 {
+        // Single segment: the window is the content size (the frame is decoded
+        // straight into its output, as large as the content).
+        return super::declared::frame_content_size(frame);
     }
+    let byte = *frame.get(1)?;
+    let base = 1u64 << (10 + (byte >> 3));
+    Some(base + (base / 8) * u64::from(byte & 7))
 }
 
 /// The LZMA2 dictionary of the first block of an xz stream in `head`.
