@@ -10,17 +10,39 @@ pub const MIB: u64 = 1 << 20;
 
 /// `len` pseudo-random bytes (splitmix64), never all zero for long runs.
 pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed;
+    let mut rng = SplitMix(seed);
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        out.extend_from_slice(&rng.next_u64().to_le_bytes());
     }
     out.truncate(len);
     out
+}
+
+/// splitmix64: a small seeded generator for test bytes and fault points, the same on
+/// every machine.
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n` > 0; the tiny modulo bias does not matter here).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// A number in `[low, high)` (`low` when the span is empty).
+    pub fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.below((high - low).max(1))
+    }
 }
 
 /// Sorts inclusive ranges and merges overlapping or adjacent ones.

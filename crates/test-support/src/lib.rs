@@ -31,7 +31,7 @@ pub use cmd::{
     BMAPTOOL_VAR_PREFIX, PROXY_VARS, assert_fails, assert_no_panic, assert_ok, clean_command,
     copy_args, empty_gnupghome, pipe_through, stderr, succeeds, with_bmap,
 };
-pub use data::{MIB, flip_byte, merge, random_bytes, read, write_chunks, write_filled};
+pub use data::{MIB, SplitMix, flip_byte, merge, random_bytes, read, write_chunks, write_filled};
 pub use env::{
     CONFORMANCE_NEED, REFERENCE, STRICT_VAR, conformance_path, have_reference, is_root,
     need_conformance, need_loop_devices, need_mount, need_python, need_reference, need_tool,
